@@ -1,0 +1,251 @@
+"""A model is a frozen, serialisable list of layer specs, built into a real nn.Module.
+
+Shapes are inferred layer by layer, so a learner never wires sizes by hand;
+what can still be wrong (zero neurons, an absurd size, a model over the
+parameter budget) is refused with a sentence naming the layer and the reason.
+The LAYERS registry feeds the builder, the shape table, the code exporter and
+the tests; a new layer type is one entry.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+PARAM_BUDGET = 2_000_000  # parameters; keeps one classroom server responsive
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be built; `layer` is 1-based (None: the whole model)."""
+
+    def __init__(self, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.layer = layer
+
+
+ACTIVATIONS: dict[str, tuple[str, Callable[[], nn.Module], str]] = {
+    # key: (label, factory, PyTorch source)
+    "relu": ("ReLU", nn.ReLU, "nn.ReLU()"),
+    "tanh": ("tanh", nn.Tanh, "nn.Tanh()"),
+    "sigmoid": ("sigmoid", nn.Sigmoid, "nn.Sigmoid()"),
+    "linear": ("linear (none)", nn.Identity, "nn.Identity()"),
+    "gelu": ("GELU", nn.GELU, "nn.GELU()"),
+    "leaky_relu": ("LeakyReLU", lambda: nn.LeakyReLU(0.01), "nn.LeakyReLU(0.01)"),
+}
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """How one kind of layer builds, reshapes, and prints itself."""
+
+    label: str
+    build: Callable[[tuple, dict], nn.Module]
+    out_shape: Callable[[tuple, dict], tuple]
+    code: Callable[[tuple, dict], str]
+    check: Callable[[tuple, dict], str | None] = lambda shape, p: None
+
+
+def _need_flat(shape, p):
+    return None if len(shape) == 1 else f"expects a flat vector, but gets shape {shape}; add a Flatten layer first"
+
+
+def _linear_check(shape, p):
+    n = p.get("out_features", 0)
+    if not isinstance(n, int) or n < 1:
+        return f"has {n} neurons; a layer needs at least 1 neuron"
+    if n > 4096:
+        return f"has {n} neurons; at most 4,096 fit in this app"
+    return _need_flat(shape, p)
+
+
+def _activation_check(shape, p):
+    fn = p.get("fn")
+    return None if fn in ACTIVATIONS else f"uses unknown activation {fn!r} (choose from {', '.join(ACTIVATIONS)})"
+
+
+def _dropout_check(shape, p):
+    rate = p.get("p", 0.5)
+    return None if 0 <= rate < 1 else f"drops {rate:.0%} of its inputs; choose a rate from 0 up to (not including) 1"
+
+
+LAYERS: dict[str, LayerType] = {
+    "linear": LayerType(
+        "Linear (fully connected)",
+        build=lambda s, p: nn.Linear(s[0], p["out_features"]),
+        out_shape=lambda s, p: (p["out_features"],),
+        code=lambda s, p: f"nn.Linear({s[0]}, {p['out_features']})",
+        check=_linear_check,
+    ),
+    "activation": LayerType(
+        "Activation",
+        build=lambda s, p: ACTIVATIONS[p["fn"]][1](),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: ACTIVATIONS[p["fn"]][2],
+        check=_activation_check,
+    ),
+    "dropout": LayerType(
+        "Dropout",
+        build=lambda s, p: nn.Dropout(p.get("p", 0.5)),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: f"nn.Dropout({p.get('p', 0.5)})",
+        check=_dropout_check,
+    ),
+    "batchnorm": LayerType(
+        "Batch norm",
+        build=lambda s, p: nn.BatchNorm1d(s[0]),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: f"nn.BatchNorm1d({s[0]})",
+        check=_need_flat,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    kind: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, **params) -> "LayerSpec":
+        return cls(kind, tuple(sorted(params.items())))
+
+    @property
+    def p(self) -> dict:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Input shape, layers, and what the inputs and outputs mean."""
+
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerSpec, ...]
+    task: str = "classification"  # or "regression"
+    input_names: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "layers": [{"kind": l.kind, **l.p} for l in self.layers],
+            "task": self.task,
+            "input_names": list(self.input_names),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        try:
+            layers = tuple(
+                LayerSpec.of(l["kind"], **{k: v for k, v in l.items() if k != "kind"}) for l in d["layers"]
+            )
+            return cls(tuple(int(s) for s in d["input_shape"]), layers, str(d.get("task", "classification")),
+                       tuple(str(n) for n in d.get("input_names", ())))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SpecError(f"The model description is incomplete or malformed ({exc}).") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError:
+            raise SpecError("The model description is not valid JSON.") from None
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    index: int  # 1-based
+    kind: str
+    label: str
+    out_shape: tuple
+    params: int
+
+
+def _param_count(kind: str, in_shape: tuple, p: dict) -> int:
+    if kind == "linear":
+        return in_shape[0] * p["out_features"] + p["out_features"]
+    if kind == "batchnorm":
+        return 2 * in_shape[0]
+    return 0
+
+
+def summarize(spec: ModelSpec, budget: int = PARAM_BUDGET) -> list[LayerRow]:
+    """Validate the spec and return each layer's output shape and parameter count."""
+    if not spec.layers:
+        raise SpecError("The model has no layers.")
+    if not spec.input_shape or any(s < 1 for s in spec.input_shape):
+        raise SpecError(f"The input shape {spec.input_shape} is empty; pick at least one input feature.")
+    shape, rows = tuple(spec.input_shape), []
+    for i, layer in enumerate(spec.layers, 1):
+        lt = LAYERS.get(layer.kind)
+        if lt is None:
+            raise SpecError(f"Layer {i} has unknown type {layer.kind!r}.", i)
+        problem = lt.check(shape, layer.p)
+        if problem:
+            raise SpecError(f"Layer {i} ({lt.label}) {problem}.", i)
+        count = _param_count(layer.kind, shape, layer.p)
+        shape = lt.out_shape(shape, layer.p)
+        rows.append(LayerRow(i, layer.kind, lt.label, shape, count))
+    total = sum(r.params for r in rows)
+    if total > budget:
+        raise SpecError(f"This model has {total:,} parameters, over this app's budget of {budget:,}: "
+                        "use fewer or narrower layers.")
+    if spec.task == "classification" and math.prod(shape) < 2:
+        raise SpecError("A classifier needs at least 2 outputs, one score per class.", len(rows))
+    return rows
+
+
+class SpecNet(nn.Module):
+    """The built model. `layers` mirrors the spec one-to-one, so state_dict keys
+    ("layers.0.weight") are the same in the app and in exported code."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def build(spec: ModelSpec, seed: int | None = None) -> SpecNet:
+    """Validate, then build fresh modules (one activation module per use, as
+    Captum's DeepLift needs) with weights drawn from `seed` when given."""
+    summarize(spec)
+    if seed is not None:
+        torch.manual_seed(seed)
+    shape, modules = tuple(spec.input_shape), []
+    for layer in spec.layers:
+        lt = LAYERS[layer.kind]
+        modules.append(lt.build(shape, layer.p))
+        shape = lt.out_shape(shape, layer.p)
+    return SpecNet(modules)
+
+
+def mlp_spec(n_inputs: int, hidden: list[int], activation: str, n_outputs: int, task: str = "classification",
+             dropout: float = 0.0, batchnorm: bool = False, input_names: tuple[str, ...] = ()) -> ModelSpec:
+    """The Playground's network: each hidden layer is Linear → [BatchNorm] → activation → [Dropout]."""
+    layers = []
+    for width in hidden:
+        layers.append(LayerSpec.of("linear", out_features=width))
+        if batchnorm:
+            layers.append(LayerSpec.of("batchnorm"))
+        layers.append(LayerSpec.of("activation", fn=activation))
+        if dropout > 0:
+            layers.append(LayerSpec.of("dropout", p=dropout))
+    layers.append(LayerSpec.of("linear", out_features=n_outputs))
+    return ModelSpec((n_inputs,), tuple(layers), task, tuple(input_names))
+
+
+def neuron_layers(spec: ModelSpec) -> list[int]:
+    """0-based indices of the modules whose outputs are the hidden neurons' values
+    (each hidden layer's activation), in depth order."""
+    return [i for i, l in enumerate(spec.layers) if l.kind == "activation"]
+
+
+def linear_layers(spec: ModelSpec) -> list[int]:
+    return [i for i, l in enumerate(spec.layers) if l.kind == "linear"]

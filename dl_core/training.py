@@ -1,0 +1,376 @@
+"""A training job: a background thread that trains and is observed, never observes.
+
+The worker never touches the UI. It records metrics and events in a
+lock-protected history and calls a probe at a fixed wall-clock rate, so the
+page can poll at its own pace and live views cost training a bounded share.
+Controls (start, pause, step one batch, step one epoch, stop, hyperparameter
+changes) are flags the worker reads between batches, so a step is exactly one
+optimizer update. A NaN or infinite loss puts the last good weights back and
+explains, in plain words, what happened.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .runner import RUNNER, JobRunner
+
+OPTIMIZERS: dict[str, tuple[str, Callable]] = {
+    "sgd": ("SGD", lambda ps, c: torch.optim.SGD(ps, lr=c.lr)),
+    "momentum": ("SGD + momentum", lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum)),
+    "adam": ("Adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr)),
+    "rmsprop": ("RMSprop", lambda ps, c: torch.optim.RMSprop(ps, lr=c.lr)),
+}
+LOSSES = {"classification": nn.CrossEntropyLoss, "regression": nn.MSELoss}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 0.03
+    batch_size: int = 32
+    momentum: float = 0.9
+    l1: float = 0.0  # penalties on weights (not biases), as TensorFlow Playground applies them
+    l2: float = 0.0
+    max_epochs: int | None = None  # None: train until paused or stopped
+    shuffle: bool = True  # False visits the training set in its stored order every epoch
+    snapshot_interval_s: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class TensorData:
+    """Train and test tensors, already on the job's device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, task: str, device="cpu") -> "TensorData":
+        def target(y):
+            t = torch.as_tensor(y, device=device)
+            return t.long() if task == "classification" else t.float().reshape(-1, 1)
+
+        if len(x_train) == 0:
+            raise ValueError("The training set is empty: add points or lower the test share.")
+        return cls(torch.as_tensor(x_train, dtype=torch.float32, device=device), target(y_train),
+                   torch.as_tensor(x_test, dtype=torch.float32, device=device), target(y_test), task)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # step | epoch | snapshot | finished | stopped | failed | paused | started
+    step: int
+    epoch: int
+    time: float
+    message: str = ""
+
+
+@dataclass
+class History:
+    """Everything the job has measured; read it through TrainingJob.view()."""
+
+    steps: list = field(default_factory=list)  # (step, batch loss)
+    epochs: list = field(default_factory=list)  # dicts: epoch, step, train_loss, test_loss, train_acc, test_acc
+    grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
+
+
+def _downsample(seq: list, n: int) -> list:
+    if len(seq) <= n:
+        return list(seq)
+    stride = len(seq) / n
+    return [seq[int(i * stride)] for i in range(n - 1)] + [seq[-1]]
+
+
+class TrainingJob:
+    """Train `model` on `data` in a background thread; see the module docstring."""
+
+    def __init__(self, model: nn.Module, data: TensorData, config: TrainConfig = TrainConfig(),
+                 probe: Callable[[nn.Module], dict] | None = None, runner: JobRunner = RUNNER):
+        self.model, self.data, self.config = model, data, config
+        self.probe, self.runner = probe, runner
+        self.loss_fn = LOSSES[data.task]()
+        self.lock = threading.RLock()  # held while weights change; take it to read them
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._want_run = False
+        self._budget = 0  # optimizer steps still to take while paused
+        self._stop = False
+        self.state = "idle"
+        self.message = ""
+        self.step = 0
+        self.epoch = 0
+        self._history = History()
+        self._events: deque[Event] = deque(maxlen=500)
+        self._snapshot: dict | None = None
+        self._last_snapshot_t = 0.0
+        self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        self._gen = torch.Generator().manual_seed(config.seed)
+        self._order = self._new_order()
+        self._pos = 0
+        self._optimizer = OPTIMIZERS[config.optimizer][1](model.parameters(), config)
+        self._good_state = copy.deepcopy(model.state_dict())
+        self._weights = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+        self._record_epoch()
+
+    # ---- controls (called from the UI thread) ----
+    def start(self) -> None:
+        """Train continuously (also resumes after pause, stop, finish or failure)."""
+        with self._cond:
+            self._want_run = True
+            self._ensure_thread()
+
+    resume = start
+
+    def pause(self) -> None:
+        with self._cond:
+            self._want_run = False
+            self._budget = 0
+            self._cond.notify_all()
+
+    def step_batch(self, n: int = 1) -> None:
+        """Take exactly `n` optimizer steps, then stay paused."""
+        with self._cond:
+            self._want_run = False
+            self._budget += n
+            self._ensure_thread()
+
+    def step_epoch(self) -> None:
+        """Train to the end of the current epoch (a whole one from an epoch boundary)."""
+        n = len(self.data.x_train)
+        with self._cond:
+            pos = self._pos + self._budget * self.config.batch_size
+            left = max(1, math.ceil((n - pos % n) / self.config.batch_size))
+        self.step_batch(left)
+
+    def stop(self) -> None:
+        """End the worker thread; the model keeps its weights and can train on later."""
+        with self._cond:
+            self._stop = True
+            self._want_run = False
+            self._budget = 0
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def set_config(self, **changes) -> None:
+        """Change hyperparameters; applied before the next batch."""
+        with self.lock, self._cond:
+            new = replace(self.config, **changes)
+            if new.optimizer not in OPTIMIZERS:
+                raise ValueError(f"Unknown optimizer {new.optimizer!r}.")
+            if new.optimizer != self.config.optimizer:
+                self._optimizer = OPTIMIZERS[new.optimizer][1](self.model.parameters(), new)
+            for g in self._optimizer.param_groups:
+                g["lr"] = new.lr
+                if "momentum" in g and new.optimizer == "momentum":
+                    g["momentum"] = new.momentum
+            self.config = new
+
+    # ---- observation ----
+    def status(self) -> dict:
+        with self._cond:
+            return {"state": self.state, "message": self.message, "step": self.step, "epoch": self.epoch,
+                    "queue_position": self.runner.position(self), "busy": self._want_run or self._budget > 0}
+
+    @property
+    def active(self) -> bool:
+        """True while the worker has work to do (the page should keep polling)."""
+        with self._cond:
+            return self._thread is not None and self._thread.is_alive() and (self._want_run or self._budget > 0)
+
+    def view(self, max_points: int = 500) -> dict:
+        """A copy of the history, downsampled for charts."""
+        with self._cond:
+            h = self._history
+            return {"steps": _downsample(h.steps, max_points), "epochs": _downsample(h.epochs, max_points),
+                    "grad_norms": _downsample(h.grad_norms, max_points), "events": list(self._events)}
+
+    def snapshot(self, fresh: bool = False) -> dict | None:
+        """The latest probe result; `fresh` takes one now (under the weights lock)."""
+        if fresh and self.probe is not None:
+            with self.lock:
+                snap = self.probe(self.model)
+            with self._cond:
+                self._snapshot = snap
+        with self._cond:
+            return self._snapshot
+
+    def evaluate(self) -> dict:
+        """Loss (and accuracy for classes) on the train and test sets, in eval mode."""
+        with self.lock:
+            was_training = self.model.training
+            self.model.eval()
+            out = {}
+            with torch.no_grad():
+                for split, x, y in (("train", self.data.x_train, self.data.y_train),
+                                    ("test", self.data.x_test, self.data.y_test)):
+                    if len(x) == 0:
+                        out[f"{split}_loss"] = out[f"{split}_acc"] = None
+                        continue
+                    pred = self.model(x)
+                    out[f"{split}_loss"] = float(self.loss_fn(pred, y))
+                    out[f"{split}_acc"] = (float((pred.argmax(1) == y).float().mean())
+                                           if self.data.task == "classification" else None)
+            self.model.train(was_training)
+        return out
+
+    # ---- worker ----
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="training-job", daemon=True)
+            self._thread.start()
+        self._cond.notify_all()
+
+    def _emit(self, kind: str, message: str = "") -> None:
+        self._events.append(Event(kind, self.step, self.epoch, time.time(), message))
+
+    def _run(self) -> None:
+        # Lock order, everywhere: self.lock (weights) before self._cond (state).
+        holding = False
+        try:
+            while True:
+                with self._cond:
+                    idle = not self._stop and not self._want_run and self._budget == 0
+                    if idle and self.state == "running":
+                        self.state = "paused"
+                        self._emit("paused")
+                if idle:
+                    if holding:
+                        self.runner.release(self)
+                        holding = False
+                    self._take_snapshot()
+                    with self._cond:
+                        while not self._stop and not self._want_run and self._budget == 0:
+                            self._cond.wait()
+                with self._cond:
+                    if self._stop:
+                        break
+                    if not holding:
+                        self.state = "queued"
+                if not holding:
+                    holding = self.runner.acquire(self, abort=lambda: self._stop)
+                    if not holding:
+                        break
+                    with self._cond:
+                        self.state = "running"
+                        self._emit("started")
+                self._train_one_batch()
+        except Exception as exc:  # reaches the page as a message; the app stays usable
+            with self._cond:
+                self.state, self.message = "failed", f"Training stopped with an error: {exc}"
+                self._emit("failed", self.message)
+        finally:
+            if holding:
+                self.runner.release(self)
+            with self._cond:
+                if self.state not in ("failed", "finished"):
+                    self.state = "stopped"
+                    self._emit("stopped")
+                self._want_run, self._budget = False, 0
+
+    def _train_one_batch(self) -> None:
+        cfg, data = self.config, self.data
+        idx = self._order[self._pos:self._pos + cfg.batch_size]
+        value = norms = None
+        snap_due = False
+        if not (self._has_bn and len(idx) < 2):  # batch norm cannot normalise one example
+            with self.lock:
+                self.model.train()
+                self._optimizer.zero_grad(set_to_none=True)
+                loss = self.loss_fn(self.model(data.x_train[idx]), data.y_train[idx])
+                if cfg.l1 or cfg.l2:
+                    loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
+                value = loss.item()
+                if math.isfinite(value):
+                    loss.backward()
+                    snap_due = time.perf_counter() - self._last_snapshot_t >= cfg.snapshot_interval_s
+                    norms = self._grad_norms() if snap_due else None
+                    self._optimizer.step()
+                else:
+                    self.model.load_state_dict(self._good_state)
+                    self._optimizer = OPTIMIZERS[cfg.optimizer][1](self.model.parameters(), cfg)
+            if not math.isfinite(value):
+                self._diverged(value)
+                return
+        with self._cond:
+            self.step += 1
+            self._pos += cfg.batch_size
+            if value is not None:
+                self._history.steps.append((self.step, value))
+            if norms is not None:
+                self._history.grad_norms.append((self.step, norms))
+            self._emit("step")
+            if self._budget > 0:
+                self._budget -= 1
+        if self._pos >= len(data.x_train):
+            self._end_epoch()
+        if snap_due:
+            self._take_snapshot()
+
+    def _new_order(self) -> torch.Tensor:
+        n = len(self.data.x_train)
+        return torch.randperm(n, generator=self._gen) if self.config.shuffle else torch.arange(n)
+
+    def _grad_norms(self) -> list[float]:
+        return [float(w.grad.norm()) if w.grad is not None else 0.0 for w in self._weights]
+
+    def _end_epoch(self) -> None:
+        with self.lock:
+            self._good_state = copy.deepcopy(self.model.state_dict())
+        self._order = self._new_order()
+        with self._cond:
+            self._pos = 0
+            self.epoch += 1
+        self._record_epoch()
+        if self.config.max_epochs is not None and self.epoch >= self.config.max_epochs:
+            with self._cond:
+                self._want_run, self._budget = False, 0
+                self.state = "finished"
+                self.message = f"Finished {self.epoch} epochs."
+                self._emit("finished", self.message)
+
+    def _record_epoch(self) -> None:
+        metrics = {"epoch": self.epoch, "step": self.step, **self.evaluate()}
+        with self._cond:
+            self._history.epochs.append(metrics)
+            self._emit("epoch")
+
+    def _take_snapshot(self) -> None:
+        if self.probe is None:
+            return
+        with self.lock:
+            snap = self.probe(self.model)
+        with self._cond:
+            self._snapshot = snap
+            self._last_snapshot_t = time.perf_counter()
+            self._emit("snapshot")
+
+    def _diverged(self, value: float) -> None:
+        """Explain (the last good weights are already back); the learner can lower the rate and go on."""
+        kind = "NaN (not a number)" if math.isnan(value) else "infinite"
+        with self._cond:
+            self._want_run, self._budget = False, 0
+            self.state = "failed"
+            self.message = (f"Learning rate too high: the loss exploded (became {kind}) at step {self.step + 1}, "
+                            f"epoch {self.epoch + 1}. Each update overshot the minimum by more than the last, so "
+                            f"the weights blew up. The model was put back to its weights at the end of epoch "
+                            f"{self.epoch}; lower the learning rate (now {self.config.lr:g}) and train again.")
+            self._emit("failed", self.message)
+        self._pos = 0
+        self._order = self._new_order()

@@ -1,0 +1,31 @@
+"""Shared test set-up: one torch thread (CI has 2 cores and runs the app
+server beside the tests), the repository on sys.path, small job helpers."""
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(1)
+
+
+def wait_for(predicate, timeout=30.0, interval=0.005):
+    """Poll until predicate() is truthy; fail the test on timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def runner():
+    """A private runner, so tests never queue behind each other's jobs."""
+    from dl_core.runner import JobRunner
+
+    return JobRunner(8)

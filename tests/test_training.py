@@ -1,0 +1,195 @@
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, wait_for
+from dl_core.playground import Setup, make_job
+from dl_core.runner import JobRunner, SessionJobs
+from dl_core.spec import LayerSpec, ModelSpec, build, mlp_spec
+from dl_core.training import TensorData, TrainConfig, TrainingJob
+
+
+def job_for(runner, **kw):
+    job, spec, ds = make_job(Setup(**kw))
+    job.runner = runner
+    return job
+
+
+@pytest.mark.parametrize("dataset", ["circle", "spiral"])
+def test_888_network_fits_circle_and_spiral(dataset, runner):
+    job = job_for(runner, dataset=dataset, max_epochs=300)
+    job.start()
+    wait_for(lambda: job.view(10**6)["epochs"][-1]["test_loss"] < 0.1 or job.status()["state"] == "finished",
+             timeout=120)
+    job.stop()
+    job.join(5)
+    last = job.view(10**6)["epochs"][-1]
+    assert last["test_loss"] < 0.1, last
+    assert last["test_acc"] > 0.95 and last["epoch"] < 300
+
+
+def test_a_step_advances_exactly_one_batch_and_epochs_are_whole(runner):
+    job = job_for(runner, n_samples=200, train_ratio=0.5, batch_size=32)  # 100 points: 4 batches/epoch
+    before = {k: v.clone() for k, v in job.model.state_dict().items()}
+    job.step_batch()
+    wait_for(lambda: job.status()["state"] == "paused")
+    assert job.step == 1 and job.epoch == 0
+    assert any(not torch.equal(before[k], v) for k, v in job.model.state_dict().items())
+    job.step_batch(2)
+    wait_for(lambda: job.step == 3 and job.status()["state"] == "paused")
+    job.step_epoch()  # one batch left in this epoch
+    wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused")
+    assert job.step == 4
+    job.step_epoch()  # a whole epoch from the boundary
+    wait_for(lambda: job.epoch == 2 and job.status()["state"] == "paused")
+    assert job.step == 8
+    assert [e["epoch"] for e in job.view()["epochs"]] == [0, 1, 2]
+    job.start()
+    wait_for(lambda: job.epoch >= 5)
+    job.pause()
+    wait_for(lambda: job.status()["state"] == "paused")
+    frozen = job.step
+    threading.Event().wait(0.1)
+    assert job.step == frozen  # paused really means paused
+    job.stop()
+    job.join(5)
+    assert job.status()["state"] == "stopped"
+    kinds = {e.kind for e in job.view()["events"]}
+    assert {"step", "epoch", "snapshot", "paused", "stopped", "started"} <= kinds
+
+
+def test_hyperparameters_change_while_paused_and_apply_to_the_next_batch(runner):
+    job = job_for(runner, optimizer="sgd", lr=0.1)
+    job.step_batch()
+    wait_for(lambda: job.status()["state"] == "paused")
+    job.set_config(lr=0.0, batch_size=7)
+    before = {k: v.clone() for k, v in job.model.state_dict().items()}
+    pos = job._pos
+    job.step_batch()
+    wait_for(lambda: job.step == 2 and job.status()["state"] == "paused")
+    assert all(torch.equal(before[k], v) for k, v in job.model.state_dict().items())  # lr 0: no change
+    assert job._pos == pos + 7
+    job.set_config(optimizer="adam", lr=0.01)
+    assert type(job._optimizer).__name__ == "Adam"
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        job.set_config(optimizer="lbfgs-ish")
+    job.stop()
+
+
+def test_divergence_is_detected_explained_and_the_last_good_weights_kept(runner):
+    job = job_for(runner, optimizer="sgd", lr=1e6, activation="relu", dataset="plane")
+    good = {k: v.clone() for k, v in job.model.state_dict().items()}
+    job.start()
+    wait_for(lambda: job.status()["state"] == "failed")
+    msg = job.status()["message"]
+    assert "Learning rate too high" in msg and "at step" in msg and "1e+06" in msg
+    assert all(torch.isfinite(v).all() for v in job.model.state_dict().values())
+    assert all(torch.equal(good[k], v) for k, v in job.model.state_dict().items())
+    job.set_config(lr=0.001)  # the learner lowers the rate and carries on
+    job.step_epoch()
+    wait_for(lambda: job.epoch >= 1 and job.status()["state"] == "paused")
+    job.stop()
+
+
+def test_an_exception_in_the_worker_reaches_the_page_as_a_message(runner):
+    job = job_for(runner)
+    job.probe = lambda model: 1 / 0
+    job.step_batch()
+    wait_for(lambda: job.status()["state"] == "failed")
+    assert "division by zero" in job.status()["message"]
+    job.probe = None
+    job.step_batch()  # still usable afterwards
+    wait_for(lambda: job.step == 2)
+    job.stop()
+
+
+def test_the_concurrency_cap_queues_jobs_and_shows_their_place():
+    runner = JobRunner(1)
+    first, second, third = (job_for(runner) for _ in range(3))
+    first.start()
+    wait_for(lambda: first.status()["state"] == "running")
+    second.start()
+    third.start()
+    wait_for(lambda: second.status()["queue_position"] == 1 and third.status()["queue_position"] == 2)
+    assert second.status()["state"] == third.status()["state"] == "queued" and second.step == 0
+    first.pause()  # a paused job gives its slot away
+    wait_for(lambda: second.status()["state"] == "running")
+    assert third.status()["queue_position"] == 1
+    third.stop()  # leaving the queue works too
+    wait_for(lambda: third.status()["state"] == "stopped")
+    assert runner.running == 1
+    for j in (first, second):
+        j.stop()
+        j.join(5)
+    assert runner.running == 0
+
+
+def test_session_end_stops_jobs_after_grace_unless_the_session_comes_back(runner):
+    sessions = SessionJobs(grace_s=0.2)
+    a, b = job_for(runner), job_for(runner)
+    sessions.register("s1", "playground", a)
+    sessions.register("s2", "playground", b)
+    a.start()
+    b.start()
+    sessions.session_ended("s1")
+    sessions.session_ended("s2")
+    sessions.touch("s2")  # s2 reconnected within the grace period
+    wait_for(lambda: a.status()["state"] == "stopped", timeout=5)
+    threading.Event().wait(0.4)
+    assert b.status()["state"] == "running" and sessions.jobs("s2")
+    assert not sessions.jobs("s1")
+    b.stop()
+
+
+def test_replacing_a_session_job_stops_the_old_one(runner):
+    sessions = SessionJobs()
+    a, b = job_for(runner), job_for(runner)
+    sessions.register("s", "playground", a)
+    a.start()
+    sessions.register("s", "playground", b)
+    wait_for(lambda: a.status()["state"] == "stopped")
+
+
+def test_snapshots_hold_output_and_every_neuron_map(runner):
+    job = job_for(runner, dataset="spiral3", hidden=(5, 3), resolution=16)
+    snap = job.snapshot(fresh=True)
+    assert snap["output"].shape == (16, 16, 3)
+    np.testing.assert_allclose(snap["output"].sum(-1), 1, rtol=1e-5)
+    assert [n.shape for n in snap["neurons"]] == [(5, 16, 16), (3, 16, 16)]
+    assert [w.shape for w in snap["weights"]] == [(5, 2), (3, 5), (3, 3)]
+    assert snap["confusion"].sum() == len(job.data.x_test)
+    job.step_epoch()
+    wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused")
+    assert len(job.view()["grad_norms"]) >= 1 and len(job.view()["grad_norms"][0][1]) == 3
+
+
+@pytest.mark.parametrize("name", ["circle_8-8-8_xy_s1", "spiral_4-2_xy_s2"])
+def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
+    """Oracle: TF Playground's engine (tanh, 0.5·squared error, SGD 0.03, batch 10, fixed
+    order) from the same points and initial weights. MSE is twice its loss, so lr 0.015."""
+    ref = json.loads((ROOT.parent / "shared/reference/tf-playground" / f"{name}.json").read_text())
+    sizes = ref["layer_sizes"]
+    layers = []
+    for width in sizes[1:]:
+        layers += [LayerSpec.of("linear", out_features=width), LayerSpec.of("activation", fn="tanh")]
+    model = build(ModelSpec((sizes[0],), tuple(layers), "regression"))
+    linears = [m for m in model.layers if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for lin, init in zip(linears, ref["init"]):
+            lin.weight.copy_(torch.tensor(init["W"]))
+            lin.bias.copy_(torch.tensor(init["b"]))
+    xy = lambda split: np.array([[p["x"], p["y"]] for p in ref[split]], np.float32)
+    lab = lambda split: np.array([p["label"] for p in ref[split]], np.float32)
+    data = TensorData.from_arrays(xy("train"), lab("train"), xy("test"), lab("test"), "regression")
+    job = TrainingJob(model, data, TrainConfig(optimizer="sgd", lr=0.015, batch_size=10, shuffle=False,
+                                               max_epochs=30), runner=runner)
+    job.start()
+    wait_for(lambda: job.status()["state"] == "finished", timeout=60)
+    epochs = job.view(10**6)["epochs"]
+    assert epochs[0]["train_loss"] / 2 == pytest.approx(ref["init_loss"]["train"], rel=1e-5)
+    ours = np.array([[e["train_loss"] / 2, e["test_loss"] / 2] for e in epochs[1:]])
+    np.testing.assert_allclose(ours, np.array(ref["trace"][:30]), rtol=2e-3)
+    assert ours[-1, 0] < ours[0, 0]  # and it did learn
