@@ -75,3 +75,12 @@ def pick_device(preference: str = "auto") -> DeviceInfo:
         reason = f"{preference.upper()} was asked for but is not available here, so the CPU is used"
     info = describe(kind)
     return DeviceInfo(info.kind, info.name, info.detail, reason)
+
+
+def configure_threads(n: int) -> None:
+    """Set torch's intra-op threads once. One thread is the measured sweet spot for
+    many small concurrent jobs on a shared server (NOTES.md: 2 threads beside a
+    busy core made small-model work 20-50x slower)."""
+    n = max(1, int(n))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

@@ -100,6 +100,16 @@ class SessionJobs:
             old.cancel()
         timer.start()
 
+    def stop_all(self, join_timeout: float = 5.0) -> None:
+        """Stop every job of every session and wait for their threads (server or test shutdown)."""
+        with self._lock:
+            jobs = [j for js in self._jobs.values() for j in js.values()]
+            self._jobs.clear()
+        for job in jobs:
+            job.stop()
+        for job in jobs:
+            job.join(join_timeout)
+
     def _expire(self, session_id: str) -> None:
         with self._lock:
             self._timers.pop(session_id, None)

@@ -29,3 +29,10 @@ def runner():
     from dl_core.runner import JobRunner
 
     return JobRunner(8)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No training thread may outlive the tests (torch aborts on exit under a live thread)."""
+    from dl_core.runner import SESSIONS
+
+    SESSIONS.stop_all()

@@ -1,0 +1,15 @@
+"""Deep Learning Lab: the router. Page list, sidebar (compute device, seed), global settings."""
+import streamlit as st
+
+from ui import widgets
+
+st.set_page_config(page_title="Deep Learning Lab", page_icon="🧠", layout="wide")
+
+PAGES = {
+    "Start here": [st.Page("pages/start.py", title="Start here", icon="🏠", default=True)],
+    "Foundations": [st.Page("pages/playground.py", title="Network Playground", icon="🕸️", url_path="network-playground")],
+}
+
+navigation = st.navigation(PAGES)
+widgets.sidebar()
+navigation.run()

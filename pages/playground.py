@@ -1,0 +1,294 @@
+"""Network Playground: build a network layer by layer on 2-D data and watch it learn, live."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
+from dl_core.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
+from dl_core.export import script
+from dl_core.playground import make_data, make_job
+from dl_core.spec import SpecError, summarize
+from ui import figures, state, views, widgets
+from ui.lessons import LESSONS, lesson_values
+
+ss = st.session_state
+POLL_S = 0.3
+
+
+# ---------- callbacks (run before the next script run draws any widget) ----------
+def on_lesson():
+    key = ss.get("lesson", "free")
+    st.query_params["lesson"] = key
+    ss["pg_lesson_seen"] = key
+    if key != "free":
+        state.apply_values(lesson_values(key))
+
+
+def lesson_from_link():
+    """A shared `?lesson=<key>` link applies its lesson once, on arrival, before any widget draws."""
+    wanted = st.query_params.get("lesson")
+    if wanted in LESSONS and ss.get("pg_lesson_seen") != wanted:
+        ss["pg_lesson_seen"] = ss["lesson"] = wanted
+        if wanted != "free":
+            state.apply_values(lesson_values(wanted))
+
+
+def on_csv():
+    file = ss.get(f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
+    if file is None:
+        return
+    try:
+        ss[state.CUSTOM_DATA] = parse_csv(file.getvalue(), ss.get("train_pct", 50) / 100, widgets.seed())
+        ss["dataset"] = state.UPLOAD
+        ss[state.NOTICE] = ("success", f"Loaded {len(ss[state.CUSTOM_DATA].points)} points from {file.name}.")
+    except DataError as exc:
+        ss[state.NOTICE] = ("error", f"Could not use {file.name}: {exc}")
+    ss[state.UPLOAD_NONCE] = ss.get(state.UPLOAD_NONCE, 0) + 1  # clear the uploader
+
+
+def on_add_point():
+    base = ss.get(state.JOB_DATA)
+    try:
+        ss[state.CUSTOM_DATA] = base.with_points([[ss["pg_add_x"], ss["pg_add_y"]]], [ss["pg_add_label"]],
+                                                 train=ss["pg_add_split"] == "train")
+        ss["dataset"] = state.UPLOAD
+    except (DataError, ValueError) as exc:
+        ss[state.NOTICE] = ("error", str(exc))
+
+
+def on_model_upload():
+    file = ss.get(f"pg_model_{ss.get(state.UPLOAD_NONCE, 0)}")
+    if file is None:
+        return
+    ss[state.UPLOAD_NONCE] = ss.get(state.UPLOAD_NONCE, 0) + 1
+    try:
+        spec, model, meta = load_bytes(file.getvalue())
+        if not spec.input_names or not set(spec.input_names) <= set(FEATURES) or "values" not in meta:
+            raise CheckpointError("This model was not made in the Network Playground.")
+        values = meta["values"]
+        ds = parse_csv(meta["data_csv"].encode()) if meta.get("data_csv") else None
+        setup = state.setup_from(values, int(meta.get("seed", 1)))
+        job, spec, ds = make_job(setup, ds, widgets.device(), model=model, spec=spec)
+    except (CheckpointError, DataError, SpecError, KeyError, TypeError) as exc:
+        ss[state.NOTICE] = ("error", f"Could not load {file.name}: {exc}")
+        return
+    if ds.name == "upload":
+        ss[state.CUSTOM_DATA] = ds
+    state.apply_values(values | {state.SEED: int(meta.get("seed", 1))})
+    _install(job, setup, spec, ds, values)
+    ss[state.NOTICE] = ("success", f"Loaded {file.name}: the trained network and its settings are back.")
+
+
+def on_undo():
+    prev = ss.pop(state.PREVIOUS, None)
+    if prev:
+        job, setup, spec, ds, values = prev
+        if ds.name == "upload":
+            ss[state.CUSTOM_DATA] = ds
+        state.apply_values(values | {state.SEED: setup.seed})
+        _install(job, setup, spec, ds, values)
+
+
+def on_reset():
+    job, spec = ss[state.JOB], ss[state.JOB_SPEC]
+    new, spec, ds = make_job(ss[state.JOB_SETUP], ss[state.JOB_DATA], widgets.device(), spec=spec)
+    _install(new, ss[state.JOB_SETUP], spec, ds, ss["pg_job_values"])
+
+
+def on_regenerate():
+    ss[state.SEED] = widgets.seed() + 1
+
+
+# ---------- job bookkeeping ----------
+def _install(job, setup, spec, ds, values):
+    """Make `job` current; the one it replaces is kept for one undo (nothing trained is lost)."""
+    old = ss.get(state.JOB)
+    if old is not None and old is not job:
+        old.pause()
+        if old.step > 0:
+            ss[state.PREVIOUS] = (old, ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA], ss["pg_job_values"])
+    ss[state.JOB], ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA] = job, setup, spec, ds
+    ss["pg_job_values"] = values
+    widgets.own("playground", job)
+
+
+def current_job(values: dict):
+    """The job for these settings: the same one (taking new hyperparameters) or a fresh network."""
+    setup = state.setup_from(values, widgets.seed())
+    job = ss.get(state.JOB)
+    custom = ss.get(state.CUSTOM_DATA) if values["dataset"] == state.UPLOAD else None
+    same_data = custom is None or custom is ss.get(state.JOB_DATA)
+    if job is not None and state.structure(setup) == state.structure(ss[state.JOB_SETUP]) and same_data:
+        old = ss[state.JOB_SETUP]
+        if (setup.optimizer, setup.lr, setup.batch_size, setup.l1, setup.l2) != \
+                (old.optimizer, old.lr, old.batch_size, old.l1, old.l2):
+            job.set_config(optimizer=setup.optimizer, lr=setup.lr, batch_size=setup.batch_size, l1=setup.l1,
+                           l2=setup.l2)
+            ss[state.JOB_SETUP], ss["pg_job_values"] = setup, values
+        widgets.own("playground", job)
+        return job
+    if values["dataset"] == state.UPLOAD and custom is None:
+        st.warning("No data of your own yet: upload a CSV or add points below. Showing the circle meanwhile.")
+        setup = state.setup_from(values | {"dataset": "circle"}, widgets.seed())
+    try:
+        new, spec, ds = make_job(setup, custom, widgets.device())
+    except (DataError, SpecError, ValueError) as exc:
+        st.error(f"Can't build this network: {exc}")
+        if job is None:
+            st.stop()
+        st.info("The previous network is still here, unchanged.")
+        return job
+    _install(new, setup, spec, ds, values)
+    return new
+
+
+# ---------- page ----------
+widgets.keep_alive()
+st.title("🕸️ Network Playground")
+st.caption("Pick the data, shape the network, press **▶ Train** and watch it learn. Every number is a real "
+           "PyTorch model training on this server.")
+lesson_from_link()
+notice = ss.pop(state.NOTICE, None)
+if notice:
+    getattr(st, notice[0])(notice[1])
+
+lesson_col, text_col = st.columns([1, 2.2])
+lesson = lesson_col.selectbox("Lesson", list(LESSONS), format_func=lambda k: LESSONS[k][0], key="lesson",
+                              on_change=on_lesson)
+text_col.info(LESSONS[lesson][1], icon="🎓")
+bar = st.container()
+
+values: dict = {}
+hyper = st.columns(6)
+for col, key in zip(hyper, ["optimizer", "lr", "batch", "activation", "reg", "reg_rate"]):
+    values[key] = state.control(key, col)
+
+left, right = st.columns([1, 2.6], gap="large")
+with left:
+    st.markdown("#### 1 · Data")
+    values["dataset"] = state.control("dataset")
+    generated = values["dataset"] != state.UPLOAD
+    if generated:
+        st.caption(DATASETS[values["dataset"]].blurb)
+    for key in ("noise", "n", "train_pct"):
+        values[key] = state.control(key, disabled=not generated)
+    st.button("🎲 New random points", on_click=on_regenerate, disabled=not generated,
+              help="Draw new points (and new starting weights): changes the seed in the sidebar.")
+    with st.expander("➕ Your own points"):
+        st.file_uploader("Upload a CSV: x,y,label or x,y,target", type=["csv", "txt"], on_change=on_csv,
+                         key=f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
+        c = st.columns(2)
+        c[0].number_input("x", -6.0, 6.0, 0.0, key="pg_add_x")
+        c[1].number_input("y", -6.0, 6.0, 0.0, key="pg_add_y")
+        base = ss.get(state.JOB_DATA)
+        c[0].number_input("label" if base is None or base.task == "classification" else "target",
+                          0 if base is None or base.task == "classification" else -10,
+                          max((base.n_classes - 1) if base is not None else 1, 1) if base is None or
+                          base.task == "classification" else 10, 0, key="pg_add_label")
+        c[1].selectbox("to", ["train", "test"], key="pg_add_split")
+        st.button("Add point", on_click=on_add_point)
+        if ss.get(state.JOB_DATA) is not None:
+            st.download_button("⬇ Data as CSV", to_csv(ss[state.JOB_DATA]), "playground-data.csv", "text/csv")
+    st.markdown("#### 2 · Network")
+    values["features"] = state.control("features")
+    values["layers"] = state.control("layers")
+    if values["layers"]:
+        st.caption("Neurons in each hidden layer (1–64)")
+    grid = st.columns(4)
+    for i in range(1, state.MAX_LAYERS + 1):
+        key = f"n{i}"
+        values[key] = state.control(key, grid[(i - 1) % 4]) if i <= values["layers"] else state.PLAYGROUND[key].default
+    values["dropout"] = state.control("dropout")
+    values["batchnorm"] = state.control("batchnorm")
+    st.markdown("#### 3 · View")
+    values["show_test"] = state.control("show_test")
+    values["discretize"] = state.control("discretize")
+
+job = current_job(values)
+spec, ds = ss[state.JOB_SPEC], ss[state.JOB_DATA]
+with bar:
+    widgets.job_controls(job, on_reset)
+    prev = ss.get(state.PREVIOUS)
+    if prev:
+        st.button(f"↶ Undo: bring back the previous network (trained {prev[0].step:,} steps)", on_click=on_undo,
+                  key="ctl_undo")
+
+
+@st.fragment(run_every=POLL_S if job.active else None)
+def live():
+    widgets.keep_alive()
+    job = ss[state.JOB]
+    status, view = job.status(), job.view()
+    snap = job.snapshot() or job.snapshot(fresh=True)
+    views.metrics(status, view, ds.task)
+    if status["state"] == "failed":
+        st.error(status["message"], icon="💥")
+    elif status["state"] == "queued":
+        st.info(f"The server is busy: your job is number {status['queue_position']} in the queue and starts "
+                "as soon as a slot frees up.", icon="⏳")
+    else:
+        st.caption(f"Status: {widgets.STATE_TEXT.get(status['state'], status['state'])}.")
+    net_col, out_col = st.columns([1.5, 1])
+    with net_col:
+        st.markdown("**The network** — each square shows what that neuron responds to across the plane; "
+                    "blue connections are positive weights, orange negative, wider is larger.")
+        views.network(snap, spec, ds, job.probe.shape[0], values["discretize"])
+    with out_col:
+        st.markdown("**Output**")
+        views.output(snap, ds, values["show_test"], values["discretize"])
+    tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients"])
+    with tabs[0]:
+        views.curves(view, ds.task)
+    with tabs[1]:
+        if "confusion" in snap:
+            st.plotly_chart(figures.confusion_figure(snap["confusion"], [str(k) for k in range(ds.n_classes)]),
+                            key="pg_confusion")
+        else:
+            st.caption("Regression has no classes; the loss curve tells the story.")
+    with tabs[2]:
+        st.plotly_chart(figures.grad_norm_figure(view["grad_norms"]), key="pg_grads")
+        st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
+                   "on the way back and the early layers barely learn.")
+    if ss.get("pg_was_active") and not job.active:
+        ss["pg_was_active"] = False
+        st.rerun()
+    ss["pg_was_active"] = job.active
+
+
+with right:
+    live()
+
+with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
+    rows = summarize(spec)
+    st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape), "parameters": r.params}
+                  for r in rows], hide_index=True)
+    st.caption(f"{sum(r.params for r in rows):,} parameters in total.")
+
+    def checkpoint() -> bytes:
+        with job.lock:
+            meta = {"values": state.widget_values(ss["pg_job_values"]), "seed": ss[state.JOB_SETUP].seed,
+                    "data_csv": to_csv(ds) if ds.name == "upload" else None, "epoch": job.epoch}
+            return save_bytes(spec, job.model, meta)
+
+    c = st.columns(3)
+    c[0].download_button("⬇ Trained model (.pt)", checkpoint, "playground-model.pt", "application/octet-stream",
+                         help="Weights and the network description. Load it back here, or in PyTorch with "
+                              "torch.load(..., weights_only=True).")
+    c[1].download_button("⬇ PyTorch code (.py)", script(spec, ss[state.JOB_SETUP].lr, ss[state.JOB_SETUP].batch_size,
+                                                       {"sgd": "SGD", "momentum": "SGD", "adam": "Adam",
+                                                        "rmsprop": "RMSprop"}[ss[state.JOB_SETUP].optimizer]),
+                         "model.py", "text/x-python")
+    c[2].file_uploader("Load a saved model", type=["pt"], on_change=on_model_upload,
+                       key=f"pg_model_{ss.get(state.UPLOAD_NONCE, 0)}")
+    st.code(script(spec), language="python")
+
+if "teacher" not in state.hidden():
+    with st.expander("🧑‍🏫 For teachers: share this exact setup"):
+        st.markdown("The address bar always holds the current settings: copy it and share it. Students who open "
+                    "it get the same data, network and starting weights. Uploaded or clicked-in points are not "
+                    "part of the link.")
+        state.control("hide")
+        st.caption("Hidden controls keep the values in the link. Hide 'this teacher box' too for a clean "
+                   "student view.")

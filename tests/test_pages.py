@@ -1,0 +1,149 @@
+"""Pages render and react, through Streamlit's AppTest (no browser)."""
+import io
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, wait_for
+from dl_core.checkpoint import save_bytes
+from dl_core.runner import SESSIONS
+from ui import state
+
+PAGES = ["pages/start.py", "pages/playground.py"]
+
+
+def open_page(page: str, **params) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    if page != "pages/start.py":
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+@pytest.fixture(autouse=True)
+def _stop_jobs():
+    yield
+    SESSIONS.stop_all()
+
+
+def job(at):
+    return at.session_state[state.JOB]
+
+
+def poll(at, predicate, timeout=30):
+    """Re-run the app (as the page's fragment would) until predicate(at) holds."""
+    def check():
+        at.run()
+        return predicate(at)
+    return wait_for(check, timeout=timeout, interval=0.2)
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_an_exception(page):
+    at = open_page(page)
+    assert not at.exception
+    assert at.title and at.title[0].value
+    assert any("Compute" in m.value for m in at.sidebar.markdown)
+
+
+def test_train_advances_the_epoch_counter_and_fills_the_loss_history():
+    at = open_page("pages/playground.py")
+    assert metric(at, "Epoch") == "0"
+    at.button(key="ctl_train").click().run()
+    assert at.button(key="ctl_pause")  # the button turned into Pause
+    poll(at, lambda a: int(metric(a, "Epoch").replace(",", "")) >= 3)
+    assert len(job(at).view()["epochs"]) >= 4
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # loss curve drawn
+    at.button(key="ctl_pause").click().run()
+    poll(at, lambda a: job(a).status()["state"] == "paused")
+    assert not at.exception
+
+
+def test_step_takes_exactly_one_batch():
+    at = open_page("pages/playground.py")
+    at.button(key="ctl_step").click().run()
+    poll(at, lambda a: job(a).status()["state"] == "paused")
+    assert job(at).step == 1
+
+
+def test_a_lesson_link_applies_its_settings():
+    at = open_page("pages/playground.py", lesson="three_classes")
+    assert at.selectbox(key="dataset").value == "spiral3"
+    assert at.number_input(key="n1").value == 16
+    assert job(at).data.task == "classification" and job(at).model.layers[-1].out_features == 3
+
+
+def test_diverging_learning_rate_is_explained_in_the_page():
+    at = open_page("pages/playground.py", lesson="lr_too_high")
+    at.button(key="ctl_train").click().run()
+    poll(at, lambda a: any("Learning rate too high" in e.value for e in a.error))
+    assert not at.exception
+    at.selectbox(key="lr").set_value(0.01).run()  # the learner lowers it and trains on
+    assert job(at).config.lr == 0.01
+
+
+def test_bad_csv_upload_shows_an_error_not_a_traceback():
+    at = open_page("pages/playground.py")
+    at.file_uploader(key="pg_csv_0").set_value(("points.csv", b"x,y,label\n1,2\n", "text/csv")).run()
+    assert not at.exception
+    assert any("Could not use points.csv" in e.value for e in at.error)
+
+
+def test_good_csv_upload_becomes_the_training_data():
+    rows = "\n".join(f"{x},{y},{int(x > 0)}" for x, y in [(-2, 1), (-3, 2), (2, 1), (3, -2), (-1, -1), (1, 3)])
+    at = open_page("pages/playground.py")
+    at.file_uploader(key="pg_csv_0").set_value(("mine.csv", f"x,y,label\n{rows}\n".encode(), "text/csv")).run()
+    assert not at.exception
+    assert at.selectbox(key="dataset").value == state.UPLOAD
+    assert len(at.session_state[state.JOB_DATA].points) == 6
+
+
+def test_impossible_network_is_refused_and_the_old_one_kept():
+    at = open_page("pages/playground.py")
+    before = job(at)
+    at.pills(key="features").set_value([]).run()
+    assert not at.exception
+    assert any("at least one input feature" in e.value for e in at.error)
+    assert job(at) is before
+
+
+def test_changing_the_network_keeps_the_trained_one_for_undo():
+    at = open_page("pages/playground.py")
+    at.button(key="ctl_epoch").click().run()
+    poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
+    trained = job(at)
+    at.number_input(key="layers").set_value(2).run()
+    assert job(at) is not trained and len(job(at).model.layers) == 5
+    at.button(key="ctl_undo").click().run()
+    assert job(at) is trained and at.number_input(key="layers").value == 3
+
+
+def test_saved_model_loads_back_and_a_corrupt_one_is_refused():
+    at = open_page("pages/playground.py")
+    at.button(key="ctl_epoch").click().run()
+    poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
+    j, spec = job(at), at.session_state[state.JOB_SPEC]
+    values = state.widget_values(at.session_state["pg_job_values"]) | {"layers": 3}
+    blob = save_bytes(spec, j.model, {"values": values, "seed": 1})
+    fresh = open_page("pages/playground.py")
+    fresh.file_uploader(key="pg_model_0").set_value(("m.pt", b"garbage", "application/octet-stream")).run()
+    assert any("Could not load m.pt" in e.value for e in fresh.error) and not fresh.exception
+    fresh.file_uploader(key="pg_model_1").set_value(("m.pt", blob, "application/octet-stream")).run()
+    assert not fresh.exception and not fresh.error
+    loaded = job(fresh).model.state_dict()
+    assert all((loaded[k] == v).all() for k, v in j.model.state_dict().items())
+
+
+def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
+    at = open_page("pages/playground.py", hide=["lr", "teacher"], lr="0.1")
+    assert not [s for s in at.selectbox if s.key == "lr"]
+    assert job(at).config.lr == 0.1
+    assert not any("For teachers" in e.label for e in at.expander)

@@ -1,0 +1,1 @@
+"""The Streamlit side: session-state keys (state), shared widgets, figure builders."""

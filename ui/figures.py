@@ -1,0 +1,149 @@
+"""Pure figure builders: data in, image or plotly figure out (no Streamlit here).
+
+Live maps are RGB images: Streamlit updates an image in place, where a plotly
+chart is re-created in the browser on every change (see ../shared/NOTES.md),
+and colouring a 40×40 grid costs well under a millisecond. Colours follow
+TensorFlow Playground: orange for negative / class 0, blue for positive /
+class 1, then further class colours.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw
+
+CLASS_RGB = np.array([(245, 147, 34), (8, 119, 189), (46, 160, 67), (148, 103, 189),
+                      (214, 39, 40), (140, 86, 75), (227, 119, 194), (127, 127, 127)], float)
+CLASS_HEX = ["#%02x%02x%02x" % tuple(int(c) for c in rgb) for rgb in CLASS_RGB]
+WHITE = np.array([255.0, 255.0, 255.0])
+
+
+def diverging_rgb(values: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Map values to orange (−) · white (0) · blue (+); `scale` is the |value| of full colour."""
+    scale = float(np.abs(values).max()) if scale is None else scale
+    t = np.clip(values / (scale or 1.0), -1, 1)[..., None]
+    rgb = np.where(t < 0, WHITE + (CLASS_RGB[0] - WHITE) * -t, WHITE + (CLASS_RGB[1] - WHITE) * t)
+    return rgb.astype(np.uint8)
+
+
+def output_rgb(output: np.ndarray, task: str, discretize: bool = False, scale: float = 1.0) -> np.ndarray:
+    """Colour the network's output map: P(class 1), class probabilities (…, K), or a value."""
+    if task == "regression":
+        return diverging_rgb(np.sign(output) if discretize else output, scale)
+    if output.ndim == 2 or (output.ndim == 1):  # two classes: P(class 1)
+        p = (output > 0.5).astype(float) if discretize else output
+        return diverging_rgb(2 * p - 1, 1.0)
+    k = output.shape[-1]
+    if discretize:
+        return CLASS_RGB[output.argmax(-1)].astype(np.uint8)
+    mixed = output @ CLASS_RGB[:k]
+    confidence = ((output.max(-1) - 1 / k) / (1 - 1 / k))[..., None]
+    return (WHITE + (mixed - WHITE) * confidence).astype(np.uint8)
+
+
+def as_square(rgb: np.ndarray) -> np.ndarray:
+    """A 1-D strip (curve data) becomes a square image with vertical bands."""
+    return np.repeat(rgb[None], rgb.shape[0], 0) if rgb.ndim == 2 else rgb
+
+
+def map_image(rgb: np.ndarray, size: int, points: np.ndarray | None = None, colors: np.ndarray | None = None,
+              outlines: np.ndarray | None = None, domain: float = 6.0) -> Image.Image:
+    """Upscale a map smoothly and draw data points on it (white ring: train, black: test)."""
+    img = Image.fromarray(as_square(rgb)).resize((size, size), Image.BILINEAR)
+    if points is not None and len(points):
+        draw = ImageDraw.Draw(img)
+        px = (points[:, 0] + domain) / (2 * domain) * size
+        py = (domain - points[:, 1]) / (2 * domain) * size
+        r = max(2, size // 110)
+        for x, y, fill, ring in zip(px, py, colors, outlines):
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in fill), outline=ring, width=1)
+    return img
+
+
+def point_colors(targets: np.ndarray, task: str, scale: float = 1.0) -> np.ndarray:
+    if task == "classification":
+        return CLASS_RGB[targets].astype(np.uint8)
+    return diverging_rgb(targets, scale)
+
+
+def curve_figure(xs, pred, train, test, show_test: bool) -> go.Figure:
+    """Curve data: points and the network's function y = f(x)."""
+    fig = go.Figure()
+    fig.add_scatter(x=train[0][:, 0], y=train[1], mode="markers", name="train", marker=dict(color=CLASS_HEX[1], size=6))
+    if show_test:
+        fig.add_scatter(x=test[0][:, 0], y=test[1], mode="markers", name="test",
+                        marker=dict(color="white", size=6, line=dict(color=CLASS_HEX[1], width=1.5)))
+    fig.add_scatter(x=xs, y=pred, mode="lines", name="network", line=dict(color=CLASS_HEX[0], width=3))
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="x", yaxis_title="y",
+                      legend=dict(orientation="h", y=1.05))
+    return fig
+
+
+def network_figure(columns: list[list[tuple[str, Image.Image | None]]], weights: list[np.ndarray],
+                   height: int = 420, width_px: int = 560) -> go.Figure:
+    """The network: one column of nodes per layer, each node showing its own map,
+    each connection coloured by the sign of its weight and as wide as its size.
+    Hovering a connection's midpoint shows its value."""
+    fig = go.Figure()
+    tallest = max(len(c) for c in columns)
+    pos = [[(li, (len(col) - 1) / 2 - ni) for ni in range(len(col))] for li, col in enumerate(columns)]
+    wmax = max((float(np.abs(w).max()) for w in weights if w.size), default=1.0) or 1.0
+    # Node pictures stay square for a chart about `width_px` wide (plotly stretches data units).
+    unit_x, unit_y = width_px / (len(columns) + 0.2), height / (tallest + 0.2)
+    side = min(0.7 * unit_y, 0.45 * unit_x)
+    half, half_y = side / unit_x / 2, side / unit_y / 2
+    hx, hy, htext = [], [], []
+    buckets: dict[tuple[int, int], tuple[list, list]] = {}
+    for li, w in enumerate(weights):
+        for j, (x1, y1) in enumerate(pos[li + 1]):
+            for i, (x0, y0) in enumerate(pos[li]):
+                v = float(w[j, i])
+                key = (int(v >= 0), min(4, int(abs(v) / wmax * 5)))
+                xs, ys = buckets.setdefault(key, ([], []))
+                xs += [x0 + half, x1 - half, None]
+                ys += [y0, y1, None]
+                hx.append((x0 + x1) / 2)
+                hy.append((y0 + y1) / 2)
+                htext.append(f"{columns[li][i][0]} → {columns[li + 1][j][0]}: weight {v:+.3f}")
+    for (positive, b), (xs, ys) in sorted(buckets.items()):
+        fig.add_scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                        line=dict(color=CLASS_HEX[positive], width=0.6 + 1.2 * b), opacity=0.35 + 0.13 * b)
+    fig.add_scatter(x=hx, y=hy, mode="markers", text=htext, hoverinfo="text", showlegend=False,
+                    marker=dict(size=7, color="rgba(0,0,0,0)"))
+    labels_x, labels_y, labels = [], [], []
+    for li, col in enumerate(columns):
+        for (name, img), (x, y) in zip(col, pos[li]):
+            if img is not None:
+                fig.add_layout_image(source=img, x=x - half, y=y + half_y, sizex=2 * half, sizey=2 * half_y,
+                                     xref="x", yref="y", layer="above", sizing="stretch")
+            labels_x.append(x)
+            labels_y.append(y)
+            labels.append(name)
+    fig.add_scatter(x=labels_x, y=labels_y, mode="markers", text=labels, hoverinfo="text", showlegend=False,
+                    marker=dict(size=side, symbol="square", color="rgba(0,0,0,0)", line=dict(color="#bbb", width=1)))
+    fig.update_xaxes(visible=False, range=[-0.6, len(columns) - 0.4])
+    fig.update_yaxes(visible=False, range=[-tallest / 2 - 0.1, tallest / 2 + 0.1])
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="white", dragmode=False)
+    return fig
+
+
+def confusion_figure(counts: np.ndarray, names: list[str]) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=counts, x=names, y=names, colorscale="Blues", showscale=False,
+                               text=counts, texttemplate="%{text}",
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
+                      yaxis_title="true class", yaxis_autorange="reversed", title="Test set: true vs predicted")
+    return fig
+
+
+def grad_norm_figure(grad_norms: list[tuple[int, list[float]]]) -> go.Figure:
+    """Per-layer gradient norms over training, log scale: vanishing gradients show as a fan."""
+    fig = go.Figure()
+    if grad_norms:
+        steps = [s for s, _ in grad_norms]
+        for li in range(len(grad_norms[0][1])):
+            fig.add_scatter(x=steps, y=[max(n[li], 1e-12) for _, n in grad_norms], mode="lines",
+                            name=f"layer {li + 1}")
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log", xaxis_title="step",
+                      yaxis_title="‖∂loss/∂W‖", title="Gradient size per layer (log scale)")
+    return fig

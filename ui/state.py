@@ -1,0 +1,163 @@
+"""The one owner of Streamlit session-state keys and of the Playground's settings table.
+
+Each setting's key is also its URL parameter: widgets are created with
+`bind="query-params"`, Streamlit's own two-way URL sync, so a teacher shares
+an exact configuration by sharing the address (only values that differ from
+the defaults appear). The same table builds the `Setup` for dl_core, says
+which changes need a fresh network (structural) and which a running job can
+take (hyperparameters), and lets a teacher hide chosen controls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import streamlit as st
+
+from dl_core.data2d import DATASETS, FEATURES
+from dl_core.playground import Setup
+from dl_core.spec import ACTIVATIONS
+from dl_core.training import OPTIMIZERS
+
+# ---- session-state keys that are not widgets ----
+JOB = "pg_job"  # the Playground's TrainingJob
+JOB_SETUP = "pg_job_setup"  # the Setup it was built from
+JOB_SPEC = "pg_job_spec"
+JOB_DATA = "pg_job_data"  # its Dataset2D
+PREVIOUS = "pg_previous"  # (job, setup, spec, data, widget values) kept for "undo"
+CUSTOM_DATA = "pg_custom_data"  # an uploaded or edited Dataset2D
+NOTICE = "pg_notice"  # one-shot message for the next run
+UPLOAD_NONCE = "pg_upload_nonce"
+DEVICE, SEED = "device", "seed"  # global settings, rendered by app.py's sidebar
+
+MAX_LAYERS, MAX_NEURONS = 8, 64
+LEARNING_RATES = (0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+REG_RATES = (0.0, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+UPLOAD = "upload"
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    label: str
+    kind: str  # select | slider | number | toggle | pills | multiselect
+    default: Any
+    options: tuple = ()
+    lo: float | None = None
+    hi: float | None = None
+    step: float | None = None
+    fmt: Callable[[Any], str] | None = None
+    help: str | None = None
+    role: str = "structure"  # structure: needs a new network | hyper: a job takes it live | view
+
+
+def _pct(v):
+    return f"{v}%"
+
+
+PLAYGROUND: dict[str, Setting] = {s.key: s for s in [
+    Setting("dataset", "Data", "select", "circle", tuple(DATASETS) + (UPLOAD,),
+            fmt=lambda k: DATASETS[k].label if k in DATASETS else "Your data (upload / clicks)",
+            help="Which points the network must learn to separate (or, for regression, to fit)."),
+    Setting("noise", "Noise", "slider", 0, lo=0, hi=50, step=5, help="How much the points stray from the pattern, in %."),
+    Setting("n", "Points", "slider", 500, lo=50, hi=2000, step=50),
+    Setting("train_pct", "Training share", "slider", 50, lo=10, hi=90, step=10,
+            help="Points used for training, in %; the rest only test the network. Overfitting shows as a gap."),
+    Setting("features", "Input features", "pills", ("x", "y"), tuple(FEATURES), fmt=lambda k: FEATURES[k].label,
+            help="What the first layer sees. Hand-made features like x² can replace hidden layers."),
+    Setting("layers", "Hidden layers", "number", 3, lo=0, hi=MAX_LAYERS, step=1),
+    *[Setting(f"n{i}", f"#{i}", "number", 8, lo=1, hi=MAX_NEURONS, step=1)
+      for i in range(1, MAX_LAYERS + 1)],
+    Setting("activation", "Activation", "select", "gelu", tuple(ACTIVATIONS), fmt=lambda k: ACTIVATIONS[k][0],
+            help="The non-linearity after each hidden layer. 'linear' makes any depth a straight-line model."),
+    Setting("dropout", "Dropout", "slider", 0.0, lo=0.0, hi=0.5, step=0.05,
+            help="Randomly silence this share of neurons while training: a regulariser."),
+    Setting("batchnorm", "Batch norm", "toggle", False, help="Normalise each hidden layer's inputs per batch."),
+    Setting("optimizer", "Optimizer", "select", "adam", tuple(OPTIMIZERS), fmt=lambda k: OPTIMIZERS[k][0],
+            role="hyper"),
+    Setting("lr", "Learning rate", "select", 0.03, LEARNING_RATES, fmt=lambda v: f"{v:g}", role="hyper",
+            help="How far each step moves the weights. Too high and the loss explodes; too low and it crawls."),
+    Setting("batch", "Batch size", "slider", 32, lo=1, hi=100, step=1, role="hyper",
+            help="Examples averaged per gradient step: small batches are noisy, large ones slow per epoch."),
+    Setting("reg", "Regularisation", "select", "none", ("none", "L1", "L2"), role="hyper",
+            help="Penalise large weights: L2 shrinks them, L1 pushes many to exactly zero."),
+    Setting("reg_rate", "Regularisation rate", "select", 0.001, REG_RATES, fmt=lambda v: f"{v:g}", role="hyper"),
+    Setting("show_test", "Show test data", "toggle", False, role="view"),
+    Setting("discretize", "Discretize output", "toggle", False, role="view"),
+]}
+PLAYGROUND["hide"] = Setting("hide", "Hide these controls from students", "multiselect", (),
+                             tuple(k for k in PLAYGROUND if not k[1:].isdigit()) + ("teacher",),
+                             fmt=lambda k: PLAYGROUND[k].label if k in PLAYGROUND else "this teacher box",
+                             role="view")
+
+
+def hidden() -> set[str]:
+    return set(st.query_params.get_all("hide"))
+
+
+def _parse(s: Setting, raw: list[str]):
+    """A URL value for a control that is hidden (so not rendered); invalid → default."""
+    try:
+        if s.kind in ("pills", "multiselect"):
+            return tuple(v for v in raw if v in s.options) or s.default
+        value = raw[-1]
+        if s.kind == "toggle":
+            return value.lower() in ("true", "1")
+        cast = type(s.default)
+        out = next(o for o in s.options if str(o) == value) if s.options else cast(float(value))
+        if s.lo is not None and not s.lo <= out <= s.hi:
+            return s.default
+        return out
+    except (IndexError, StopIteration, ValueError):
+        return s.default
+
+
+def control(key: str, where=None, **extra):
+    """Render one setting as a URL-bound widget and return its value (hidden → from the URL)."""
+    s = PLAYGROUND[key]
+    if key in hidden() and key != "hide":
+        return _parse(s, st.query_params.get_all(key))
+    where = where or st
+    common = dict(key=key, help=s.help, bind="query-params", **extra)
+    if s.kind == "select":
+        return where.selectbox(s.label, s.options, index=s.options.index(s.default),
+                               format_func=s.fmt or str, **common)
+    if s.kind == "slider":
+        return where.slider(s.label, s.lo, s.hi, s.default, s.step, **common)
+    if s.kind == "number":
+        return int(where.number_input(s.label, int(s.lo), int(s.hi), int(s.default), int(s.step), **common))
+    if s.kind == "toggle":
+        return where.toggle(s.label, s.default, **common)
+    if s.kind == "pills":
+        return tuple(where.pills(s.label, s.options, selection_mode="multi", default=list(s.default),
+                                 format_func=s.fmt, **common) or ())
+    return tuple(where.multiselect(s.label, s.options, default=list(s.default), format_func=s.fmt, **common))
+
+
+def setup_from(values: dict, seed: int) -> Setup:
+    """dl_core's Setup from the table's values."""
+    depth = values["layers"]
+    rate = values["reg_rate"]
+    return Setup(dataset=values["dataset"], n_samples=values["n"], noise=values["noise"] / 100,
+                 train_ratio=values["train_pct"] / 100, seed=seed, features=tuple(values["features"]),
+                 hidden=tuple(values[f"n{i}"] for i in range(1, depth + 1)), activation=values["activation"],
+                 dropout=values["dropout"], batchnorm=values["batchnorm"], optimizer=values["optimizer"],
+                 lr=values["lr"], batch_size=values["batch"], l1=rate if values["reg"] == "L1" else 0.0,
+                 l2=rate if values["reg"] == "L2" else 0.0)
+
+
+def structure(setup: Setup) -> tuple:
+    """The part of a Setup that fixes the network and data; changing it needs a new network."""
+    return (setup.dataset, setup.n_samples, setup.noise, setup.train_ratio, setup.seed, setup.features,
+            setup.hidden, setup.activation, setup.dropout, setup.batchnorm)
+
+
+def widget_values(values: dict) -> dict:
+    """What to put back into session state to restore these controls."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if k != "hide"}
+
+
+def apply_values(values: dict) -> None:
+    """Set controls programmatically; call only from a widget callback (before widgets render)."""
+    for k, v in values.items():
+        st.session_state[k] = v

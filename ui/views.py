@@ -1,0 +1,98 @@
+"""Live views of a Playground job, drawn from one snapshot (used inside the page's fragment)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dl_core.data2d import FEATURES, Dataset2D, feature_matrix
+from dl_core.probes import grid_points
+
+from . import figures
+
+MAX_NEURON_IMAGES = 96  # past this the diagram shows connections only
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _feature_maps(features: tuple[str, ...], resolution: int, curve: bool) -> list[np.ndarray]:
+    cols = feature_matrix(grid_points(resolution, curve), features)
+    shape = (resolution,) if curve else (resolution, resolution)
+    return [figures.diverging_rgb(c.reshape(shape)) for c in cols.T]
+
+
+def output_scale(ds: Dataset2D) -> float:
+    return float(np.abs(ds.targets).max()) if ds.task == "regression" else 1.0
+
+
+def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool) -> None:
+    """The network diagram: inputs, every hidden neuron and the output, each with its map."""
+    n_neurons = sum(len(n) for n in snap["neurons"])
+    show = n_neurons <= MAX_NEURON_IMAGES
+    img = lambda rgb: figures.map_image(rgb, 48) if show else None
+    cols = [[(FEATURES[f].label, img(m)) for f, m in zip(spec.input_names, _feature_maps(spec.input_names,
+                                                                                          resolution, ds.curve))]]
+    for li, layer in enumerate(snap["neurons"], 1):
+        cols.append([(f"layer {li} · neuron {ni + 1}", img(figures.diverging_rgb(m))) for ni, m in enumerate(layer)])
+    out = snap["output"]
+    n_out = snap["weights"][-1].shape[0]
+    if n_out == 1 or (out.ndim <= 2 and n_out == 2):
+        cols.append([("output", figures.map_image(figures.output_rgb(out, ds.task, discretize, output_scale(ds)), 48))])
+        weights = snap["weights"][:-1] + [snap["weights"][-1][-1:] if n_out == 2 else snap["weights"][-1]]
+        if n_out == 2:  # two logits; their difference decides, so draw class 1's weights
+            weights[-1] = snap["weights"][-1][1:] - snap["weights"][-1][:1]
+    else:
+        cols.append([(f"class {k} score", None) for k in range(n_out)])
+        weights = snap["weights"]
+    tallest = max(len(c) for c in cols)
+    height = int(min(640, max(260, 58 * tallest)))
+    st.plotly_chart(figures.network_figure(cols, weights, height), key="pg_network",
+                    config={"displayModeBar": False})
+    if not show:
+        st.caption(f"{n_neurons} neurons: too many to draw each one's picture; hover connections for weights.")
+
+
+def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None:
+    """The output map with the data on it (or, for curve data, the fitted function)."""
+    (xtr, ytr), (xte, yte) = ds.train, ds.test
+    if ds.curve:
+        xs = grid_points(len(snap["output"]), curve=True)[:, 0]
+        st.plotly_chart(figures.curve_figure(xs, snap["output"], (xtr, ytr), (xte, yte), show_test),
+                        key="pg_curve", config={"displayModeBar": False})
+        return
+    scale = output_scale(ds)
+    pts, tg, rings = xtr, ytr, ["white"] * len(xtr)
+    if show_test:
+        pts, tg, rings = np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), rings + ["black"] * len(xte)
+    rgb = figures.output_rgb(snap["output"], ds.task, discretize, scale)
+    st.image(figures.map_image(rgb, 360, pts, figures.point_colors(tg, ds.task, scale), rings), width=360)
+    legend = ("orange → class 0, blue → class 1" if ds.n_classes == 2 else
+              "colour = most likely class, paler = less sure") if ds.task == "classification" else \
+        "orange = negative, blue = positive target"
+    st.caption(f"Square from −6 to 6 on both axes · {legend} · "
+               f"dots: training points{' (white ring), test points (black ring)' if show_test else ''}.")
+
+
+def curves(view: dict, task: str) -> None:
+    epochs = pd.DataFrame(view["epochs"])
+    if epochs.empty:
+        return
+    epochs = epochs.set_index("epoch")
+    st.markdown("**Loss** (lower is better)")
+    st.line_chart(epochs[["train_loss", "test_loss"]].rename(columns={"train_loss": "train", "test_loss": "test"}),
+                  height=190, color=[figures.CLASS_HEX[1], figures.CLASS_HEX[0]], x_label="epoch")
+    if task == "classification":
+        st.markdown("**Accuracy**")
+        st.line_chart(epochs[["train_acc", "test_acc"]].rename(columns={"train_acc": "train", "test_acc": "test"}),
+                      height=160, color=[figures.CLASS_HEX[1], figures.CLASS_HEX[0]], x_label="epoch")
+
+
+def metrics(status: dict, view: dict, task: str) -> None:
+    last = view["epochs"][-1] if view["epochs"] else {}
+    cols = st.columns(4)
+    cols[0].metric("Epoch", f"{status['epoch']:,}", help=f"{status['step']:,} gradient steps so far")
+    fmt = lambda v: "—" if v is None else f"{v:.3g}"
+    cols[1].metric("Train loss", fmt(last.get("train_loss")))
+    cols[2].metric("Test loss", fmt(last.get("test_loss")))
+    if task == "classification":
+        acc = last.get("test_acc")
+        cols[3].metric("Test accuracy", "—" if acc is None else f"{acc:.0%}")

@@ -1,0 +1,95 @@
+"""Widgets every page shares: the sidebar (device, seed), job ownership, job controls."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from dl_core.device import available_kinds, configure_threads, pick_device
+from dl_core.runner import RUNNER, SESSIONS
+
+from . import state
+
+
+def session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else "no-session"
+
+
+def _released(sid: str) -> None:
+    """Runs on the server's event loop when the tab's connection drops: schedule only, never block."""
+    SESSIONS.session_ended(sid)
+
+
+@st.cache_resource(scope="session", on_release=_released, show_spinner=False)
+def _session_marker(sid: str) -> str:
+    return sid
+
+
+def keep_alive() -> None:
+    """Called on every run and poll: the session is here, cancel any scheduled stop."""
+    sid = session_id()
+    _session_marker(sid)
+    SESSIONS.touch(sid)
+
+
+def own(name: str, job) -> None:
+    """This session owns `job`: it stops once the session has been gone for the grace period."""
+    SESSIONS.register(session_id(), name, job)
+
+
+def sidebar() -> None:
+    """Compute device and global seed, shown on every page."""
+    configure_threads(int(os.environ.get("DLLAB_TORCH_THREADS", "1")))
+    with st.sidebar:
+        st.markdown("### ⚙️ Compute")
+        kinds = ["auto", *available_kinds()]
+        choice = st.selectbox("Device", kinds, key=state.DEVICE, bind="query-params",
+                              format_func=lambda k: {"auto": "Automatic (best available)", "cuda": "CUDA GPU",
+                                                     "mps": "Apple GPU (MPS)", "cpu": "CPU"}[k],
+                              help="New networks are built on this device. GPUs pay off for big models and "
+                                   "batches; the Playground's tiny networks are fastest on the CPU.")
+        info = pick_device(choice)
+        st.caption(f"**{info.name}** · {info.detail}  \n{info.reason}.")
+        st.number_input("Random seed", 0, 9999, 1, key=state.SEED, bind="query-params",
+                        help="Fixes the data and the starting weights, so everyone in a class sees the same run.")
+        st.caption(f"Training now on this server: {RUNNER.running} of at most {RUNNER.max_running} jobs.")
+
+
+def device() -> torch.device:
+    return pick_device(st.session_state.get(state.DEVICE, "auto")).torch_device
+
+
+def seed() -> int:
+    return int(st.session_state.get(state.SEED, 1))
+
+
+STATE_TEXT = {
+    "idle": "ready — press ▶ Train or take one step",
+    "queued": "waiting for a free training slot",
+    "running": "training",
+    "paused": "paused",
+    "finished": "finished",
+    "stopped": "stopped (press ▶ Train to continue)",
+    "failed": "stopped by a problem",
+}
+
+
+def job_controls(job, on_reset) -> None:
+    """Train/pause, step one batch, step one epoch, reset — the same row on every lab."""
+    status = job.status()
+    running = status["busy"] and status["state"] in ("running", "queued")
+    cols = st.columns([1.2, 1, 1, 1, 3.5])
+    if running:
+        cols[0].button("⏸ Pause", on_click=job.pause, type="primary", width="stretch", key="ctl_pause")
+    else:
+        cols[0].button("▶ Train", on_click=job.start, type="primary", width="stretch", key="ctl_train",
+                       help="Train continuously until you pause.")
+    cols[1].button("⏭ Step", on_click=job.step_batch, width="stretch", key="ctl_step", disabled=running,
+                   help="One gradient step on one batch, then pause.")
+    cols[2].button("⏩ Epoch", on_click=job.step_epoch, width="stretch", key="ctl_epoch", disabled=running,
+                   help="Train to the end of this pass over the training data.")
+    cols[3].button("↺ Reset", on_click=on_reset, width="stretch", key="ctl_reset",
+                   help="Fresh random weights (you can undo this).")
