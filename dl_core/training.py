@@ -10,7 +10,6 @@ explains, in plain words, what happened.
 """
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -86,6 +85,10 @@ class History:
     grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
 
 
+def _clone_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _downsample(seq: list, n: int) -> list:
     if len(seq) <= n:
         return list(seq)
@@ -112,7 +115,8 @@ class TrainingJob:
         self.step = 0
         self.epoch = 0
         self._history = History()
-        self._events: deque[Event] = deque(maxlen=500)
+        self._events: deque[Event] = deque(maxlen=5000)  # lifecycle, epoch and snapshot events
+        self._step_events: deque[Event] = deque(maxlen=100)  # steps are many: keep the latest only
         self._snapshot: dict | None = None
         self._last_snapshot_t = 0.0
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -120,7 +124,8 @@ class TrainingJob:
         self._order = self._new_order()
         self._pos = 0
         self._optimizer = OPTIMIZERS[config.optimizer][1](model.parameters(), config)
-        self._good_state = copy.deepcopy(model.state_dict())
+        self._good_state = _clone_state(model)
+        self._x_all = torch.cat([data.x_train, data.x_test])
         self._weights = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
         self._record_epoch()
 
@@ -198,7 +203,8 @@ class TrainingJob:
         with self._cond:
             h = self._history
             return {"steps": _downsample(h.steps, max_points), "epochs": _downsample(h.epochs, max_points),
-                    "grad_norms": _downsample(h.grad_norms, max_points), "events": list(self._events)}
+                    "grad_norms": _downsample(h.grad_norms, max_points),
+                    "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
 
     def snapshot(self, fresh: bool = False) -> dict | None:
         """The latest probe result; `fresh` takes one now (under the weights lock)."""
@@ -211,22 +217,21 @@ class TrainingJob:
             return self._snapshot
 
     def evaluate(self) -> dict:
-        """Loss (and accuracy for classes) on the train and test sets, in eval mode."""
+        """Loss (and accuracy for classes) on the train and test sets, in eval mode,
+        from one forward pass over both (it runs every epoch, so it is kept cheap)."""
+        d, n = self.data, len(self.data.x_train)
         with self.lock:
             was_training = self.model.training
             self.model.eval()
-            out = {}
             with torch.no_grad():
-                for split, x, y in (("train", self.data.x_train, self.data.y_train),
-                                    ("test", self.data.x_test, self.data.y_test)):
-                    if len(x) == 0:
-                        out[f"{split}_loss"] = out[f"{split}_acc"] = None
-                        continue
-                    pred = self.model(x)
-                    out[f"{split}_loss"] = float(self.loss_fn(pred, y))
-                    out[f"{split}_acc"] = (float((pred.argmax(1) == y).float().mean())
-                                           if self.data.task == "classification" else None)
+                pred = self.model(self._x_all)
             self.model.train(was_training)
+        out = {}
+        for split, p, y in (("train", pred[:n], d.y_train), ("test", pred[n:], d.y_test)):
+            empty = len(y) == 0
+            out[f"{split}_loss"] = None if empty else float(self.loss_fn(p, y))
+            out[f"{split}_acc"] = (None if empty or d.task != "classification"
+                                   else float((p.argmax(1) == y).float().mean()))
         return out
 
     # ---- worker ----
@@ -238,11 +243,14 @@ class TrainingJob:
         self._cond.notify_all()
 
     def _emit(self, kind: str, message: str = "") -> None:
-        self._events.append(Event(kind, self.step, self.epoch, time.time(), message))
+        log = self._step_events if kind == "step" else self._events
+        log.append(Event(kind, self.step, self.epoch, time.time(), message))
 
     def _run(self) -> None:
         # Lock order, everywhere: self.lock (weights) before self._cond (state).
         holding = False
+        with self.lock:
+            self.model.train()
         try:
             while True:
                 with self._cond:
@@ -290,8 +298,7 @@ class TrainingJob:
         value = norms = None
         snap_due = False
         if not (self._has_bn and len(idx) < 2):  # batch norm cannot normalise one example
-            with self.lock:
-                self.model.train()
+            with self.lock:  # the model stays in train mode: evaluate() and probes restore it
                 self._optimizer.zero_grad(set_to_none=True)
                 loss = self.loss_fn(self.model(data.x_train[idx]), data.y_train[idx])
                 if cfg.l1 or cfg.l2:
@@ -332,7 +339,7 @@ class TrainingJob:
 
     def _end_epoch(self) -> None:
         with self.lock:
-            self._good_state = copy.deepcopy(self.model.state_dict())
+            self._good_state = _clone_state(self.model)
         self._order = self._new_order()
         with self._cond:
             self._pos = 0

@@ -234,7 +234,7 @@ def live():
     with net_col:
         st.markdown("**The network** — each square shows what that neuron responds to across the plane; "
                     "blue connections are positive weights, orange negative, wider is larger.")
-        views.network(snap, spec, ds, job.probe.shape[0], values["discretize"])
+        views.network(snap, spec, ds, job.probe.shape[0], values["discretize"], job.active)
     with out_col:
         st.markdown("**Output**")
         views.output(snap, ds, values["show_test"], values["discretize"])

@@ -79,35 +79,78 @@ def curve_figure(xs, pred, train, test, show_test: bool) -> go.Figure:
     return fig
 
 
-def network_figure(columns: list[list[tuple[str, Image.Image | None]]], weights: list[np.ndarray],
-                   height: int = 420, width_px: int = 560) -> go.Figure:
-    """The network: one column of nodes per layer, each node showing its own map,
-    each connection coloured by the sign of its weight and as wide as its size.
-    Hovering a connection's midpoint shows its value."""
-    fig = go.Figure()
+def _geometry(columns, height: int, width_px: int):
+    """Shared layout of the network drawing: node centres in data units (x = layer,
+    y = neuron, centred), the units' size in pixels and the picture half-sizes."""
     tallest = max(len(c) for c in columns)
     pos = [[(li, (len(col) - 1) / 2 - ni) for ni in range(len(col))] for li, col in enumerate(columns)]
-    wmax = max((float(np.abs(w).max()) for w in weights if w.size), default=1.0) or 1.0
-    # Node pictures stay square for a chart about `width_px` wide (plotly stretches data units).
     unit_x, unit_y = width_px / (len(columns) + 0.2), height / (tallest + 0.2)
-    side = min(0.7 * unit_y, 0.45 * unit_x)
-    half, half_y = side / unit_x / 2, side / unit_y / 2
-    hx, hy, htext = [], [], []
-    buckets: dict[tuple[int, int], tuple[list, list]] = {}
+    side = min(0.7 * unit_y, 0.45 * unit_x)  # node pictures stay square
+    return pos, tallest, unit_x, unit_y, side
+
+
+def _connections(columns, weights, pos):
+    """Every edge as (x0, y0, x1, y1, value, hover text)."""
     for li, w in enumerate(weights):
         for j, (x1, y1) in enumerate(pos[li + 1]):
             for i, (x0, y0) in enumerate(pos[li]):
                 v = float(w[j, i])
-                key = (int(v >= 0), min(4, int(abs(v) / wmax * 5)))
-                xs, ys = buckets.setdefault(key, ([], []))
-                xs += [x0 + half, x1 - half, None]
-                ys += [y0, y1, None]
-                hx.append((x0 + x1) / 2)
-                hy.append((y0 + y1) / 2)
-                htext.append(f"{columns[li][i][0]} → {columns[li + 1][j][0]}: weight {v:+.3f}")
+                yield x0, y0, x1, y1, v, f"{columns[li][i][0]} → {columns[li + 1][j][0]}: weight {v:+.3f}"
+
+
+def _style(v: float, wmax: float) -> tuple[int, int]:
+    """(colour index, width bucket 0–4) of an edge: sign picks the colour, size the width."""
+    return int(v >= 0), min(4, int(abs(v) / wmax * 5))
+
+
+def _wmax(weights) -> float:
+    return max((float(np.abs(w).max()) for w in weights if w.size), default=1.0) or 1.0
+
+
+def network_image(columns: list[list[tuple[str, Image.Image | None]]], weights: list[np.ndarray],
+                  height: int = 420, width_px: int = 560) -> Image.Image:
+    """The network as a picture: updates in place while training (no hover)."""
+    pos, tallest, ux, uy, side = _geometry(columns, height, width_px)
+    px = lambda x, y: ((x + 0.6) * ux, (tallest / 2 + 0.1 - y) * uy)
+    img = Image.new("RGB", (width_px, height), "white")
+    draw = ImageDraw.Draw(img)
+    wmax = _wmax(weights)
+    for x0, y0, x1, y1, v, _ in sorted(_connections(columns, weights, pos), key=lambda e: abs(e[4])):
+        colour, bucket = _style(v, wmax)
+        opacity = 0.35 + 0.13 * bucket
+        rgb = tuple(int(c) for c in WHITE + (CLASS_RGB[colour] - WHITE) * opacity)
+        (a, b), (c, d) = px(x0, y0), px(x1, y1)
+        draw.line([(a + side / 2, b), (c - side / 2, d)], fill=rgb, width=1 + bucket)
+    for li, col in enumerate(columns):
+        for (name, node), (x, y) in zip(col, pos[li]):
+            cx, cy = px(x, y)
+            box = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
+            if node is not None:
+                img.paste(node.resize((box[2] - box[0], box[3] - box[1])), box[:2])
+            draw.rectangle(box, outline=(187, 187, 187))
+    return img
+
+
+def network_figure(columns: list[list[tuple[str, Image.Image | None]]], weights: list[np.ndarray],
+                   height: int = 420, width_px: int = 560) -> go.Figure:
+    """The same drawing as network_image, interactive: hovering an edge's midpoint
+    shows its weight, hovering a node names it."""
+    pos, tallest, ux, uy, side = _geometry(columns, height, width_px)
+    half, half_y = side / ux / 2, side / uy / 2
+    fig = go.Figure()
+    wmax = _wmax(weights)
+    hx, hy, htext = [], [], []
+    buckets: dict[tuple[int, int], tuple[list, list]] = {}
+    for x0, y0, x1, y1, v, text in _connections(columns, weights, pos):
+        xs, ys = buckets.setdefault(_style(v, wmax), ([], []))
+        xs += [x0 + half, x1 - half, None]
+        ys += [y0, y1, None]
+        hx.append((x0 + x1) / 2)
+        hy.append((y0 + y1) / 2)
+        htext.append(text)
     for (positive, b), (xs, ys) in sorted(buckets.items()):
         fig.add_scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
-                        line=dict(color=CLASS_HEX[positive], width=0.6 + 1.2 * b), opacity=0.35 + 0.13 * b)
+                        line=dict(color=CLASS_HEX[positive], width=1 + b), opacity=0.35 + 0.13 * b)
     fig.add_scatter(x=hx, y=hy, mode="markers", text=htext, hoverinfo="text", showlegend=False,
                     marker=dict(size=7, color="rgba(0,0,0,0)"))
     labels_x, labels_y, labels = [], [], []

@@ -130,7 +130,7 @@ def control(key: str, where=None, **extra):
         return where.toggle(s.label, s.default, **common)
     if s.kind == "pills":
         return tuple(where.pills(s.label, s.options, selection_mode="multi", default=list(s.default),
-                                 format_func=s.fmt, **common) or ())
+                                 format_func=s.fmt, wrap=True, **common) or ())
     return tuple(where.multiselect(s.label, s.options, default=list(s.default), format_func=s.fmt, **common))
 
 

@@ -24,8 +24,9 @@ def output_scale(ds: Dataset2D) -> float:
     return float(np.abs(ds.targets).max()) if ds.task == "regression" else 1.0
 
 
-def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool) -> None:
-    """The network diagram: inputs, every hidden neuron and the output, each with its map."""
+def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, live: bool) -> None:
+    """The network diagram: inputs, every hidden neuron and the output, each with its map.
+    While training it is a picture (updated in place); paused, an interactive chart."""
     n_neurons = sum(len(n) for n in snap["neurons"])
     show = n_neurons <= MAX_NEURON_IMAGES
     img = lambda rgb: figures.map_image(rgb, 48) if show else None
@@ -45,8 +46,12 @@ def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool) 
         weights = snap["weights"]
     tallest = max(len(c) for c in cols)
     height = int(min(640, max(260, 58 * tallest)))
-    st.plotly_chart(figures.network_figure(cols, weights, height), key="pg_network",
-                    config={"displayModeBar": False})
+    if live:
+        st.image(figures.network_image(cols, weights, height), width="stretch")
+    else:
+        st.plotly_chart(figures.network_figure(cols, weights, height), key="pg_network",
+                        config={"displayModeBar": False})
+        st.caption("Hover a connection to read its weight.")
     if not show:
         st.caption(f"{n_neurons} neurons: too many to draw each one's picture; hover connections for weights.")
 

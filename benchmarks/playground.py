@@ -1,0 +1,113 @@
+"""Playground figures: job vs. bare PyTorch loop, time to fit circle and spiral, snapshot cost."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from dl_core.playground import Setup, make_job
+from dl_core.runner import JobRunner
+from dl_core.training import OPTIMIZERS, LOSSES
+
+EPOCHS_FOR_SPEED = 300
+SEEDS = (1, 2, 3, 4, 5, 6, 7)
+MAX_EPOCHS = 2000
+
+
+def _wait(job, done, poll_s=0.002):
+    while not done():
+        if job.status()["state"] in ("finished", "failed", "stopped"):
+            return
+        time.sleep(poll_s)
+
+
+def steps_per_s_job(setup: Setup) -> float:
+    """The training job as the page runs it: live snapshots on at the page's rate."""
+    job, _, _ = make_job(setup.__class__(**{**setup.__dict__, "max_epochs": EPOCHS_FOR_SPEED}))
+    job.runner = JobRunner(1)
+    job.start()
+    while job.status()["state"] != "finished":  # read it as the page does, about every 0.3 s
+        job.view()
+        job.snapshot()
+        time.sleep(0.3)
+    events = {e.kind: e.time for e in reversed(job.view()["events"]) if e.kind in ("started", "finished")}
+    return job.step / (events["finished"] - events["started"])
+
+
+def steps_per_s_bare(setup: Setup) -> float:
+    """The same model, data, batch size and optimizer in a plain PyTorch loop."""
+    job, _, _ = make_job(setup)
+    model, data, cfg = job.model, job.data, job.config
+    opt = OPTIMIZERS[cfg.optimizer][1](model.parameters(), cfg)
+    loss_fn = LOSSES[data.task]()
+    n, steps = len(data.x_train), 0
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(EPOCHS_FOR_SPEED):
+        order = torch.randperm(n)
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            loss.backward()
+            opt.step()
+            steps += 1
+    return steps / (time.perf_counter() - t0)
+
+
+def seconds_to_fit(dataset: str) -> dict:
+    """Wall time from start until test accuracy ≥ 95%, page defaults, per seed."""
+    times, reached, epochs = [], 0, []
+    for seed in SEEDS:
+        job, _, _ = make_job(Setup(dataset=dataset, seed=seed, max_epochs=MAX_EPOCHS))
+        job.runner = JobRunner(1)
+        t0 = time.perf_counter()
+        job.start()
+        hit = lambda: (job.view(1)["epochs"][-1]["test_acc"] or 0) >= 0.95
+        _wait(job, hit)
+        dt = time.perf_counter() - t0
+        job.stop()
+        job.join(5)
+        ok = (job.view(10**6)["epochs"][-1]["test_acc"] or 0) >= 0.95
+        reached += ok
+        times.append(dt if ok else float("inf"))
+        epochs.append(job.epoch)
+    return {"median_s": statistics.median(times), "reached": reached, "seeds": len(SEEDS),
+            "median_epochs": statistics.median(epochs)}
+
+
+def snapshot_ms(setup: Setup, repeats: int = 50) -> float:
+    job, _, _ = make_job(setup)
+    job.probe(job.model)
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        job.probe(job.model)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def run() -> dict:
+    spiral = Setup(dataset="spiral")
+    steps_per_s_job(spiral), steps_per_s_bare(spiral)  # warm-up round, not counted
+    rounds = [(steps_per_s_job(spiral), steps_per_s_bare(spiral)) for _ in range(5)]  # interleaved: fair to both
+    job_rate = statistics.median(r[0] for r in rounds)
+    bare_rate = statistics.median(r[1] for r in rounds)
+    ratio = statistics.median(r[0] / r[1] for r in rounds)
+    circle, spiral_fit = seconds_to_fit("circle"), seconds_to_fit("spiral")
+    return {
+        "steps_per_s_job": round(job_rate, 1),
+        "steps_per_s_bare": round(bare_rate, 1),
+        "job_vs_bare": round(ratio, 3),
+        "seconds_to_fit_circle": round(circle["median_s"], 3),
+        "seeds_fit_circle": f"{circle['reached']}/{circle['seeds']}",
+        "epochs_to_fit_circle": circle["median_epochs"],
+        "seconds_to_fit_spiral": round(spiral_fit["median_s"], 3),
+        "seeds_fit_spiral": f"{spiral_fit['reached']}/{spiral_fit['seeds']}",
+        "epochs_to_fit_spiral": spiral_fit["median_epochs"],
+        "snapshot_ms": round(snapshot_ms(spiral), 3),
+        "setup": "spiral/circle, 500 points, noise 0, 50% train, [8,8,8], inputs x,y, page defaults "
+                 f"({spiral.activation}, {spiral.optimizer} lr {spiral.lr}, batch {spiral.batch_size}), "
+                 f"snapshot every {spiral.snapshot_interval_s}s at {spiral.resolution}x{spiral.resolution}",
+    }
