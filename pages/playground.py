@@ -48,14 +48,26 @@ def on_csv():
     ss[state.UPLOAD_NONCE] = ss.get(state.UPLOAD_NONCE, 0) + 1  # clear the uploader
 
 
-def on_add_point():
-    base = ss.get(state.JOB_DATA)
+def add_points(points: list) -> None:
+    """Add points with the chosen label and split; the data become 'your data'."""
     try:
-        ss[state.CUSTOM_DATA] = base.with_points([[ss["pg_add_x"], ss["pg_add_y"]]], [ss["pg_add_label"]],
-                                                 train=ss["pg_add_split"] == "train")
+        data = ss[state.JOB_DATA]
+        value = ss["pg_add_label"] if data.task == "classification" else ss["pg_add_target"]
+        ss[state.CUSTOM_DATA] = data.with_points(points, [value] * len(points), train=ss["pg_add_split"] == "train")
         ss["dataset"] = state.UPLOAD
     except (DataError, ValueError) as exc:
         ss[state.NOTICE] = ("error", str(exc))
+
+
+def on_add_point():
+    add_points([[ss["pg_add_x"], ss["pg_add_y"]]])
+
+
+def on_click_point():
+    chart = ss.get("pg_click")
+    clicked = [[p["x"], p["y"]] for p in (chart.selection.points if chart else []) if "x" in p and "y" in p]
+    if clicked:
+        add_points(clicked[:1])
 
 
 def on_model_upload():
@@ -145,6 +157,7 @@ def current_job(values: dict):
 
 
 # ---------- page ----------
+widgets.route_through_app()
 widgets.keep_alive()
 st.title("🕸️ Network Playground")
 st.caption("Pick the data, shape the network, press **▶ Train** and watch it learn. Every number is a real "
@@ -176,21 +189,8 @@ with left:
         values[key] = state.control(key, disabled=not generated)
     st.button("🎲 New random points", on_click=on_regenerate, disabled=not generated,
               help="Draw new points (and new starting weights): changes the seed in the sidebar.")
-    with st.expander("➕ Your own points"):
-        st.file_uploader("Upload a CSV: x,y,label or x,y,target", type=["csv", "txt"], on_change=on_csv,
-                         key=f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
-        c = st.columns(2)
-        c[0].number_input("x", -6.0, 6.0, 0.0, key="pg_add_x")
-        c[1].number_input("y", -6.0, 6.0, 0.0, key="pg_add_y")
-        base = ss.get(state.JOB_DATA)
-        c[0].number_input("label" if base is None or base.task == "classification" else "target",
-                          0 if base is None or base.task == "classification" else -10,
-                          max((base.n_classes - 1) if base is not None else 1, 1) if base is None or
-                          base.task == "classification" else 10, 0, key="pg_add_label")
-        c[1].selectbox("to", ["train", "test"], key="pg_add_split")
-        st.button("Add point", on_click=on_add_point)
-        if ss.get(state.JOB_DATA) is not None:
-            st.download_button("⬇ Data as CSV", to_csv(ss[state.JOB_DATA]), "playground-data.csv", "text/csv")
+    # Filled once the data exist; stays open while the learner is adding points.
+    own_points = st.expander("➕ Your own points", expanded=ss.get(state.CUSTOM_DATA) is not None)
     st.markdown("#### 2 · Network")
     values["features"] = state.control("features")
     values["layers"] = state.control("layers")
@@ -208,6 +208,24 @@ with left:
 
 job = current_job(values)
 spec, ds = ss[state.JOB_SPEC], ss[state.JOB_DATA]
+with own_points:
+    if not ds.curve:
+        st.caption("Click the plane to add a point with the label below (the data become *your data*).")
+        st.plotly_chart(figures.click_figure(ds.points, figures.point_colors(ds.targets, ds.task, views.output_scale(ds))),
+                        key="pg_click", on_select=on_click_point, selection_mode="points",
+                        config={"displayModeBar": False})
+    c = st.columns(2)
+    c[0].number_input("x", -6.0, 6.0, 0.0, key="pg_add_x")
+    c[1].number_input("y", -6.0, 6.0, 0.0, key="pg_add_y")
+    if ds.task == "classification":
+        c[0].selectbox("label", list(range(ds.n_classes)), key="pg_add_label", format_func=lambda k: f"class {k}")
+    else:
+        c[0].number_input("target", -10.0, 10.0, 0.0, key="pg_add_target")
+    c[1].selectbox("to", ["train", "test"], key="pg_add_split")
+    st.button("Add point", on_click=on_add_point)
+    st.file_uploader("…or upload a CSV: x,y,label or x,y,target", type=["csv", "txt"], on_change=on_csv,
+                     key=f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
+    st.download_button("⬇ These points as CSV", to_csv(ds), "playground-data.csv", "text/csv")
 with bar:
     widgets.job_controls(job, on_reset)
     prev = ss.get(state.PREVIOUS)

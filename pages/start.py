@@ -1,6 +1,10 @@
 """Start here: what deep learning is, in a few honest sentences, and a map of the labs."""
 import streamlit as st
 
+from ui import widgets
+
+widgets.route_through_app()
+
 st.title("🧠 Deep Learning Lab")
 st.markdown(
     """

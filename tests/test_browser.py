@@ -40,7 +40,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     port = _free_port()
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "DLLAB_SESSION_GRACE_S": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -90,6 +90,13 @@ def _open(page, url):
     page.goto(url)
     page.wait_for_selector("[data-testid='stSidebar']", timeout=60_000)
     page.wait_for_selector("h1", timeout=60_000)
+    _idle(page)
+
+
+def _idle(page):
+    """Wait until no script run is in flight (Streamlit shows its status widget while running)."""
+    time.sleep(0.5)
+    page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
 
 
 def _no_exception(page):
@@ -97,13 +104,14 @@ def _no_exception(page):
 
 
 # Direct links first: a fresh server must route a shared link through app.py's navigation.
-@pytest.mark.parametrize("path, heading", [("network-playground", "Network Playground"), ("", "Deep Learning Lab")])
+@pytest.mark.parametrize("path, heading", [("playground", "Network Playground"), ("", "Deep Learning Lab")])
 def test_each_page_opens_and_is_screenshotted(server, page, path, heading):
     _open(page, f"{server}/{path}")
     page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=30_000)
     page.get_by_text("Compute").first.wait_for()  # the app's sidebar, not a bare page
     time.sleep(2)
     _no_exception(page)
+    assert page.get_by_text("Page not found").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"page-{path or 'start'}.png"), full_page=True)
 
@@ -114,17 +122,57 @@ def _epoch(page) -> int:
 
 
 def test_training_in_the_playground_moves_the_counter_and_the_loss_chart(server, page):
-    _open(page, f"{server}/network-playground?lesson=depth_spiral")
+    _open(page, f"{server}/playground?lesson=depth_spiral")
     page.get_by_text("Epoch").first.wait_for(timeout=30_000)
     assert _epoch(page) == 0
-    page.get_by_role("button", name=re.compile("Train")).first.click()
+    page.get_by_role("button", name="▶ Train", exact=True).click()
     deadline = time.monotonic() + 60
     seen = []
     while time.monotonic() < deadline and len(set(seen)) < 3:
         seen.append(_epoch(page))
         time.sleep(0.5)
+    if len(set(seen)) < 3:
+        page.screenshot(path=str(ARTIFACTS / "FAILED-playground-training.png"), full_page=True)
     assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # the counter moves, live
     page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)  # loss curve drawn
     _no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "playground-training.png"), full_page=True)
-    page.get_by_role("button", name=re.compile("Pause")).first.click()
+    page.get_by_role("button", name="⏸ Pause", exact=True).click()
+
+
+def _running_jobs(page) -> int:
+    text = page.get_by_text("Training now on this server").first.inner_text()
+    return int(re.search(r"server: (\d+) of", text).group(1))
+
+
+def test_clicking_the_plane_adds_a_point(server, page):
+    _open(page, f"{server}/playground")
+    page.get_by_text("Your own points").first.click()
+    chart = page.locator("[data-testid='stExpander']").filter(has_text="Your own points").locator(
+        ".stPlotlyChart").first
+    chart.wait_for(timeout=30_000)
+    _idle(page)
+    time.sleep(1)  # plotly attaches its click handlers after drawing
+    box = chart.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("combobox", name="Data", exact=True)).to_have_value("Your data (upload / clicks)",
+                                                                               timeout=30_000)
+    _no_exception(page)
+
+
+def test_closing_the_tab_stops_its_training_after_the_grace_period(server, browser):
+    trainer = browser.new_context().new_page()
+    _open(trainer, f"{server}/playground")
+    trainer.get_by_role("button", name="▶ Train", exact=True).click()
+    trainer.get_by_role("button", name="⏸ Pause", exact=True).wait_for(timeout=30_000)
+    watcher = browser.new_context().new_page()
+    _open(watcher, f"{server}/")
+    assert _running_jobs(watcher) >= 1
+    trainer.context.close()
+    time.sleep(4)  # grace period is 2 s on this server
+    watcher.reload()
+    watcher.wait_for_selector("[data-testid='stSidebar']", timeout=60_000)
+    assert _running_jobs(watcher) == 0
+    watcher.context.close()

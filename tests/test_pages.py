@@ -147,3 +147,17 @@ def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
     assert not [s for s in at.selectbox if s.key == "lr"]
     assert job(at).config.lr == 0.1
     assert not any("For teachers" in e.label for e in at.expander)
+
+
+@pytest.mark.parametrize("name", list(__import__("dl_core.data2d", fromlist=["DATASETS"]).DATASETS))
+def test_every_dataset_trains_and_draws_in_the_page(name):
+    from dl_core.data2d import DATASETS
+
+    at = open_page("pages/playground.py")
+    at.selectbox(key="dataset").set_value(name).run()
+    at.button(key="ctl_step").click().run()
+    poll(at, lambda a: job(a).step == 1 and job(a).status()["state"] == "paused")
+    assert not at.exception and not at.error
+    assert job(at).data.task == DATASETS[name].task
+    drawn = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart") if DATASETS[name].curve else at.get("image")
+    assert drawn

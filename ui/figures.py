@@ -8,7 +8,9 @@ class 1, then further class colours.
 """
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
@@ -66,16 +68,34 @@ def point_colors(targets: np.ndarray, task: str, scale: float = 1.0) -> np.ndarr
     return diverging_rgb(targets, scale)
 
 
-def curve_figure(xs, pred, train, test, show_test: bool) -> go.Figure:
-    """Curve data: points and the network's function y = f(x)."""
-    fig = go.Figure()
-    fig.add_scatter(x=train[0][:, 0], y=train[1], mode="markers", name="train", marker=dict(color=CLASS_HEX[1], size=6))
+def curve_chart(xs, pred, train, test, show_test: bool) -> alt.LayerChart:
+    """Curve data: the points and the network's function y = f(x). Altair, because
+    Streamlit updates it in place while training (a plotly chart would remount)."""
+    rows = [{"x": float(x), "y": float(y), "set": "train"} for x, y in zip(train[0][:, 0], train[1])]
     if show_test:
-        fig.add_scatter(x=test[0][:, 0], y=test[1], mode="markers", name="test",
-                        marker=dict(color="white", size=6, line=dict(color=CLASS_HEX[1], width=1.5)))
-    fig.add_scatter(x=xs, y=pred, mode="lines", name="network", line=dict(color=CLASS_HEX[0], width=3))
-    fig.update_layout(height=360, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="x", yaxis_title="y",
-                      legend=dict(orientation="h", y=1.05))
+        rows += [{"x": float(x), "y": float(y), "set": "test"} for x, y in zip(test[0][:, 0], test[1])]
+    colours = alt.Scale(domain=["train", "test"], range=[CLASS_HEX[1], "#9ecae1"])
+    points = alt.Chart(pd.DataFrame(rows)).mark_circle(size=30).encode(
+        x=alt.X("x", scale=alt.Scale(domain=[-6, 6])), y="y", color=alt.Color("set", scale=colours, title=None))
+    line = alt.Chart(pd.DataFrame({"x": xs, "y": pred})).mark_line(color=CLASS_HEX[0], strokeWidth=3).encode(
+        x="x", y="y")
+    return (points + line).properties(height=360)
+
+
+def click_figure(points: np.ndarray, colors: np.ndarray, grid_n: int = 31, domain: float = 6.0) -> go.Figure:
+    """The data, plus an invisible grid of clickable spots: clicking anywhere selects the
+    nearest spot, and the page adds a point there."""
+    axis = np.linspace(-domain, domain, grid_n)
+    gx, gy = np.meshgrid(axis, axis)
+    fig = go.Figure()
+    fig.add_scatter(x=gx.ravel(), y=gy.ravel(), mode="markers", hoverinfo="none", showlegend=False,
+                    marker=dict(size=14, color="rgba(0,0,0,0)"))
+    fig.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers", hoverinfo="skip", showlegend=False,
+                    marker=dict(size=6, color=["rgb(%d,%d,%d)" % tuple(c) for c in colors]))
+    fig.update_xaxes(range=[-domain - 0.3, domain + 0.3], zeroline=False, fixedrange=True)
+    fig.update_yaxes(range=[-domain - 0.3, domain + 0.3], zeroline=False, fixedrange=True, scaleanchor="x")
+    fig.update_layout(height=300, margin=dict(l=0, r=0, t=0, b=0), clickmode="event+select", dragmode=False,
+                      plot_bgcolor="#fafafa")
     return fig
 
 

@@ -61,8 +61,8 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
     (xtr, ytr), (xte, yte) = ds.train, ds.test
     if ds.curve:
         xs = grid_points(len(snap["output"]), curve=True)[:, 0]
-        st.plotly_chart(figures.curve_figure(xs, snap["output"], (xtr, ytr), (xte, yte), show_test),
-                        key="pg_curve", config={"displayModeBar": False})
+        st.altair_chart(figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test))
+        st.caption("Dots: the data · orange line: the function the network has learned so far.")
         return
     scale = output_scale(ds)
     pts, tg, rings = xtr, ytr, ["white"] * len(xtr)
@@ -79,7 +79,8 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
 
 def curves(view: dict, task: str) -> None:
     epochs = pd.DataFrame(view["epochs"])
-    if epochs.empty:
+    if len(epochs) < 2:
+        st.caption("Train for an epoch to start the loss and accuracy curves.")
         return
     epochs = epochs.set_index("epoch")
     st.markdown("**Loss** (lower is better)")

@@ -13,6 +13,18 @@ from dl_core.runner import RUNNER, SESSIONS
 from . import state
 
 
+def route_through_app() -> None:
+    """Call first in every page. On a fresh server Streamlit starts in its old
+    `pages/`-folder mode until app.py has called st.navigation once, so the first
+    link straight to a page would run that file bare (no sidebar, no device).
+    Switch the old mode off and rerun: the rerun goes through app.py's router."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def session_id() -> str:
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx else "no-session"
