@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
 from dl_core.playground import Setup, make_job
 from dl_core.runner import JobRunner
-from dl_core.training import OPTIMIZERS, LOSSES
+from dl_core.training import LOSSES, OPTIMIZERS, TrainConfig
 
 EPOCHS_FOR_SPEED = 300
 SEEDS = (1, 2, 3, 4, 5, 6, 7)
@@ -24,7 +25,7 @@ def _wait(job, done, poll_s=0.002):
 
 def steps_per_s_job(setup: Setup) -> float:
     """The training job as the page runs it: live snapshots on at the page's rate."""
-    job, _, _ = make_job(setup.__class__(**{**setup.__dict__, "max_epochs": EPOCHS_FOR_SPEED}))
+    job, _, _ = make_job(replace(setup, train=replace(setup.train, max_epochs=EPOCHS_FOR_SPEED)))
     job.runner = JobRunner(1)
     job.start()
     while job.status()["state"] != "finished":  # read it as the page does, about every 0.3 s
@@ -60,7 +61,7 @@ def seconds_to_fit(dataset: str) -> dict:
     """Wall time from start until test accuracy ≥ 95%, page defaults, per seed."""
     times, reached, epochs = [], 0, []
     for seed in SEEDS:
-        job, _, _ = make_job(Setup(dataset=dataset, seed=seed, max_epochs=MAX_EPOCHS))
+        job, _, _ = make_job(Setup(dataset=dataset, seed=seed, train=TrainConfig(max_epochs=MAX_EPOCHS)))
         job.runner = JobRunner(1)
         t0 = time.perf_counter()
         job.start()
@@ -108,6 +109,7 @@ def run() -> dict:
         "epochs_to_fit_spiral": spiral_fit["median_epochs"],
         "snapshot_ms": round(snapshot_ms(spiral), 3),
         "setup": "spiral/circle, 500 points, noise 0, 50% train, [8,8,8], inputs x,y, page defaults "
-                 f"({spiral.activation}, {spiral.optimizer} lr {spiral.lr}, batch {spiral.batch_size}), "
-                 f"snapshot every {spiral.snapshot_interval_s}s at {spiral.resolution}x{spiral.resolution}",
+                 f"({spiral.activation}, {spiral.train.optimizer} lr {spiral.train.lr}, batch "
+                 f"{spiral.train.batch_size}), snapshot every {spiral.train.snapshot_interval_s}s at "
+                 f"{spiral.resolution}x{spiral.resolution}",
     }

@@ -5,7 +5,7 @@ page's default settings" is one definition: `Setup()`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from .data2d import DATASETS, FEATURES, DataError, Dataset2D, feature_matrix, make_dataset
 from .probes import PlaygroundProbe
@@ -25,19 +25,11 @@ class Setup:
     activation: str = "gelu"
     dropout: float = 0.0
     batchnorm: bool = False
-    optimizer: str = "adam"
-    lr: float = 0.03
-    batch_size: int = 32
-    l1: float = 0.0
-    l2: float = 0.0
+    train: TrainConfig = TrainConfig()  # optimizer, learning rate, batch size, penalties: the job's own defaults
     resolution: int = 40
-    snapshot_interval_s: float = 0.25
-    max_epochs: int | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size, l1=self.l1, l2=self.l2,
-                           max_epochs=self.max_epochs, snapshot_interval_s=self.snapshot_interval_s, seed=self.seed)
+        return replace(self.train, seed=self.seed)
 
 
 def make_data(setup: Setup) -> Dataset2D:

@@ -133,11 +133,9 @@ def current_job(values: dict):
     custom = ss.get(state.CUSTOM_DATA) if values["dataset"] == state.UPLOAD else None
     same_data = custom is None or custom is ss.get(state.JOB_DATA)
     if job is not None and state.structure(setup) == state.structure(ss[state.JOB_SETUP]) and same_data:
-        old = ss[state.JOB_SETUP]
-        if (setup.optimizer, setup.lr, setup.batch_size, setup.l1, setup.l2) != \
-                (old.optimizer, old.lr, old.batch_size, old.l1, old.l2):
-            job.set_config(optimizer=setup.optimizer, lr=setup.lr, batch_size=setup.batch_size, l1=setup.l1,
-                           l2=setup.l2)
+        if setup.train != ss[state.JOB_SETUP].train:
+            t = setup.train
+            job.set_config(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2)
             ss[state.JOB_SETUP], ss["pg_job_values"] = setup, values
         widgets.own("playground", job)
         return job
@@ -294,9 +292,10 @@ with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
     c[0].download_button("⬇ Trained model (.pt)", checkpoint, "playground-model.pt", "application/octet-stream",
                          help="Weights and the network description. Load it back here, or in PyTorch with "
                               "torch.load(..., weights_only=True).")
-    c[1].download_button("⬇ PyTorch code (.py)", script(spec, ss[state.JOB_SETUP].lr, ss[state.JOB_SETUP].batch_size,
+    train = ss[state.JOB_SETUP].train
+    c[1].download_button("⬇ PyTorch code (.py)", script(spec, train.lr, train.batch_size,
                                                        {"sgd": "SGD", "momentum": "SGD", "adam": "Adam",
-                                                        "rmsprop": "RMSprop"}[ss[state.JOB_SETUP].optimizer]),
+                                                        "rmsprop": "RMSprop"}[train.optimizer]),
                          "model.py", "text/x-python")
     c[2].file_uploader("Load a saved model", type=["pt"], on_change=on_model_upload,
                        key=f"pg_model_{ss.get(state.UPLOAD_NONCE, 0)}")

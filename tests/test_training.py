@@ -12,8 +12,12 @@ from dl_core.spec import LayerSpec, ModelSpec, build, mlp_spec
 from dl_core.training import TensorData, TrainConfig, TrainingJob
 
 
+TRAIN_KEYS = {"optimizer", "lr", "batch_size", "max_epochs"}
+
+
 def job_for(runner, **kw):
-    job, spec, ds = make_job(Setup(**kw))
+    train = TrainConfig(**{k: v for k, v in kw.items() if k in TRAIN_KEYS})
+    job, spec, ds = make_job(Setup(train=train, **{k: v for k, v in kw.items() if k not in TRAIN_KEYS}))
     job.runner = runner
     return job
 

@@ -17,7 +17,7 @@ import streamlit as st
 from dl_core.data2d import DATASETS, FEATURES
 from dl_core.playground import Setup
 from dl_core.spec import ACTIVATIONS
-from dl_core.training import OPTIMIZERS
+from dl_core.training import OPTIMIZERS, TrainConfig
 
 # ---- session-state keys that are not widgets ----
 JOB = "pg_job"  # the Playground's TrainingJob
@@ -141,9 +141,9 @@ def setup_from(values: dict, seed: int) -> Setup:
     return Setup(dataset=values["dataset"], n_samples=values["n"], noise=values["noise"] / 100,
                  train_ratio=values["train_pct"] / 100, seed=seed, features=tuple(values["features"]),
                  hidden=tuple(values[f"n{i}"] for i in range(1, depth + 1)), activation=values["activation"],
-                 dropout=values["dropout"], batchnorm=values["batchnorm"], optimizer=values["optimizer"],
-                 lr=values["lr"], batch_size=values["batch"], l1=rate if values["reg"] == "L1" else 0.0,
-                 l2=rate if values["reg"] == "L2" else 0.0)
+                 dropout=values["dropout"], batchnorm=values["batchnorm"],
+                 train=TrainConfig(optimizer=values["optimizer"], lr=values["lr"], batch_size=values["batch"],
+                                   l1=rate if values["reg"] == "L1" else 0.0, l2=rate if values["reg"] == "L2" else 0.0))
 
 
 def structure(setup: Setup) -> tuple:
