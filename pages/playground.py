@@ -1,14 +1,12 @@
 """Network Playground: build a network layer by layer on 2-D data and watch it learn, live."""
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
 from dl_core.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
 from dl_core.export import script
-from dl_core.playground import make_data, make_job
+from dl_core.playground import make_job
 from dl_core.spec import SpecError, summarize
 from ui import figures, state, views, widgets
 from ui.lessons import LESSONS, lesson_values
@@ -21,7 +19,7 @@ POLL_S = 0.3
 def on_lesson():
     key = ss.get("lesson", "free")
     st.query_params["lesson"] = key
-    ss["pg_lesson_seen"] = key
+    ss[state.LESSON_SEEN] = key
     if key != "free":
         state.apply_values(lesson_values(key))
 
@@ -29,8 +27,8 @@ def on_lesson():
 def lesson_from_link():
     """A shared `?lesson=<key>` link applies its lesson once, on arrival, before any widget draws."""
     wanted = st.query_params.get("lesson")
-    if wanted in LESSONS and ss.get("pg_lesson_seen") != wanted:
-        ss["pg_lesson_seen"] = ss["lesson"] = wanted
+    if wanted in LESSONS and ss.get(state.LESSON_SEEN) != wanted:
+        ss[state.LESSON_SEEN] = ss["lesson"] = wanted
         if wanted != "free":
             state.apply_values(lesson_values(wanted))
 
@@ -104,9 +102,8 @@ def on_undo():
 
 
 def on_reset():
-    job, spec = ss[state.JOB], ss[state.JOB_SPEC]
-    new, spec, ds = make_job(ss[state.JOB_SETUP], ss[state.JOB_DATA], widgets.device(), spec=spec)
-    _install(new, ss[state.JOB_SETUP], spec, ds, ss["pg_job_values"])
+    new, spec, ds = make_job(ss[state.JOB_SETUP], ss[state.JOB_DATA], widgets.device(), spec=ss[state.JOB_SPEC])
+    _install(new, ss[state.JOB_SETUP], spec, ds, ss[state.JOB_VALUES])
 
 
 def on_regenerate():
@@ -120,9 +117,9 @@ def _install(job, setup, spec, ds, values):
     if old is not None and old is not job:
         old.pause()
         if old.step > 0:
-            ss[state.PREVIOUS] = (old, ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA], ss["pg_job_values"])
+            ss[state.PREVIOUS] = (old, ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA], ss[state.JOB_VALUES])
     ss[state.JOB], ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA] = job, setup, spec, ds
-    ss["pg_job_values"] = values
+    ss[state.JOB_VALUES] = values
     widgets.own("playground", job)
 
 
@@ -136,7 +133,7 @@ def current_job(values: dict):
         if setup.train != ss[state.JOB_SETUP].train:
             t = setup.train
             job.set_config(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2)
-            ss[state.JOB_SETUP], ss["pg_job_values"] = setup, values
+            ss[state.JOB_SETUP], ss[state.JOB_VALUES] = setup, values
         widgets.own("playground", job)
         return job
     if values["dataset"] == state.UPLOAD and custom is None:
@@ -267,10 +264,10 @@ def live():
         st.plotly_chart(figures.grad_norm_figure(view["grad_norms"]), key="pg_grads")
         st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
                    "on the way back and the early layers barely learn.")
-    if ss.get("pg_was_active") and not job.active:
-        ss["pg_was_active"] = False
+    if ss.get(state.WAS_ACTIVE) and not job.active:
+        ss[state.WAS_ACTIVE] = False
         st.rerun()
-    ss["pg_was_active"] = job.active
+    ss[state.WAS_ACTIVE] = job.active
 
 
 with right:
@@ -284,7 +281,7 @@ with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
 
     def checkpoint() -> bytes:
         with job.lock:
-            meta = {"values": state.widget_values(ss["pg_job_values"]), "seed": ss[state.JOB_SETUP].seed,
+            meta = {"values": state.widget_values(ss[state.JOB_VALUES]), "seed": ss[state.JOB_SETUP].seed,
                     "data_csv": to_csv(ds) if ds.name == "upload" else None, "epoch": job.epoch}
             return save_bytes(spec, job.model, meta)
 

@@ -1,6 +1,4 @@
 """Pages render and react, through Streamlit's AppTest (no browser)."""
-import io
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -131,7 +129,7 @@ def test_saved_model_loads_back_and_a_corrupt_one_is_refused():
     at.button(key="ctl_epoch").click().run()
     poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
     j, spec = job(at), at.session_state[state.JOB_SPEC]
-    values = state.widget_values(at.session_state["pg_job_values"]) | {"layers": 3}
+    values = state.widget_values(at.session_state[state.JOB_VALUES]) | {"layers": 3}
     blob = save_bytes(spec, j.model, {"values": values, "seed": 1})
     fresh = open_page("pages/playground.py")
     fresh.file_uploader(key="pg_model_0").set_value(("m.pt", b"garbage", "application/octet-stream")).run()

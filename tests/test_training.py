@@ -8,7 +8,7 @@ import torch
 from conftest import ROOT, wait_for
 from dl_core.playground import Setup, make_job
 from dl_core.runner import JobRunner, SessionJobs
-from dl_core.spec import LayerSpec, ModelSpec, build, mlp_spec
+from dl_core.spec import LayerSpec, ModelSpec, build
 from dl_core.training import TensorData, TrainConfig, TrainingJob
 
 
@@ -174,7 +174,7 @@ def test_snapshots_hold_output_and_every_neuron_map(runner):
 def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
     """Oracle: TF Playground's engine (tanh, 0.5·squared error, SGD 0.03, batch 10, fixed
     order) from the same points and initial weights. MSE is twice its loss, so lr 0.015."""
-    ref = json.loads((ROOT.parent / "shared/reference/tf-playground" / f"{name}.json").read_text())
+    ref = json.loads((ROOT / "tests/data/tf-playground" / f"{name}.json").read_text())
     sizes = ref["layer_sizes"]
     layers = []
     for width in sizes[1:]:
