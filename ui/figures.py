@@ -43,6 +43,11 @@ def output_rgb(output: np.ndarray, task: str, discretize: bool = False, scale: f
     return (WHITE + (mixed - WHITE) * confidence).astype(np.uint8)
 
 
+def class_rgb(prob: np.ndarray, k: int) -> np.ndarray:
+    """One class's probability map: white (0) to that class's colour (1)."""
+    return (WHITE + (CLASS_RGB[k] - WHITE) * np.clip(prob, 0, 1)[..., None]).astype(np.uint8)
+
+
 def as_square(rgb: np.ndarray) -> np.ndarray:
     """A 1-D strip (curve data) becomes a square image with vertical bands."""
     return np.repeat(rgb[None], rgb.shape[0], 0) if rgb.ndim == 2 else rgb

@@ -42,7 +42,8 @@ def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, 
         if n_out == 2:  # two logits; their difference decides, so draw class 1's weights
             weights[-1] = snap["weights"][-1][1:] - snap["weights"][-1][:1]
     else:
-        cols.append([(f"class {k} score", None) for k in range(n_out)])
+        cols.append([(f"P(class {k})", figures.map_image(figures.class_rgb(out[..., k], k), 48))
+                     for k in range(n_out)])
         weights = snap["weights"]
     tallest = max(len(c) for c in cols)
     height = int(min(640, max(260, 58 * tallest)))
