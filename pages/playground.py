@@ -180,6 +180,10 @@ with left:
     generated = values["dataset"] != state.UPLOAD
     if generated:
         st.caption(DATASETS[values["dataset"]].blurb)
+    with st.popover("🖼 Preview all datasets", width="stretch"):
+        images, captions = views.dataset_thumbnails(widgets.seed())
+        st.image(images, caption=captions, width=72)
+        st.caption("Sets marked \\* are regression: colour shows the target value. Pick one in the box above.")
     for key in ("noise", "n", "train_pct"):
         values[key] = state.control(key, disabled=not generated)
     st.button("🎲 New random points", on_click=on_regenerate, disabled=not generated,

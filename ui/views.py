@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dl_core.data2d import FEATURES, Dataset2D, feature_matrix
+from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
 from dl_core.probes import grid_points
 
 from . import figures
@@ -18,6 +18,20 @@ def _feature_maps(features: tuple[str, ...], resolution: int, curve: bool) -> li
     cols = feature_matrix(grid_points(resolution, curve), features)
     shape = (resolution,) if curve else (resolution, resolution)
     return [figures.diverging_rgb(c.reshape(shape)) for c in cols.T]
+
+
+@st.cache_data(show_spinner=False)
+def dataset_thumbnails(seed: int) -> tuple[list, list[str]]:
+    """A small picture of every registered dataset, for the picker's preview."""
+    images, captions = [], []
+    for key, info in DATASETS.items():
+        ds = make_dataset(key, 200, 0.0, 0.5, seed)
+        scale = output_scale(ds)
+        blank = np.full((8, 8, 3), 255, np.uint8)
+        images.append(figures.map_image(blank, 72, ds.points, figures.point_colors(ds.targets, ds.task, scale),
+                                        ["white"] * len(ds.points)))
+        captions.append(info.label.replace(" (regression)", "*"))
+    return images, captions
 
 
 def output_scale(ds: Dataset2D) -> float:
