@@ -6,8 +6,11 @@ suite executes the code to hold us to that.
 """
 from __future__ import annotations
 
+import inspect
+
 from .data2d import FEATURES
-from .spec import LAYERS, ModelSpec, summarize
+from .layers import LAYERS, ResidualBlock
+from .spec import ModelSpec, summarize
 
 _LOSS = {"classification": "nn.CrossEntropyLoss()", "regression": "nn.MSELoss()"}
 
@@ -60,8 +63,11 @@ def script(spec: ModelSpec, lr: float = 0.03, batch_size: int = 10, optimizer: s
     ]
     if playground:
         parts += [features_code(spec.input_names), "", ""]
+    if any(layer.kind == "residual" for layer in spec.layers):
+        parts += [inspect.getsource(ResidualBlock), ""]
     parts += [model_code(spec), "", ""]
-    make_x = "features(points)" if playground else "points"
+    make_x = "features(points)" if playground else "inputs"
+    n_out = summarize(spec)[-1].out_shape[0]
     parts += [
         "def train(inputs, targets, epochs=100):",
         f'    """inputs: (N, {spec.input_shape[0]}) float32; targets: {target}."""',
@@ -80,9 +86,11 @@ def script(spec: ModelSpec, lr: float = 0.03, batch_size: int = 10, optimizer: s
         "",
         "",
         'if __name__ == "__main__":',
-        "    points = torch.rand(200, 2) * 12 - 6  # replace with your data",
-        "    targets = (points.norm(dim=1) < 3).long()" if spec.task == "classification"
-        else "    targets = (points[:, :1] + points[:, 1:]) / 10",
+        *(["    points = torch.rand(200, 2) * 12 - 6  # replace with your data",
+           "    targets = (points.norm(dim=1) < 3).long()" if spec.task == "classification"
+           else "    targets = (points[:, :1] + points[:, 1:]) / 10"] if playground else
+          [f"    inputs = torch.rand(64, {', '.join(map(str, spec.input_shape))})  # replace with your images",
+           f"    targets = torch.randint(0, {n_out}, (64,))"]),
         f"    model = train({make_x}, targets)",
         '    # model.load_state_dict(torch.load("weights.pt", weights_only=True))  # weights saved by the app',
         f"    print(model({make_x})[:5])",

@@ -3,18 +3,20 @@
 Shapes are inferred layer by layer, so a learner never wires sizes by hand;
 what can still be wrong (zero neurons, an absurd size, a model over the
 parameter budget) is refused with a sentence naming the layer and the reason.
-The LAYERS registry feeds the builder, the shape table, the code exporter and
-the tests; a new layer type is one entry.
+The layer registry (dl_core.layers) feeds the builder, the shape table, the
+code exporter and the tests; a new layer type is one entry there.
 """
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from .layers import ACTIVATIONS, LAYERS, LayerType  # noqa: F401  (re-exported: the registry's public home)
 
 PARAM_BUDGET = 2_000_000  # parameters; keeps one classroom server responsive
 
@@ -25,83 +27,6 @@ class SpecError(ValueError):
     def __init__(self, message: str, layer: int | None = None):
         super().__init__(message)
         self.layer = layer
-
-
-ACTIVATIONS: dict[str, tuple[str, Callable[[], nn.Module], str]] = {
-    # key: (label, factory, PyTorch source)
-    "relu": ("ReLU", nn.ReLU, "nn.ReLU()"),
-    "tanh": ("tanh", nn.Tanh, "nn.Tanh()"),
-    "sigmoid": ("sigmoid", nn.Sigmoid, "nn.Sigmoid()"),
-    "linear": ("linear (none)", nn.Identity, "nn.Identity()"),
-    "gelu": ("GELU", nn.GELU, "nn.GELU()"),
-    "leaky_relu": ("LeakyReLU", lambda: nn.LeakyReLU(0.01), "nn.LeakyReLU(0.01)"),
-}
-
-
-@dataclass(frozen=True)
-class LayerType:
-    """How one kind of layer builds, reshapes, and prints itself."""
-
-    label: str
-    build: Callable[[tuple, dict], nn.Module]
-    out_shape: Callable[[tuple, dict], tuple]
-    code: Callable[[tuple, dict], str]
-    check: Callable[[tuple, dict], str | None] = lambda shape, p: None
-
-
-def _need_flat(shape, p):
-    return None if len(shape) == 1 else f"expects a flat vector, but gets shape {shape}; add a Flatten layer first"
-
-
-def _linear_check(shape, p):
-    n = p.get("out_features", 0)
-    if not isinstance(n, int) or n < 1:
-        return f"has {n} neurons; a layer needs at least 1 neuron"
-    if n > 4096:
-        return f"has {n} neurons; at most 4,096 fit in this app"
-    return _need_flat(shape, p)
-
-
-def _activation_check(shape, p):
-    fn = p.get("fn")
-    return None if fn in ACTIVATIONS else f"uses unknown activation {fn!r} (choose from {', '.join(ACTIVATIONS)})"
-
-
-def _dropout_check(shape, p):
-    rate = p.get("p", 0.5)
-    return None if 0 <= rate < 1 else f"drops {rate:.0%} of its inputs; choose a rate from 0 up to (not including) 1"
-
-
-LAYERS: dict[str, LayerType] = {
-    "linear": LayerType(
-        "Linear (fully connected)",
-        build=lambda s, p: nn.Linear(s[0], p["out_features"]),
-        out_shape=lambda s, p: (p["out_features"],),
-        code=lambda s, p: f"nn.Linear({s[0]}, {p['out_features']})",
-        check=_linear_check,
-    ),
-    "activation": LayerType(
-        "Activation",
-        build=lambda s, p: ACTIVATIONS[p["fn"]][1](),
-        out_shape=lambda s, p: s,
-        code=lambda s, p: ACTIVATIONS[p["fn"]][2],
-        check=_activation_check,
-    ),
-    "dropout": LayerType(
-        "Dropout",
-        build=lambda s, p: nn.Dropout(p.get("p", 0.5)),
-        out_shape=lambda s, p: s,
-        code=lambda s, p: f"nn.Dropout({p.get('p', 0.5)})",
-        check=_dropout_check,
-    ),
-    "batchnorm": LayerType(
-        "Batch norm",
-        build=lambda s, p: nn.BatchNorm1d(s[0]),
-        out_shape=lambda s, p: s,
-        code=lambda s, p: f"nn.BatchNorm1d({s[0]})",
-        check=_need_flat,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -164,14 +89,7 @@ class LayerRow:
     label: str
     out_shape: tuple
     params: int
-
-
-def _param_count(kind: str, in_shape: tuple, p: dict) -> int:
-    if kind == "linear":
-        return in_shape[0] * p["out_features"] + p["out_features"]
-    if kind == "batchnorm":
-        return 2 * in_shape[0]
-    return 0
+    macs: int  # multiply-adds per example
 
 
 def summarize(spec: ModelSpec, budget: int = PARAM_BUDGET) -> list[LayerRow]:
@@ -188,9 +106,11 @@ def summarize(spec: ModelSpec, budget: int = PARAM_BUDGET) -> list[LayerRow]:
         problem = lt.check(shape, layer.p)
         if problem:
             raise SpecError(f"Layer {i} ({lt.label}) {problem}.", i)
-        count = _param_count(layer.kind, shape, layer.p)
+        count, macs = lt.params(shape, layer.p), lt.macs(shape, layer.p)
         shape = lt.out_shape(shape, layer.p)
-        rows.append(LayerRow(i, layer.kind, lt.label, shape, count))
+        if min(shape) < 1:
+            raise SpecError(f"Layer {i} ({lt.label}) shrinks its input to nothing ({shape}).", i)
+        rows.append(LayerRow(i, layer.kind, lt.label, shape, count, macs))
     total = sum(r.params for r in rows)
     if total > budget:
         raise SpecError(f"This model has {total:,} parameters, over this app's budget of {budget:,}: "

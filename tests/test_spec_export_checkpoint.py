@@ -30,9 +30,13 @@ def test_summary_matches_the_built_pytorch_model(act):
         assert tuple(shape.shape[1:]) == row.out_shape
 
 
-def test_every_layer_type_is_covered_by_the_mlp_builder():
-    spec = mlp_spec(2, [4], "relu", 2, dropout=0.2, batchnorm=True)
-    assert {l.kind for l in spec.layers} == set(LAYERS)
+def test_every_layer_type_is_used_by_the_mlp_builder_or_a_cnn_preset():
+    from dl_core.presets import PRESETS, preset_spec
+
+    kinds = {l.kind for l in mlp_spec(2, [4], "relu", 2, dropout=0.2, batchnorm=True).layers}
+    for key in PRESETS:
+        kinds |= {l.kind for l in preset_spec(key, (1, 8, 8), 3).layers}
+    assert kinds == set(LAYERS)
 
 
 @pytest.mark.parametrize("layers, message, where", [

@@ -1,0 +1,105 @@
+"""CNN Lab engine: data choice to training job, and a look inside the network.
+
+The job is the Playground's TrainingJob (same thread, controls, divergence
+handling, session ownership and queue); only the data, the spec and the probe
+differ. Feature maps come from forward hooks on every layer of an eval-mode
+pass, so what the learner sees is exactly what the network computes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import images
+from .presets import preset_spec
+from .probes import confusion_matrix
+from .spec import ModelSpec, build, summarize
+from .training import TensorData, TrainConfig, TrainingJob
+
+OFFLINE_SETS = {"digits": "Handwritten digits (offline)", "shapes": "Shapes (offline, generated)"}
+DATASET_LABELS = OFFLINE_SETS | {k: f"{v[0]} (torchvision)" for k, v in images.TORCHVISION.items()}
+
+
+@dataclass(frozen=True)
+class CNNData:
+    dataset: str = "digits"
+    size: int = 16  # digits are 8×8, upsampled; shapes are drawn at this size
+    spurious: float = 0.0
+    seed: int = 0
+
+
+def load(choice: CNNData, download: bool = True) -> images.ImageDataset:
+    if choice.dataset == "digits":
+        return images.digits(choice.size, choice.seed)
+    if choice.dataset == "shapes":
+        return images.shapes(1200, choice.size, 0.1, choice.spurious, choice.seed)
+    return images.torchvision_dataset(choice.dataset, download=download, seed=choice.seed)
+
+
+def tensors(ds: images.ImageDataset, device="cpu") -> TensorData:
+    """Train on the training split, watch the validation split (the test split stays for the end)."""
+    (xtr, ytr), (xva, yva) = ds.part("train"), ds.part("val")
+    return TensorData.from_arrays(xtr, ytr, xva, yva, "classification", device)
+
+
+class CNNProbe:
+    """Cheap live view: validation confusion matrix and first-layer filters."""
+
+    def __init__(self, data: TensorData, n_classes: int, max_images: int = 512):
+        self.x, self.y, self.k = data.x_test[:max_images], data.y_test[:max_images], n_classes
+
+    def __call__(self, model: nn.Module) -> dict:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            pred = model(self.x).argmax(1)
+        model.train(was)
+        return {"confusion": confusion_matrix(pred, self.y, self.k), "filters": first_filters(model)}
+
+
+def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = TrainConfig(batch_size=64, lr=0.003),
+             device="cpu", model: nn.Module | None = None) -> TrainingJob:
+    summarize(spec)
+    data = tensors(ds, device)
+    model = (build(spec, config.seed) if model is None else model).to(device)
+    return TrainingJob(model, data, config, CNNProbe(data, len(ds.classes)))
+
+
+def preset(key: str, ds: images.ImageDataset) -> ModelSpec:
+    return preset_spec(key, ds.shape, len(ds.classes))
+
+
+def first_filters(model: nn.Module) -> np.ndarray | None:
+    """The first convolution's kernels (out, in, k, k), or None for a model without one."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if conv is None else conv.weight.detach().cpu().numpy().copy()
+
+
+def feature_maps(model: nn.Module, image: torch.Tensor) -> list[np.ndarray]:
+    """Every top-level layer's output for one image (C, H, W) — image maps or flat vectors."""
+    outs: list[torch.Tensor] = []
+    hooks = [layer.register_forward_hook(lambda m, a, out: outs.append(out[0].detach().cpu()))
+             for layer in model.layers]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(image[None].to(next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return [o.numpy() for o in outs]
+
+
+def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """Class probabilities for a batch of images (eval mode)."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        p = model(torch.as_tensor(x, dtype=torch.float32, device=next(model.parameters()).device)).softmax(1)
+    model.train(was)
+    return p.cpu().numpy()

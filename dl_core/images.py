@@ -1,0 +1,207 @@
+"""Image datasets for the CNN Lab: offline by default, real ones when present.
+
+Offline: scikit-learn's bundled 8×8 digits (optionally upsampled) and a
+generated *shapes* set whose optional spurious cue (a corner patch coloured
+by class in training data only) lets later labs teach bias and explanation.
+Real: torchvision's MNIST family and CIFAR-10, read from a local data folder
+(downloaded there on first use when a network is available). Yours: a zip of
+one folder per class. Every loader returns the same ImageDataset.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data2d import DataError
+
+DATA_DIR = Path(os.environ.get("DLLAB_DATA_DIR", Path.home() / ".cache" / "deep-learning-lab" / "data"))
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_ZIP_BYTES = 50 * 2**20
+MAX_UNZIPPED_BYTES = 400 * 2**20
+MAX_IMAGES = 5000
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    name: str
+    x: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    y: np.ndarray  # (N,) int64
+    classes: tuple[str, ...]
+    split: np.ndarray  # (N,) 0 train · 1 validation · 2 test
+    note: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])
+
+    def part(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        mask = self.split == {"train": 0, "val": 1, "test": 2}[which]
+        return self.x[mask], self.y[mask]
+
+
+def split_labels(n: int, seed: int, val: float = 0.15, test: float = 0.15) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    split = np.zeros(n, np.int8)
+    order = rng.permutation(n)
+    n_val, n_test = round(n * val), round(n * test)
+    split[order[:n_val]] = 1
+    split[order[n_val:n_val + n_test]] = 2
+    return split
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    if x.shape[-1] == size:
+        return x.astype(np.float32)
+    return F.interpolate(torch.as_tensor(x, dtype=torch.float32), size=(size, size), mode="bilinear",
+                         align_corners=False).clamp(0, 1).numpy()
+
+
+def digits(size: int = 8, seed: int = 0) -> ImageDataset:
+    """scikit-learn's 1,797 handwritten digits (8×8, 17 grey levels), bundled: no download."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = resize((d.images / 16.0)[:, None].astype(np.float32), size)
+    return ImageDataset("digits", x, d.target.astype(np.int64), tuple(str(k) for k in range(10)),
+                        split_labels(len(x), seed))
+
+
+SHAPES = ("circle", "square", "triangle", "cross")
+CUE_COLOURS = np.array([(1.0, 0.2, 0.2), (0.2, 1.0, 0.2), (0.3, 0.4, 1.0), (1.0, 1.0, 0.2)], np.float32)
+
+
+def shapes(n: int = 1200, size: int = 28, noise: float = 0.1, spurious: float = 0.0, seed: int = 0) -> ImageDataset:
+    """Coloured circles, squares, triangles and crosses at random sizes and places.
+
+    With `spurious` > 0, that share of training and validation images carry a
+    corner patch whose colour gives the class away; test images get a random
+    colour. A network that learns the patch instead of the shape fails the test.
+    """
+    if not 8 <= size <= 64 or not 40 <= n <= MAX_IMAGES:
+        raise DataError(f"Shapes: choose 8–64 pixels and 40–{MAX_IMAGES} images.")
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(SHAPES)
+    split = split_labels(n, seed)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    x = np.empty((n, 3, size, size), np.float32)
+    for i in range(n):
+        r = rng.uniform(0.18, 0.32) * size
+        cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+        dx, dy = xx - cx, yy - cy
+        mask = {0: dx**2 + dy**2 <= r**2,
+                1: (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85),
+                2: (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6),
+                3: ((np.abs(dx) <= r * 0.3) | (np.abs(dy) <= r * 0.3)) & (np.abs(dx) <= r) & (np.abs(dy) <= r),
+                }[int(y[i])]
+        colour = rng.uniform(0.45, 1.0, 3).astype(np.float32)
+        img = rng.uniform(0, 0.15, (3, size, size)).astype(np.float32)
+        img[:, mask] = colour[:, None]
+        if spurious > 0:
+            patch = max(2, size // 7)
+            cue = CUE_COLOURS[y[i]] if split[i] != 2 and rng.random() < spurious else rng.uniform(0, 1, 3)
+            img[:, :patch, :patch] = np.asarray(cue, np.float32)[:, None, None]
+        x[i] = np.clip(img + rng.normal(0, noise, img.shape), 0, 1)
+    return ImageDataset("shapes", x, y.astype(np.int64), SHAPES, split,
+                        f"spurious corner cue in {spurious:.0%} of training images" if spurious else "")
+
+
+TORCHVISION = {  # key: (torchvision class name, class names)
+    "mnist": ("MNIST", tuple(str(k) for k in range(10))),
+    "fashion": ("FashionMNIST", ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                                 "bag", "boot")),
+    "kmnist": ("KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+    "cifar10": ("CIFAR10", ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
+}
+
+
+def torchvision_dataset(key: str, root: Path | str = DATA_DIR, max_train: int = 6000, max_test: int = 1000,
+                        download: bool = True, seed: int = 0) -> ImageDataset:
+    """Read a torchvision dataset from `root` (fetching it there if allowed and online),
+    subsampled so a CPU trains on it interactively."""
+    import torchvision.datasets as tvd
+
+    cls_name, classes = TORCHVISION[key]
+    cls = getattr(tvd, cls_name)
+    parts = []
+    for train in (True, False):
+        try:
+            try:
+                ds = cls(str(root), train=train, download=False)
+            except RuntimeError:
+                if not download:
+                    raise
+                ds = cls(str(root), train=train, download=True)
+        except Exception as exc:  # offline, missing or broken files: one plain message
+            raise DataError(f"{cls_name} is not in {root} and could not be downloaded ({str(exc)[:80]}). "
+                            f"Copy it into {Path(root) / cls_name} (torchvision's layout), or use the offline "
+                            "sets: digits or shapes.") from None
+        data = np.asarray(ds.data)
+        data = data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2)
+        targets = np.asarray(ds.targets, np.int64)
+        keep = np.random.default_rng(seed).permutation(len(data))[:max_train if train else max_test]
+        parts.append((data[np.sort(keep)].astype(np.float32) / 255.0, targets[np.sort(keep)]))
+    (xtr, ytr), (xte, yte) = parts
+    split = np.concatenate([np.zeros(len(xtr), np.int8), np.full(len(xte), 2, np.int8)])
+    n_val = round(len(xtr) * 0.15)
+    split[np.random.default_rng(seed).permutation(len(xtr))[:n_val]] = 1
+    return ImageDataset(key, np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), classes, split)
+
+
+def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
+                max_bytes: int = MAX_ZIP_BYTES) -> ImageDataset:
+    """A zip of one folder per class (ImageFolder layout), checked and resized.
+    Unreadable images are skipped and counted in `note`."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > max_bytes:
+        raise DataError(f"The zip is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = [i for i in archive.infolist() if not i.is_dir() and not Path(i.filename).name.startswith(".")
+                   and "__MACOSX" not in i.filename]
+    except zipfile.BadZipFile:
+        raise DataError("That file is not a zip archive.") from None
+    if sum(i.file_size for i in entries) > MAX_UNZIPPED_BYTES:
+        raise DataError("The zip unpacks to more than 400 MiB; send fewer or smaller images.")
+    images = [i for i in entries if i.filename.lower().endswith(IMAGE_EXTENSIONS)]
+    if len(images) > MAX_IMAGES:
+        raise DataError(f"The zip holds {len(images):,} images; at most {MAX_IMAGES:,}, please.")
+    parts = [Path(i.filename).parts for i in images]
+    depth = 1 if parts and len({p[0] for p in parts}) == 1 and all(len(p) > 2 for p in parts) else 0
+    by_class: dict[str, list] = {}
+    skipped = 0
+    for info, p in zip(images, parts):
+        if len(p) < depth + 2:
+            skipped += 1  # an image outside any class folder
+            continue
+        try:
+            with Image.open(io.BytesIO(archive.read(info))) as im:
+                im = im.convert("L" if grey else "RGB").resize((size, size))
+                arr = np.asarray(im, np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile):
+            skipped += 1
+            continue
+        by_class.setdefault(p[depth], []).append(arr[None] if grey else arr.transpose(2, 0, 1))
+    if len(by_class) < 2:
+        raise DataError("A classifier needs at least two classes: put each class's images in its own folder "
+                        f"(found {len(by_class)} usable folder{'s' if len(by_class) != 1 else ''}).")
+    if min(len(v) for v in by_class.values()) < 2:
+        raise DataError("Every class folder needs at least two readable images.")
+    classes = tuple(sorted(by_class))
+    x = np.stack([a for c in classes for a in by_class[c]])
+    y = np.concatenate([np.full(len(by_class[c]), k, np.int64) for k, c in enumerate(classes)])
+    note = f"{skipped} file{'s' if skipped != 1 else ''} skipped (unreadable or outside a class folder)" \
+        if skipped else ""
+    return ImageDataset("upload", x, y, classes, split_labels(len(x), seed), note)
+
+
+def class_balance(ds: ImageDataset) -> dict[str, list[int]]:
+    """Images per class in each split."""
+    return {name: [int(((ds.split == s) & (ds.y == k)).sum()) for s in range(3)] for k, name in enumerate(ds.classes)}

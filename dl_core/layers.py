@@ -1,0 +1,241 @@
+"""The layer registry: how each layer type builds, reshapes, counts and prints itself.
+
+Shapes exclude the batch dimension: (features,) for vectors, (channels, height,
+width) for images. Each check returns None or the end of a sentence that
+starts "Layer 3 (Conv2d) …", so a learner reads what is wrong and how to fix
+it at the offending layer. One entry per layer type feeds the builder, the
+shape table, the code exporter, the CNN Lab's "add layer" menu and the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+MAX_WIDTH = 4096  # neurons or channels in one layer
+
+
+class ResidualBlock(nn.Module):
+    """Two 3×3 convolutions with batch norm, added back onto the input (He et al., 2016).
+    The skip path lets gradients reach early layers undiminished."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.out = nn.ReLU()
+
+    def forward(self, x):
+        return self.out(x + self.body(x))
+
+
+ACTIVATIONS: dict[str, tuple[str, Callable[[], nn.Module], str]] = {
+    # key: (label, factory, PyTorch source)
+    "relu": ("ReLU", nn.ReLU, "nn.ReLU()"),
+    "tanh": ("tanh", nn.Tanh, "nn.Tanh()"),
+    "sigmoid": ("sigmoid", nn.Sigmoid, "nn.Sigmoid()"),
+    "linear": ("linear (none)", nn.Identity, "nn.Identity()"),
+    "gelu": ("GELU", nn.GELU, "nn.GELU()"),
+    "leaky_relu": ("LeakyReLU", lambda: nn.LeakyReLU(0.01), "nn.LeakyReLU(0.01)"),
+}
+
+
+@dataclass(frozen=True)
+class LayerType:
+    label: str
+    build: Callable[[tuple, dict], nn.Module]
+    out_shape: Callable[[tuple, dict], tuple]
+    code: Callable[[tuple, dict], str]
+    check: Callable[[tuple, dict], str | None] = lambda shape, p: None
+    params: Callable[[tuple, dict], int] = lambda shape, p: 0
+    macs: Callable[[tuple, dict], int] = lambda shape, p: 0  # multiply-adds per example
+    defaults: tuple = ()  # (name, default) of the parameters a learner sets
+
+
+def _flat(shape, p):
+    if len(shape) != 1:
+        return (f"expects a flat vector, but gets a {'×'.join(map(str, shape))} stack of feature maps; "
+                "add a Flatten or global-average-pool layer before it")
+    return None
+
+
+def _image(shape, p):
+    if len(shape) != 3:
+        return (f"expects images (channels × height × width), but gets a flat vector of {shape[0]}; "
+                "convolution and pooling layers must come before Flatten")
+    return None
+
+
+def _count(value, what):
+    if not isinstance(value, int) or value < 1:
+        return f"has {value} {what}; it needs at least 1"
+    if value > MAX_WIDTH:
+        return f"has {value:,} {what}; at most {MAX_WIDTH:,} fit in this app"
+    return None
+
+
+def _window(shape, p, what):
+    """Kernel/stride/padding checks shared by convolution and pooling."""
+    problem = _image(shape, p)
+    if problem:
+        return problem
+    k, s, pad = p.get("kernel", 2), p.get("stride", p.get("kernel", 2)), p.get("padding", 0)
+    if not all(isinstance(v, int) for v in (k, s, pad)) or k < 1 or s < 1 or pad < 0:
+        return f"needs a kernel and stride of at least 1 and padding of at least 0 (got {k}, {s}, {pad})"
+    if pad > k // 2:
+        return f"pads by {pad}, more than half its {k}×{k} kernel; use padding ≤ {k // 2}"
+    h, w = shape[1] + 2 * pad, shape[2] + 2 * pad
+    if k > h or k > w:
+        return (f"has a {k}×{k} {what} but its input is only {shape[1]}×{shape[2]}"
+                f"{f' (with padding {pad})' if pad else ''}; use a smaller kernel, add padding, "
+                "or remove a pooling layer before it")
+    return None
+
+
+def _window_out(shape, p, channels):
+    k = p.get("kernel", 2)
+    s, pad = p.get("stride", k), p.get("padding", 0)
+    return (channels, (shape[1] + 2 * pad - k) // s + 1, (shape[2] + 2 * pad - k) // s + 1)
+
+
+def _conv_check(shape, p):
+    return _count(p.get("out_channels", 0), "output channels") or _window(shape, {"stride": 1, **p}, "kernel")
+
+
+def _conv_out(shape, p):
+    return _window_out(shape, {"stride": 1, **p}, p["out_channels"])
+
+
+def _conv_params(shape, p):
+    return p["out_channels"] * (shape[0] * p["kernel"] ** 2 + 1)
+
+
+def _pool_check(shape, p):
+    return _window(shape, p, "pooling window")
+
+
+def _pool_out(shape, p):
+    return _window_out(shape, p, shape[0])
+
+
+def _pool_code(name):
+    return lambda s, p: f"nn.{name}({p.get('kernel', 2)}, stride={p.get('stride', p.get('kernel', 2))})"
+
+
+def _linear_check(shape, p):
+    return _count(p.get("out_features", 0), "neurons") or _flat(shape, p)
+
+
+def _activation_check(shape, p):
+    fn = p.get("fn")
+    return None if fn in ACTIVATIONS else f"uses unknown activation {fn!r} (choose from {', '.join(ACTIVATIONS)})"
+
+
+def _dropout_check(shape, p):
+    rate = p.get("p", 0.5)
+    return None if 0 <= rate < 1 else f"drops {rate:.0%} of its inputs; choose a rate from 0 up to (not including) 1"
+
+
+def _flatten_check(shape, p):
+    return "gets an already flat vector; remove this Flatten" if len(shape) == 1 else None
+
+
+def _size(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _residual_check(shape, p):
+    return _image(shape, p)
+
+
+def _residual_params(shape, p):
+    c = shape[0]
+    return 2 * (c * c * 9) + 4 * c
+
+
+LAYERS: dict[str, LayerType] = {
+    "conv2d": LayerType(
+        "Conv2d (convolution)",
+        build=lambda s, p: nn.Conv2d(s[0], p["out_channels"], p["kernel"], p.get("stride", 1), p.get("padding", 0)),
+        out_shape=_conv_out,
+        code=lambda s, p: (f"nn.Conv2d({s[0]}, {p['out_channels']}, kernel_size={p['kernel']}, "
+                           f"stride={p.get('stride', 1)}, padding={p.get('padding', 0)})"),
+        check=_conv_check,
+        params=_conv_params,
+        macs=lambda s, p: _size(_conv_out(s, p)) * s[0] * p["kernel"] ** 2,
+        defaults=(("out_channels", 8), ("kernel", 3), ("stride", 1), ("padding", 1)),
+    ),
+    "maxpool": LayerType(
+        "MaxPool (keep the strongest)",
+        build=lambda s, p: nn.MaxPool2d(p.get("kernel", 2), p.get("stride", p.get("kernel", 2))),
+        out_shape=_pool_out, code=_pool_code("MaxPool2d"), check=_pool_check,
+        defaults=(("kernel", 2), ("stride", 2)),
+    ),
+    "avgpool": LayerType(
+        "AvgPool (average)",
+        build=lambda s, p: nn.AvgPool2d(p.get("kernel", 2), p.get("stride", p.get("kernel", 2))),
+        out_shape=_pool_out, code=_pool_code("AvgPool2d"), check=_pool_check,
+        defaults=(("kernel", 2), ("stride", 2)),
+    ),
+    "gap": LayerType(
+        "Global average pool",
+        build=lambda s, p: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        out_shape=lambda s, p: (s[0],),
+        code=lambda s, p: "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())",
+        check=_image,
+    ),
+    "residual": LayerType(
+        "Residual block",
+        build=lambda s, p: ResidualBlock(s[0]),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: f"ResidualBlock({s[0]})",
+        check=_residual_check,
+        params=_residual_params,
+        macs=lambda s, p: 2 * _size(s) * s[0] * 9,
+    ),
+    "flatten": LayerType(
+        "Flatten",
+        build=lambda s, p: nn.Flatten(),
+        out_shape=lambda s, p: (_size(s),),
+        code=lambda s, p: "nn.Flatten()",
+        check=_flatten_check,
+    ),
+    "linear": LayerType(
+        "Linear (fully connected)",
+        build=lambda s, p: nn.Linear(s[0], p["out_features"]),
+        out_shape=lambda s, p: (p["out_features"],),
+        code=lambda s, p: f"nn.Linear({s[0]}, {p['out_features']})",
+        check=_linear_check,
+        params=lambda s, p: s[0] * p["out_features"] + p["out_features"],
+        macs=lambda s, p: s[0] * p["out_features"],
+        defaults=(("out_features", 32),),
+    ),
+    "activation": LayerType(
+        "Activation",
+        build=lambda s, p: ACTIVATIONS[p["fn"]][1](),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: ACTIVATIONS[p["fn"]][2],
+        check=_activation_check,
+        defaults=(("fn", "relu"),),
+    ),
+    "batchnorm": LayerType(
+        "Batch norm",
+        build=lambda s, p: nn.BatchNorm1d(s[0]) if len(s) == 1 else nn.BatchNorm2d(s[0]),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: f"nn.BatchNorm{'1' if len(s) == 1 else '2'}d({s[0]})",
+        params=lambda s, p: 2 * s[0],
+    ),
+    "dropout": LayerType(
+        "Dropout",
+        build=lambda s, p: nn.Dropout(p.get("p", 0.5)),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: f"nn.Dropout({p.get('p', 0.5)})",
+        check=_dropout_check,
+        defaults=(("p", 0.25),),
+    ),
+}

@@ -1,0 +1,160 @@
+import io
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import wait_for
+from dl_core import cnn, images
+from dl_core.presets import PRESETS, preset_spec
+from dl_core.spec import LayerSpec, ModelSpec, SpecError, build, summarize
+from dl_core.training import TrainConfig
+
+SHAPES = {"digits 8": (1, 8, 8), "digits 16": (1, 16, 16), "mnist": (1, 28, 28), "shapes": (3, 28, 28),
+          "cifar": (3, 32, 32)}
+L = LayerSpec.of
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+def test_every_preset_builds_and_runs_on_every_dataset_shape(preset, shape):
+    spec = preset_spec(preset, shape, 10)
+    model = build(spec, seed=0)
+    out = model(torch.rand(2, *shape))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_shape_table_matches_pytorch(preset):
+    spec = preset_spec(preset, (3, 28, 28), 4)
+    rows, model = summarize(spec), build(spec).eval()
+    x = torch.rand(1, 3, 28, 28)
+    for row, layer in zip(rows, model.layers):
+        macs = 0
+        if isinstance(layer, torch.nn.Conv2d):
+            macs = x.shape[1] * layer.kernel_size[0] ** 2
+        x = layer(x)
+        assert tuple(x.shape[1:]) == row.out_shape
+        assert row.params == sum(p.numel() for p in layer.parameters())
+        if isinstance(layer, torch.nn.Conv2d):
+            assert row.macs == macs * x[0].numel()
+
+
+@pytest.mark.parametrize("layers, message, where", [
+    ((L("conv2d", out_channels=4, kernel=3, stride=1, padding=0), L("maxpool", kernel=2, stride=2),
+      L("maxpool", kernel=2, stride=2), L("conv2d", out_channels=4, kernel=5, stride=1, padding=0)),
+     r"Layer 4 .* 5×5 kernel but its input is only 1×1", 4),
+    ((L("flatten"), L("conv2d", out_channels=4, kernel=3, stride=1, padding=1)),
+     "expects images .* must come before Flatten", 2),
+    ((L("linear", out_features=10),), "expects a flat vector, but gets a 1×8×8", 1),
+    ((L("conv2d", out_channels=0, kernel=3, stride=1, padding=1),), "0 output channels", 1),
+    ((L("conv2d", out_channels=4, kernel=3, stride=1, padding=3),), "pads by 3", 1),
+    ((L("flatten"), L("flatten")), "already flat", 2),
+])
+def test_impossible_stacks_are_explained_at_the_offending_layer(layers, message, where):
+    with pytest.raises(SpecError, match=message) as info:
+        summarize(ModelSpec((1, 8, 8), layers + (L("flatten"), L("linear", out_features=3))))
+    assert info.value.layer == where
+
+
+def test_digits_and_shapes_are_well_formed_and_deterministic():
+    d = images.digits(16)
+    assert d.x.shape == (1797, 1, 16, 16) and d.x.min() >= 0 and d.x.max() <= 1
+    assert set(np.unique(d.split)) == {0, 1, 2}
+    a, b = images.shapes(200, 20, spurious=1.0, seed=3), images.shapes(200, 20, spurious=1.0, seed=3)
+    assert np.array_equal(a.x, b.x) and a.x.shape == (200, 3, 20, 20)
+    assert np.bincount(a.y).tolist() == [50] * 4
+    corner = a.x[:, :, 0, 0]  # the cue: training corners are coloured by class, test corners are not
+    train = a.split == 0
+    for k in range(4):
+        np.testing.assert_allclose(corner[train & (a.y == k)].mean(0), images.CUE_COLOURS[k], atol=0.15)
+    test_spread = np.abs(corner[(a.split == 2) & (a.y == 0)] - images.CUE_COLOURS[0]).mean()
+    assert test_spread > 0.15
+
+
+def _write_idx(path, array, magic):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", s) for s in array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("key", ["mnist", "fashion", "kmnist"])
+def test_torchvision_loader_reads_tiny_idx_files(tmp_path, key):
+    folder = tmp_path / images.TORCHVISION[key][0] / "raw"
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 10)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 0x803)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, 0x801)
+    ds = images.torchvision_dataset(key, tmp_path, download=False)
+    assert ds.x.shape == (50, 1, 28, 28) and ds.x.max() <= 1
+    assert (ds.split == 2).sum() == 10 and (ds.split == 1).sum() == 6
+    assert ds.classes == images.TORCHVISION[key][1]
+
+
+def test_missing_torchvision_data_offline_says_what_to_do(tmp_path):
+    with pytest.raises(images.DataError, match="offline sets"):
+        images.torchvision_dataset("cifar10", tmp_path, download=False)
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _png(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 12), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_zip_of_class_folders_loads_and_skips_corrupt_files():
+    files = {f"pets/{c}/{i}.png": _png(col) for c, col in (("cat", "red"), ("dog", "blue")) for i in range(3)}
+    files["pets/dog/broken.png"] = b"not an image"
+    ds = images.zip_folders(_zip(files), size=16)
+    assert ds.classes == ("cat", "dog") and ds.x.shape == (6, 3, 16, 16)
+    assert "1 file skipped" in ds.note
+    assert ds.x[ds.y == 0][:, 0].mean() > 0.9  # red cats
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"garbage", "not a zip"),
+    (_zip({"cat/1.png": _png("red"), "cat/2.png": _png("red")}), "at least two classes"),
+    (_zip({"a/1.png": _png("red"), "b/1.png": _png("blue"), "b/2.png": _png("blue")}), "at least two readable"),
+])
+def test_bad_zips_are_refused_with_a_message(data, message):
+    with pytest.raises(images.DataError, match=message):
+        images.zip_folders(data)
+
+
+def test_oversized_zip_is_refused():
+    with pytest.raises(images.DataError, match="the limit is"):
+        images.zip_folders(b"x" * 2000, max_bytes=1000)
+
+
+def test_feature_maps_one_per_layer_with_the_right_shapes():
+    spec = preset_spec("tiny_vgg", (1, 16, 16), 10)
+    model = build(spec, seed=0)
+    maps = cnn.feature_maps(model, torch.rand(1, 16, 16))
+    assert [m.shape for m in maps] == [row.out_shape for row in summarize(spec)]
+    assert cnn.first_filters(model).shape == (10, 1, 3, 3)
+
+
+def test_small_cnn_reaches_95_percent_on_digits(runner):
+    ds = images.digits(16, seed=0)
+    job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds), TrainConfig(batch_size=64, lr=0.003, max_epochs=40))
+    job.runner = runner
+    job.start()
+    wait_for(lambda: (job.view(1)["epochs"][-1]["test_acc"] or 0) >= 0.975 or job.status()["state"] == "finished",
+             timeout=240)  # the job's "test" set is the validation split
+    job.stop()
+    job.join(5)
+    xte, yte = ds.part("test")
+    accuracy = (cnn.predict(job.model, xte).argmax(1) == yte).mean()
+    assert accuracy >= 0.95, (accuracy, job.epoch)
