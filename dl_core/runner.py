@@ -24,13 +24,29 @@ class JobRunner:
         self._running: set[int] = set()
         self._queue: deque[int] = deque()
 
+    def reserve(self, job) -> None:
+        """Take a place in the queue now (when the learner presses Train), so places
+        follow the order of the clicks, not of thread scheduling."""
+        key = id(job)
+        with self._cond:
+            if key not in self._running and key not in self._queue:
+                self._queue.append(key)
+
+    def cancel(self, job) -> None:
+        """Give up a place in the queue (a stopped job)."""
+        with self._cond:
+            if id(job) in self._queue:
+                self._queue.remove(id(job))
+                self._cond.notify_all()
+
     def acquire(self, job, abort) -> bool:
         """Block until `job` may compute; False if `abort()` became true first."""
         key = id(job)
         with self._cond:
             if key in self._running:
                 return True
-            self._queue.append(key)
+            if key not in self._queue:
+                self._queue.append(key)
             try:
                 while self._queue[0] != key or len(self._running) >= self.max_running:
                     if abort():
@@ -39,7 +55,8 @@ class JobRunner:
                 self._running.add(key)
                 return True
             finally:
-                self._queue.remove(key)
+                if key in self._queue:
+                    self._queue.remove(key)
                 self._cond.notify_all()
 
     def release(self, job) -> None:

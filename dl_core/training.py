@@ -166,6 +166,7 @@ class TrainingJob:
             self._want_run = False
             self._budget = 0
             self._cond.notify_all()
+        self.runner.cancel(self)
 
     def join(self, timeout: float | None = None) -> None:
         t = self._thread
@@ -236,6 +237,10 @@ class TrainingJob:
 
     # ---- worker ----
     def _ensure_thread(self) -> None:
+        """Called with self._cond held, from start and step."""
+        self.runner.reserve(self)
+        if self.runner.position(self) is not None:
+            self.state = "queued"
         if self._thread is None or not self._thread.is_alive():
             self._stop = False
             self._thread = threading.Thread(target=self._run, name="training-job", daemon=True)
@@ -272,9 +277,14 @@ class TrainingJob:
                     if not holding:
                         self.state = "queued"
                 if not holding:
-                    holding = self.runner.acquire(self, abort=lambda: self._stop)
+                    holding = self.runner.acquire(self, abort=lambda: self._stop or not (self._want_run or
+                                                                                         self._budget > 0))
                     if not holding:
-                        break
+                        if self._stop:
+                            break
+                        with self._cond:  # paused while waiting: leave the queue, wait for the next start
+                            self.state = "paused"
+                        continue
                     with self._cond:
                         self.state = "running"
                         self._emit("started")

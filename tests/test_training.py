@@ -122,8 +122,13 @@ def test_the_concurrency_cap_queues_jobs_and_shows_their_place():
     first.pause()  # a paused job gives its slot away
     wait_for(lambda: second.status()["state"] == "running")
     assert third.status()["queue_position"] == 1
-    third.stop()  # leaving the queue works too
+    third.pause()  # pausing in the queue leaves it
+    wait_for(lambda: third.status()["state"] == "paused" and third.status()["queue_position"] is None)
+    third.start()
+    wait_for(lambda: third.status()["queue_position"] == 1)
+    third.stop()  # so does stopping
     wait_for(lambda: third.status()["state"] == "stopped")
+    assert third.step == 0
     assert runner.running == 1
     for j in (first, second):
         j.stop()
