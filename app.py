@@ -8,6 +8,7 @@ st.set_page_config(page_title="Deep Learning Lab", page_icon="🧠", layout="wid
 PAGES = {
     "Start here": [st.Page("pages/start.py", title="Start here", icon="🏠", default=True)],
     "Foundations": [st.Page("pages/playground.py", title="Network Playground", icon="🕸️", url_path="playground")],
+    "Architectures": [st.Page("pages/cnn.py", title="CNN Lab", icon="🧩", url_path="cnn")],
 }
 
 navigation = st.navigation(PAGES)

@@ -121,11 +121,13 @@ TORCHVISION = {  # key: (torchvision class name, class names)
 }
 
 
-def torchvision_dataset(key: str, root: Path | str = DATA_DIR, max_train: int = 6000, max_test: int = 1000,
+def torchvision_dataset(key: str, root: Path | str | None = None, max_train: int = 6000, max_test: int = 1000,
                         download: bool = True, seed: int = 0) -> ImageDataset:
-    """Read a torchvision dataset from `root` (fetching it there if allowed and online),
-    subsampled so a CPU trains on it interactively."""
+    """Read a torchvision dataset from `root` (default DATA_DIR; fetching it there if allowed
+    and online), subsampled so a CPU trains on it interactively."""
     import torchvision.datasets as tvd
+
+    root = Path(root or DATA_DIR)
 
     cls_name, classes = TORCHVISION[key]
     cls = getattr(tvd, cls_name)

@@ -363,7 +363,7 @@ class TrainingJob:
                 self._emit("finished", self.message)
 
     def _record_epoch(self) -> None:
-        metrics = {"epoch": self.epoch, "step": self.step, **self.evaluate()}
+        metrics = {"epoch": self.epoch, "step": self.step, "time": time.time(), **self.evaluate()}
         with self._cond:
             self._history.epochs.append(metrics)
             self._emit("epoch")

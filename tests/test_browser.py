@@ -104,7 +104,8 @@ def _no_exception(page):
 
 
 # Direct links first: a fresh server must route a shared link through app.py's navigation.
-@pytest.mark.parametrize("path, heading", [("playground", "Network Playground"), ("", "Deep Learning Lab")])
+@pytest.mark.parametrize("path, heading", [("playground", "Network Playground"), ("", "Deep Learning Lab"),
+                                           ("cnn", "CNN Lab")])
 def test_each_page_opens_and_is_screenshotted(server, page, path, heading):
     _open(page, f"{server}/{path}")
     page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=30_000)
@@ -176,3 +177,17 @@ def test_closing_the_tab_stops_its_training_after_the_grace_period(server, brows
     watcher.wait_for_selector("[data-testid='stSidebar']", timeout=60_000)
     assert _running_jobs(watcher) == 0
     watcher.context.close()
+
+
+def test_the_cnn_lab_trains_in_the_browser(server, page):
+    _open(page, f"{server}/cnn")
+    page.get_by_role("button", name="▶ Train", exact=True).click()
+    epoch = page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and re.search(r"Epoch\s+0 /", epoch.inner_text()):
+        time.sleep(0.5)
+    assert not re.search(r"Epoch\s+0 /", epoch.inner_text()), epoch.inner_text()
+    page.get_by_text("First-layer filters").first.wait_for(timeout=30_000)
+    _no_exception(page)
+    page.screenshot(path=str(ARTIFACTS / "cnn-training.png"), full_page=True)
+    page.get_by_role("button", name="⏸ Pause", exact=True).click()

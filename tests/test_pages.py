@@ -8,7 +8,7 @@ from dl_core.checkpoint import save_bytes
 from dl_core.runner import SESSIONS
 from ui import state
 
-PAGES = ["pages/start.py", "pages/playground.py"]
+PAGES = ["pages/start.py", "pages/playground.py", "pages/cnn.py"]
 
 
 def open_page(page: str, **params) -> AppTest:
@@ -159,3 +159,41 @@ def test_every_dataset_trains_and_draws_in_the_page(name):
     assert job(at).data.task == DATASETS[name].task
     drawn = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart") if DATASETS[name].curve else at.get("image")
     assert drawn
+
+
+def test_cnn_lab_builds_trains_and_shows_feature_maps():
+    at = open_page("pages/cnn.py")
+    assert not at.exception and not at.error
+    n_layers = len(at.session_state[state.CNN_LAYERS])
+    at.button(key="ctl_epoch").click().run()
+    cnn_job = at.session_state[state.CNN_JOB]
+    poll(at, lambda a: cnn_job.epoch == 1 and cnn_job.status()["state"] == "paused")
+    assert any(m.label == "Validation accuracy" for m in at.metric)
+    maps = [m for m in at.markdown if m.value.startswith("**Layer ")]
+    assert len(maps) == sum(1 for l in at.session_state[state.CNN_LAYERS] if l.kind != "flatten" and l.kind != "linear")
+    at.button(key="cnn_del_0").click().run()  # remove the first conv: still a valid stack, one layer fewer
+    assert len(at.session_state[state.CNN_LAYERS]) == n_layers - 1 and not at.exception
+
+
+def test_cnn_lab_explains_an_impossible_stack_and_keeps_training_off():
+    from dl_core.spec import LayerSpec
+
+    at = open_page("pages/cnn.py")
+    layers = at.session_state[state.CNN_LAYERS]
+    at.session_state[state.CNN_LAYERS] = [LayerSpec.of("conv2d", out_channels=4, kernel=20, stride=1, padding=0),
+                                          *layers]
+    at.run()
+    assert not at.exception
+    assert any("20×20 kernel but its input is only 16×16" in e.value and "Training stays off" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "ctl_train"]
+
+
+def test_cnn_lab_offline_torchvision_choice_falls_back_with_a_message(tmp_path, monkeypatch):
+    from dl_core import images
+
+    monkeypatch.setattr(images, "DATA_DIR", tmp_path)
+    monkeypatch.setenv("DLLAB_OFFLINE", "1")
+    at = open_page("pages/cnn.py")
+    at.selectbox(key="cnn_dataset").set_value("fashion").run()
+    assert not at.exception
+    assert any("offline sets" in w.value for w in at.warning)

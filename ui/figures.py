@@ -195,12 +195,12 @@ def network_figure(columns: list[list[tuple[str, Image.Image | None]]], weights:
     return fig
 
 
-def confusion_figure(counts: np.ndarray, names: list[str]) -> go.Figure:
+def confusion_figure(counts: np.ndarray, names: list[str], title: str = "Test set: true vs predicted") -> go.Figure:
     fig = go.Figure(go.Heatmap(z=counts, x=names, y=names, colorscale="Blues", showscale=False,
                                text=counts, texttemplate="%{text}",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
-                      yaxis_title="true class", yaxis_autorange="reversed", title="Test set: true vs predicted")
+                      yaxis_title="true class", yaxis_autorange="reversed", title=title)
     return fig
 
 
@@ -214,4 +214,53 @@ def grad_norm_figure(grad_norms: list[tuple[int, list[float]]]) -> go.Figure:
                             name=f"layer {li + 1}")
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log", xaxis_title="step",
                       yaxis_title="‖∂loss/∂W‖", title="Gradient size per layer (log scale)")
+    return fig
+
+
+def tile(images: np.ndarray, columns: int, scale: int, gap: int = 2) -> Image.Image:
+    """(N, C, H, W) values in [0, 1] (C = 1 or 3) as one grid picture, pixels enlarged `scale`×."""
+    n, c, h, w = images.shape
+    rows = max(1, -(-n // columns))
+    canvas = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        rgb = np.repeat(img, 3, 0) if c == 1 else img[:3]
+        r, q = divmod(i, columns)
+        canvas[r * (h + gap):r * (h + gap) + h, q * (w + gap):q * (w + gap) + w] = \
+            (np.clip(rgb, 0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
+    return Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+
+
+def normalise_each(maps: np.ndarray) -> np.ndarray:
+    """Stretch each map to [0, 1] on its own, so weak and strong channels are both visible."""
+    flat = maps.reshape(len(maps), -1)
+    lo, hi = flat.min(1)[:, None, None], flat.max(1)[:, None, None]
+    return (maps - lo) / np.where(hi - lo > 1e-12, hi - lo, 1)
+
+
+def feature_map_image(maps: np.ndarray, width_px: int = 640) -> Image.Image:
+    """One layer's output: each channel a grey tile (bright = strongly active)."""
+    c, h, w = maps.shape
+    columns = min(c, 16)
+    scale = max(1, min(8, width_px // (columns * (w + 2))))
+    return tile(normalise_each(maps)[:, None], columns, scale)
+
+
+def filter_image(weights: np.ndarray, width_px: int = 480) -> Image.Image:
+    """First-layer kernels: colour when they read RGB, else orange (−) · white · blue (+)."""
+    out, cin, k, _ = weights.shape
+    if cin == 3:
+        tiles = normalise_each(weights.reshape(out, -1).reshape(out, 3 * k, k)).reshape(out, 3, k, k)
+    else:
+        tiles = diverging_rgb(weights[:, 0]).transpose(0, 3, 1, 2) / 255.0
+    columns = min(out, 16)
+    return tile(tiles, columns, max(2, min(24, width_px // (columns * (k + 2)))))
+
+
+def probability_figure(probs: np.ndarray, classes: list[str]) -> go.Figure:
+    best = int(np.argmax(probs))
+    fig = go.Figure(go.Bar(x=list(classes), y=probs, marker_color=[CLASS_HEX[1] if i == best else "#c7d4e0"
+                                                                      for i in range(len(probs))],
+                           hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
+    fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[0, 1], yaxis_tickformat=".0%",
+                      title="What the network thinks it is")
     return fig

@@ -33,6 +33,14 @@ NOTICE = "pg_notice"  # one-shot message for the next run
 UPLOAD_NONCE = "pg_upload_nonce"
 DEVICE, SEED = "device", "seed"  # global settings, rendered by app.py's sidebar
 
+# CNN Lab
+CNN_LAYERS = "cnn_layers"  # the learner's layer stack: list[LayerSpec] (input and output sizes come from the data)
+CNN_JOB = "cnn_job"
+CNN_JOB_KEY = "cnn_job_key"  # (data choice, spec) the job was built for
+CNN_UPLOAD = "cnn_upload"  # an ImageDataset from a zip
+CNN_NOTICE = "cnn_notice"
+CNN_WAS_ACTIVE = "cnn_was_active"
+
 MAX_LAYERS, MAX_NEURONS = 8, 64
 LEARNING_RATES = (0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 REG_RATES = (0.0, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

@@ -92,18 +92,19 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
                f"dots: training points{' (white ring), test points (black ring)' if show_test else ''}.")
 
 
-def curves(view: dict, task: str) -> None:
+def curves(view: dict, task: str, held_out: str = "test") -> None:
+    """Loss (and accuracy) per epoch; `held_out` names the set the job checks against."""
     epochs = pd.DataFrame(view["epochs"])
     if len(epochs) < 2:
         st.caption("Train for an epoch to start the loss and accuracy curves.")
         return
     epochs = epochs.set_index("epoch")
     st.markdown("**Loss** (lower is better)")
-    st.line_chart(epochs[["train_loss", "test_loss"]].rename(columns={"train_loss": "train", "test_loss": "test"}),
+    st.line_chart(epochs[["train_loss", "test_loss"]].rename(columns={"train_loss": "train", "test_loss": held_out}),
                   height=190, color=[figures.CLASS_HEX[1], figures.CLASS_HEX[0]], x_label="epoch")
     if task == "classification":
         st.markdown("**Accuracy**")
-        st.line_chart(epochs[["train_acc", "test_acc"]].rename(columns={"train_acc": "train", "test_acc": "test"}),
+        st.line_chart(epochs[["train_acc", "test_acc"]].rename(columns={"train_acc": "train", "test_acc": held_out}),
                       height=160, color=[figures.CLASS_HEX[1], figures.CLASS_HEX[0]], x_label="epoch")
 
 

@@ -1,0 +1,283 @@
+"""CNN Lab: build a convolutional network layer by layer, train it on images live, and look inside it."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from dl_core import cnn, images
+from dl_core.checkpoint import save_bytes
+from dl_core.export import script
+from dl_core.layers import ACTIVATIONS, LAYERS
+from dl_core.presets import PRESETS
+from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
+from dl_core.training import OPTIMIZERS, TrainConfig
+from ui import figures, state, views, widgets
+
+ss = st.session_state
+POLL_S = 0.5
+UPLOAD = "upload"
+SIZES = {"digits": (8, 16, 28), "shapes": (16, 28, 32)}
+
+
+@st.cache_data(show_spinner="Loading images…", max_entries=8)
+def load_data(choice: cnn.CNNData, download: bool) -> images.ImageDataset:
+    return cnn.load(choice, download)
+
+
+def allow_download() -> bool:
+    """DLLAB_OFFLINE=1 never tries the network (classrooms behind a firewall, tests)."""
+    return os.environ.get("DLLAB_OFFLINE") != "1"
+
+
+def on_zip():
+    file = ss.get("cnn_zip")
+    if file is None:
+        return
+    try:
+        ss[state.CNN_UPLOAD] = images.zip_folders(file.getvalue(), size=ss.get("cnn_zip_size", 32))
+        ss["cnn_dataset"] = UPLOAD
+        note = ss[state.CNN_UPLOAD].note
+        ss[state.CNN_NOTICE] = ("success", f"Loaded {len(ss[state.CNN_UPLOAD].x)} images from {file.name}."
+                                + (f" {note}." if note else ""))
+    except images.DataError as exc:
+        ss[state.CNN_NOTICE] = ("error", f"Could not use {file.name}: {exc}")
+
+
+def on_preset(ds):
+    ss[state.CNN_LAYERS] = list(cnn.preset(ss["cnn_preset"], ds).layers)
+
+
+def on_add(ds):
+    kind = ss["cnn_add_kind"]
+    params = {name: ss[f"cnn_add_{name}"] for name, _ in LAYERS[kind].defaults}
+    layers = ss[state.CNN_LAYERS]
+    at = min(max(int(ss["cnn_add_at"]) - 1, 0), len(layers))
+    ss[state.CNN_LAYERS] = layers[:at] + [LayerSpec.of(kind, **params)] + layers[at:]
+
+
+def on_move(i: int, delta: int):
+    layers = list(ss[state.CNN_LAYERS])
+    j = i + delta
+    if 0 <= j < len(layers):
+        layers[i], layers[j] = layers[j], layers[i]
+        ss[state.CNN_LAYERS] = layers
+
+
+def on_remove(i: int):
+    ss[state.CNN_LAYERS] = [l for k, l in enumerate(ss[state.CNN_LAYERS]) if k != i]
+
+
+def describe(layer: LayerSpec) -> str:
+    return ", ".join(f"{k}={v}" for k, v in layer.params) or "—"
+
+
+def choose_data() -> tuple[images.ImageDataset, tuple]:
+    """The data controls; falls back to the offline digits with a plain message."""
+    labels = cnn.DATASET_LABELS | {UPLOAD: "Your images (zip of class folders)"}
+    name = st.selectbox("Images", list(labels), format_func=labels.get, key="cnn_dataset")
+    if name == UPLOAD:
+        st.file_uploader("Zip with one folder per class", type=["zip"], key="cnn_zip", on_change=on_zip)
+        st.select_slider("Resize to", [16, 28, 32, 48, 64], 32, key="cnn_zip_size")
+        if ss.get(state.CNN_UPLOAD) is not None:
+            return ss[state.CNN_UPLOAD], (UPLOAD, id(ss[state.CNN_UPLOAD]))
+        st.info("Upload a zip: one folder per class, e.g. cats/…png and dogs/…jpg. Showing the digits meanwhile.")
+        name = "digits"
+    size = st.select_slider("Image size (pixels)", SIZES[name], SIZES[name][1], key=f"cnn_size_{name}") \
+        if name in SIZES else 28
+    spurious = st.slider("Spurious corner cue", 0.0, 1.0, 0.0, 0.1, key="cnn_spurious",
+                         help="Share of training images with a corner patch that gives the class away. Test images "
+                              "never have it: a network that learns the patch fails the test.") \
+        if name == "shapes" else 0.0
+    choice = cnn.CNNData(name, size, spurious, widgets.seed())
+    try:
+        return load_data(choice, allow_download()), choice
+    except images.DataError as exc:
+        st.warning(str(exc), icon="📴")
+        fallback = cnn.CNNData("digits", 16, 0.0, widgets.seed())
+        return load_data(fallback, False), fallback
+
+
+widgets.route_through_app()
+widgets.keep_alive()
+st.title("🧩 CNN Lab")
+st.caption("Stack convolution, pooling and dense layers, train them on images, then open the network up and see "
+           "what each layer detects.")
+notice = ss.pop(state.CNN_NOTICE, None)
+if notice:
+    getattr(st, notice[0])(notice[1])
+
+data_col, build_col = st.columns([1, 2.2], gap="large")
+with data_col:
+    st.markdown("#### 1 · Images")
+    ds, data_key = choose_data()
+    if ds.note:
+        st.caption(ds.note)
+    counts = images.class_balance(ds)
+    st.caption(f"{len(ds.x):,} images of {'×'.join(map(str, ds.shape))} · {len(ds.classes)} classes · "
+               f"train {int((ds.split == 0).sum()):,} / validation {int((ds.split == 1).sum()):,} / "
+               f"test {int((ds.split == 2).sum()):,}")
+    picks = np.concatenate([np.flatnonzero(ds.y == k)[:6] for k in range(len(ds.classes))])
+    st.image(figures.tile(ds.x[picks], 6, max(1, 96 // ds.shape[1])), caption="Six examples per class, one row each")
+    st.bar_chart(pd.DataFrame({"images": [sum(v) for v in counts.values()]}, index=list(counts)), height=160)
+
+n_classes = len(ds.classes)
+if state.CNN_LAYERS not in ss:
+    ss[state.CNN_LAYERS] = list(cnn.preset("tiny_vgg", ds).layers)
+layers = ss[state.CNN_LAYERS]
+if layers and layers[-1].kind == "linear" and layers[-1].p["out_features"] != n_classes:
+    layers[-1] = LayerSpec.of("linear", out_features=n_classes)  # one score per class, always
+spec = ModelSpec(ds.shape, tuple(layers), "classification")
+
+with build_col:
+    st.markdown("#### 2 · Layers")
+    c = st.columns([2, 1])
+    c[0].selectbox("Start from a classic", list(PRESETS), index=list(PRESETS).index("tiny_vgg"),
+                   format_func=lambda k: PRESETS[k][0], key="cnn_preset", help="Replaces your layers with this network.")
+    c[1].button("Use it", on_click=on_preset, args=(ds,), width="stretch")
+    st.caption(PRESETS[ss.get("cnn_preset", "tiny_vgg")][2])
+    error, rows = None, []
+    try:
+        rows = summarize(spec)
+    except SpecError as exc:
+        error = exc
+        if exc.layer and exc.layer > 1:
+            rows = summarize(ModelSpec(ds.shape, tuple(layers[:exc.layer - 1]), "regression"))
+    for i, layer in enumerate(layers):
+        row = rows[i] if i < len(rows) else None
+        cols = st.columns([0.4, 2.2, 1.3, 1.1, 1.2, 0.5, 0.5, 0.5], vertical_alignment="center")
+        cols[0].markdown(f"**{i + 1}**")
+        cols[1].markdown(f"{LAYERS[layer.kind].label}  \n<small>{describe(layer)}</small>", unsafe_allow_html=True)
+        if row:
+            cols[2].markdown(f"→ `{'×'.join(map(str, row.out_shape))}`")
+            cols[3].caption(f"{row.params:,} params")
+            cols[4].caption(f"{row.macs:,} mult-adds")
+        elif error is not None and error.layer == i + 1:
+            cols[2].markdown("⛔ **here**")
+        cols[5].button("", icon=":material/arrow_upward:", key=f"cnn_up_{i}", on_click=on_move, args=(i, -1),
+                       disabled=i == 0, help="Move up")
+        cols[6].button("", icon=":material/arrow_downward:", key=f"cnn_down_{i}", on_click=on_move, args=(i, 1),
+                       disabled=i == len(layers) - 1, help="Move down")
+        cols[7].button("", icon=":material/close:", key=f"cnn_del_{i}", on_click=on_remove, args=(i,),
+                       help="Remove this layer")
+    if error is not None:
+        st.error(f"{error}  Training stays off until this is fixed.")
+    elif rows:
+        st.caption(f"Input {'×'.join(map(str, ds.shape))} → {len(rows)} layers → {n_classes} class scores · "
+                   f"{sum(r.params for r in rows):,} parameters · {sum(r.macs for r in rows):,} multiply-adds "
+                   "per image")
+    with st.expander("➕ Add a layer"):
+        a = st.columns(3)
+        kind = a[0].selectbox("Layer", list(LAYERS), format_func=lambda k: LAYERS[k].label, key="cnn_add_kind")
+        a[1].number_input("Insert as layer", 1, len(layers) + 1, max(1, len(layers)), key="cnn_add_at",
+                          help="Where it goes; the default is just before the output layer.")
+        for j, (name, default) in enumerate(LAYERS[kind].defaults):
+            where = a[(j + 2) % 3] if j < 1 else st.columns(3)[j % 3]
+            if name == "fn":
+                where.selectbox("function", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k][0],
+                                key="cnn_add_fn")
+            elif name == "p":
+                where.slider("dropout rate", 0.0, 0.9, default, 0.05, key="cnn_add_p")
+            else:
+                where.number_input(name.replace("_", " "), 0, 4096, default, key=f"cnn_add_{name}")
+        st.button("Add layer", on_click=on_add, args=(ds,), type="primary")
+
+st.markdown("#### 3 · Train")
+h = st.columns(4)
+optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=lambda k: OPTIMIZERS[k][0],
+                           key="cnn_opt")
+lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key="cnn_lr")
+batch = h[2].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="cnn_batch")
+epochs = h[3].number_input("Epochs", 1, 500, 20, key="cnn_epochs")
+config = TrainConfig(optimizer=optimizer, lr=lr, batch_size=batch, max_epochs=int(epochs), seed=widgets.seed())
+
+if error is not None:
+    st.stop()
+job = ss.get(state.CNN_JOB)
+key = (data_key, spec)
+if job is None or ss.get(state.CNN_JOB_KEY) != key:
+    if job is not None and job.step > 0 and not st.button("🔨 Start a fresh network with these layers and images",
+                                                          type="primary"):
+        st.warning("You changed the layers or the images. The trained network below is kept until you start a "
+                   "fresh one.")
+        spec = ss[state.CNN_JOB_KEY][1]
+    else:
+        if job is not None:
+            job.stop()
+        job = ss[state.CNN_JOB] = cnn.make_job(ds, spec, config, widgets.device())
+        ss[state.CNN_JOB_KEY] = key
+        widgets.own("cnn", job)
+elif job.config != config:
+    job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
+                   max_epochs=config.max_epochs)
+widgets.own("cnn", job)
+widgets.job_controls(job, on_reset=lambda: ss.pop(state.CNN_JOB_KEY, None))
+
+
+@st.fragment(run_every=POLL_S if job.active else None)
+def live():
+    widgets.keep_alive()
+    status, view = job.status(), job.view()
+    epochs_seen = view["epochs"]
+    last = epochs_seen[-1]
+    rate = 0.0
+    if len(epochs_seen) >= 2 and epochs_seen[-1]["time"] > epochs_seen[-2]["time"]:
+        a, b = epochs_seen[-2], epochs_seen[-1]
+        rate = (b["step"] - a["step"]) * job.config.batch_size / (b["time"] - a["time"])
+    m = st.columns(4)
+    m[0].metric("Epoch", f"{status['epoch']} / {job.config.max_epochs}")
+    m[1].metric("Validation loss", f"{last['test_loss']:.3g}")
+    m[2].metric("Validation accuracy", f"{last['test_acc']:.1%}")
+    m[3].metric("Images / second", f"{rate:,.0f}" if rate else "—", help=f"Training on {widgets.device()}")
+    done = status["epoch"] / job.config.max_epochs
+    eta = (job.config.max_epochs - status["epoch"]) * len(job.data.x_train) / rate if rate else None
+    st.progress(min(done, 1.0), text=f"{done:.0%}" + (f" · about {eta:.0f} s left" if eta and job.active else ""))
+    if status["state"] == "failed":
+        st.error(status["message"], icon="💥")
+    elif status["state"] == "queued":
+        st.info(f"The server is busy: you are number {status['queue_position']} in the queue.", icon="⏳")
+    left, right = st.columns(2)
+    with left:
+        views.curves(view, "classification", held_out="validation")
+    snap = job.snapshot() or job.snapshot(fresh=True)
+    with right:
+        st.plotly_chart(figures.confusion_figure(snap["confusion"], list(ds.classes), "Validation set: true vs predicted"),
+                        key="cnn_confusion")
+        if snap["filters"] is not None:
+            st.markdown("**First-layer filters** — the patterns the first convolution looks for")
+            st.image(figures.filter_image(snap["filters"]))
+    if ss.get(state.CNN_WAS_ACTIVE) and not job.active:
+        ss[state.CNN_WAS_ACTIVE] = False
+        st.rerun()
+    ss[state.CNN_WAS_ACTIVE] = job.active
+
+
+live()
+
+st.markdown("#### 4 · Inside the network")
+xte, yte = ds.part("test")
+pick = st.slider("Test image", 0, len(xte) - 1, 0, key="cnn_pick")
+with job.lock:
+    maps = cnn.feature_maps(job.model, torch.as_tensor(xte[pick]))
+    probs = cnn.predict(job.model, xte[pick:pick + 1])[0]
+c = st.columns([1, 3])
+c[0].image(figures.tile(xte[pick:pick + 1], 1, max(1, 160 // ds.shape[1])),
+           caption=f"true class: {ds.classes[yte[pick]]}")
+c[1].plotly_chart(figures.probability_figure(probs, list(ds.classes)), key="cnn_probs")
+st.caption("Each layer's output for this image, left to right through the network. Early layers respond to edges "
+           "and blobs; deeper ones to larger, more abstract parts.")
+for i, (layer, out) in enumerate(zip(spec.layers, maps), 1):
+    if out.ndim == 3:
+        st.markdown(f"**Layer {i} · {LAYERS[layer.kind].label}** — {out.shape[0]} maps of "
+                    f"{out.shape[1]}×{out.shape[2]}")
+        st.image(figures.feature_map_image(out))
+
+with st.expander("📦 Model & code"):
+    c = st.columns(2)
+    c[0].download_button("⬇ Trained model (.pt)", lambda: save_bytes(spec, job.model, {"classes": list(ds.classes)}),
+                         "cnn-model.pt", "application/octet-stream")
+    c[1].download_button("⬇ PyTorch code (.py)", script(spec, lr, batch), "cnn_model.py", "text/x-python")
+    st.code(script(spec, lr, batch), language="python")
