@@ -5,11 +5,11 @@ import statistics
 import time
 from dataclasses import replace
 
-import torch
-
 from dl_core.playground import Setup, make_job
 from dl_core.runner import JobRunner
-from dl_core.training import LOSSES, OPTIMIZERS, TrainConfig
+from dl_core.training import TrainConfig
+
+from .common import job_vs_bare
 
 EPOCHS_FOR_SPEED = 300
 SEEDS = (1, 2, 3, 4, 5, 6, 7)
@@ -21,40 +21,6 @@ def _wait(job, done, poll_s=0.002):
         if job.status()["state"] in ("finished", "failed", "stopped"):
             return
         time.sleep(poll_s)
-
-
-def steps_per_s_job(setup: Setup) -> float:
-    """The training job as the page runs it: live snapshots on at the page's rate."""
-    job, _, _ = make_job(replace(setup, train=replace(setup.train, max_epochs=EPOCHS_FOR_SPEED)))
-    job.runner = JobRunner(1)
-    job.start()
-    while job.status()["state"] != "finished":  # read it as the page does, about every 0.3 s
-        job.view()
-        job.snapshot()
-        time.sleep(0.3)
-    events = {e.kind: e.time for e in reversed(job.view()["events"]) if e.kind in ("started", "finished")}
-    return job.step / (events["finished"] - events["started"])
-
-
-def steps_per_s_bare(setup: Setup) -> float:
-    """The same model, data, batch size and optimizer in a plain PyTorch loop."""
-    job, _, _ = make_job(setup)
-    model, data, cfg = job.model, job.data, job.config
-    opt = OPTIMIZERS[cfg.optimizer][1](model.parameters(), cfg)
-    loss_fn = LOSSES[data.task]()
-    n, steps = len(data.x_train), 0
-    t0 = time.perf_counter()
-    model.train()
-    for _ in range(EPOCHS_FOR_SPEED):
-        order = torch.randperm(n)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
-            loss.backward()
-            opt.step()
-            steps += 1
-    return steps / (time.perf_counter() - t0)
 
 
 def seconds_to_fit(dataset: str) -> dict:
@@ -91,11 +57,8 @@ def snapshot_ms(setup: Setup, repeats: int = 50) -> float:
 
 def run() -> dict:
     spiral = Setup(dataset="spiral")
-    steps_per_s_job(spiral), steps_per_s_bare(spiral)  # warm-up round, not counted
-    rounds = [(steps_per_s_job(spiral), steps_per_s_bare(spiral)) for _ in range(5)]  # interleaved: fair to both
-    job_rate = statistics.median(r[0] for r in rounds)
-    bare_rate = statistics.median(r[1] for r in rounds)
-    ratio = statistics.median(r[0] / r[1] for r in rounds)
+    job_rate, bare_rate, ratio = job_vs_bare(
+        lambda epochs: make_job(replace(spiral, train=replace(spiral.train, max_epochs=epochs)))[0], EPOCHS_FOR_SPEED)
     circle, spiral_fit = seconds_to_fit("circle"), seconds_to_fit("spiral")
     return {
         "steps_per_s_job": round(job_rate, 1),

@@ -7,7 +7,7 @@ pass, so what the learner sees is exactly what the network computes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -60,9 +60,14 @@ class CNNProbe:
         return {"confusion": confusion_matrix(pred, self.y, self.k), "filters": first_filters(model)}
 
 
-def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = TrainConfig(batch_size=64, lr=0.003),
+DEFAULT_CONFIG = TrainConfig(batch_size=64, lr=0.003, max_epochs=20, full_train_eval=False)
+
+
+def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = DEFAULT_CONFIG,
              device="cpu", model: nn.Module | None = None) -> TrainingJob:
+    """Training loss/accuracy are running means over each epoch (see TrainConfig.full_train_eval)."""
     summarize(spec)
+    config = replace(config, full_train_eval=False)
     data = tensors(ds, device)
     model = (build(spec, config.seed) if model is None else model).to(device)
     return TrainingJob(model, data, config, CNNProbe(data, len(ds.classes)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from dl_core.export import script
 from dl_core.layers import ACTIVATIONS, LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
-from dl_core.training import OPTIMIZERS, TrainConfig
+from dl_core.training import OPTIMIZERS
 from ui import figures, state, views, widgets
 
 ss = st.session_state
@@ -192,7 +193,8 @@ optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=l
 lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key="cnn_lr")
 batch = h[2].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="cnn_batch")
 epochs = h[3].number_input("Epochs", 1, 500, 20, key="cnn_epochs")
-config = TrainConfig(optimizer=optimizer, lr=lr, batch_size=batch, max_epochs=int(epochs), seed=widgets.seed())
+config = replace(cnn.DEFAULT_CONFIG, optimizer=optimizer, lr=lr, batch_size=batch, max_epochs=int(epochs),
+                 seed=widgets.seed())
 
 if error is not None:
     st.stop()

@@ -33,10 +33,11 @@ hours. (This app runs on a CPU too; the sidebar shows which device you have.)
 st.subheader("The labs")
 st.page_link("pages/playground.py", label="**Network Playground** — build a network layer by layer on 2-D data "
              "and watch it learn: neurons, depth, features, learning rate, overfitting, gradients.", icon="🕸️")
+st.page_link("pages/cnn.py", label="**CNN Lab** — build a convolutional network for images layer by layer, train "
+             "it live, and see what each layer detects: filters, feature maps, predictions.", icon="🧩")
 st.markdown(
     """
-Coming next in this app: **CNN Lab** (convolution and pooling on images, feature maps),
-**Backpropagation & Optimization Lab** (every gradient, every optimizer step),
+Coming next in this app: **Backpropagation & Optimization Lab** (every gradient, every optimizer step),
 **Explainability Lab** (Captum attribution maps and whether to trust them).
 
 **Tip for a first visit:** open the Playground, pick lesson 1 in the *Lesson* box, press ▶ Train, and follow

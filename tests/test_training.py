@@ -84,7 +84,7 @@ def test_hyperparameters_change_while_paused_and_apply_to_the_next_batch(runner)
 
 
 def test_divergence_is_detected_explained_and_the_last_good_weights_kept(runner):
-    job = job_for(runner, optimizer="sgd", lr=1e6, activation="relu", dataset="plane")
+    job = job_for(runner, optimizer="sgd", lr=1e6, activation="linear", dataset="plane")  # cannot die like ReLU
     good = {k: v.clone() for k, v in job.model.state_dict().items()}
     job.start()
     wait_for(lambda: job.status()["state"] == "failed")
@@ -202,3 +202,17 @@ def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
     ours = np.array([[e["train_loss"] / 2, e["test_loss"] / 2] for e in epochs[1:]])
     np.testing.assert_allclose(ours, np.array(ref["trace"][:30]), rtol=2e-3)
     assert ours[-1, 0] < ours[0, 0]  # and it did learn
+
+
+def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(runner):
+    """full_train_eval=False (image data): train loss = mean over the epoch's batches, no extra pass."""
+    ds_job = job_for(runner, n_samples=256, train_ratio=0.5, batch_size=32)  # 128 points: 4 equal batches
+    job = TrainingJob(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False), runner=runner)
+    job.step_epoch()
+    wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused")
+    epoch = job.view()["epochs"][-1]
+    losses = [loss for _, loss in job.view()["steps"]]
+    assert len(losses) == 4
+    assert epoch["train_loss"] == pytest.approx(sum(losses) / 4, rel=1e-6)
+    assert 0 <= epoch["train_acc"] <= 1 and epoch["test_loss"] is not None
+    job.stop()

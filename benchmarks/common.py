@@ -1,0 +1,50 @@
+"""Timing shared by the suites: a training job as the page runs it vs. a bare PyTorch loop."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from dl_core.runner import JobRunner
+from dl_core.training import LOSSES, OPTIMIZERS, TrainingJob
+
+
+def job_steps_per_s(job: TrainingJob, poll_s: float = 0.3) -> float:
+    """Run `job` to its max_epochs, reading it as a page does; rate from its own event stamps."""
+    job.runner = JobRunner(1)
+    job.start()
+    while job.status()["state"] != "finished":
+        job.view()
+        job.snapshot()
+        time.sleep(poll_s)
+    events = {e.kind: e.time for e in reversed(job.view()["events"]) if e.kind in ("started", "finished")}
+    return job.step / (events["finished"] - events["started"])
+
+
+def bare_steps_per_s(job: TrainingJob, epochs: int) -> float:
+    """The same model, data, batch size and optimizer in a plain PyTorch loop (the job is not started)."""
+    model, data, cfg = job.model, job.data, job.config
+    opt = OPTIMIZERS[cfg.optimizer][1](model.parameters(), cfg)
+    loss_fn = LOSSES[data.task]()
+    n, steps = len(data.x_train), 0
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(data.x_train[idx]), data.y_train[idx]).backward()
+            opt.step()
+            steps += 1
+    return steps / (time.perf_counter() - t0)
+
+
+def job_vs_bare(make, epochs: int, rounds: int = 5) -> tuple[float, float, float]:
+    """Median job rate, bare rate and per-round ratio over interleaved rounds after a warm-up.
+    `make(max_epochs)` returns a fresh job."""
+    job_steps_per_s(make(1)), bare_steps_per_s(make(1), 1)  # warm-up, not counted
+    pairs = [(job_steps_per_s(make(epochs)), bare_steps_per_s(make(epochs), epochs)) for _ in range(rounds)]
+    return (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs),
+            statistics.median(p[0] / p[1] for p in pairs))
