@@ -108,3 +108,26 @@ def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
         p = model(torch.as_tensor(x, dtype=torch.float32, device=next(model.parameters()).device)).softmax(1)
     model.train(was)
     return p.cpu().numpy()
+
+
+def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, row: int, col: int) -> dict:
+    """How one value of a convolution's output came to be, as CNN Explainer shows it:
+    the input patch under the kernel, the kernel, the bias, their sum of products, and
+    what the next activation and pooling layers (if they follow) make of it.
+    `layer` is the 0-based index of a Conv2d in model.layers."""
+    conv = model.layers[layer]
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError(f"Layer {layer + 1} is not a convolution.")
+    maps = feature_maps(model, image)
+    x = torch.as_tensor(image[None] if layer == 0 else maps[layer - 1][None])
+    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    x = torch.nn.functional.pad(x, (p, p, p, p))
+    patch = x[0, :, row * s:row * s + k, col * s:col * s + k].numpy()
+    kernel = conv.weight[channel].detach().cpu().numpy()
+    bias = float(conv.bias[channel].detach()) if conv.bias is not None else 0.0
+    out = {"patch": patch, "kernel": kernel, "bias": bias, "value": float((patch * kernel).sum() + bias),
+           "network_value": float(maps[layer][channel, row, col]), "padding": p, "stride": s}
+    following = list(model.layers)[layer + 1:layer + 3]
+    if following and not isinstance(following[0], (nn.Conv2d, nn.Linear, nn.Flatten)):
+        out["activation"] = (type(following[0]).__name__, float(maps[layer + 1][channel, row, col]))
+    return out

@@ -158,3 +158,18 @@ def test_small_cnn_reaches_95_percent_on_digits(runner):
     xte, yte = ds.part("test")
     accuracy = (cnn.predict(job.model, xte).argmax(1) == yte).mean()
     assert accuracy >= 0.95, (accuracy, job.epoch)
+
+
+@pytest.mark.parametrize("layer, channel, row, col", [(0, 3, 0, 0), (0, 9, 7, 5), (2, 1, 4, 15), (5, 0, 3, 3)])
+def test_conv_cell_computation_matches_the_network(layer, channel, row, col):
+    """Oracle: patch · kernel + bias, computed by hand, equals PyTorch's own feature-map value."""
+    spec = preset_spec("tiny_vgg", (1, 16, 16), 10)
+    model = build(spec, seed=1)
+    image = torch.rand(1, 16, 16)
+    cell = cnn.conv_cell(model, image, layer, channel, row, col)
+    assert cell["value"] == pytest.approx(cell["network_value"], abs=1e-5)
+    assert cell["patch"].shape == cell["kernel"].shape
+    name, after = cell["activation"]
+    assert name == "ReLU" and after == pytest.approx(max(cell["value"], 0.0), abs=1e-5)
+    with pytest.raises(ValueError, match="not a convolution"):
+        cnn.conv_cell(model, image, 1, 0, 0, 0)

@@ -264,3 +264,30 @@ def probability_figure(probs: np.ndarray, classes: list[str]) -> go.Figure:
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[0, 1], yaxis_tickformat=".0%",
                       title="What the network thinks it is")
     return fig
+
+
+def cell_picker_figure(fmap: np.ndarray, row: int, col: int) -> go.Figure:
+    """One feature map as a heatmap; each cell is clickable (an invisible marker on it)."""
+    h, w = fmap.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    fig = go.Figure(go.Heatmap(z=fmap, colorscale="Greys", reversescale=True, showscale=False, hoverinfo="skip"))
+    fig.add_scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", showlegend=False,
+                    marker=dict(size=max(4, 220 // max(h, w)), color="rgba(0,0,0,0)"),
+                    hovertemplate="row %{y}, column %{x}<extra></extra>")
+    fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
+                  line=dict(color=CLASS_HEX[0], width=3))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+    fig.update_xaxes(visible=False)
+    fig.update_layout(height=260, width=260, margin=dict(l=0, r=0, t=0, b=0), clickmode="event+select",
+                      dragmode=False)
+    return fig
+
+
+def number_grid(values: np.ndarray, title: str) -> go.Figure:
+    """A small matrix with its numbers written in (an input patch or a kernel)."""
+    fig = go.Figure(go.Heatmap(z=values, colorscale="RdBu", zmid=0, showscale=False, texttemplate="%{z:.2f}",
+                               hoverinfo="skip"))
+    fig.update_yaxes(autorange="reversed", visible=False)
+    fig.update_xaxes(visible=False)
+    fig.update_layout(height=180, margin=dict(l=0, r=0, t=28, b=0), title=dict(text=title, font=dict(size=13)))
+    return fig
