@@ -131,3 +131,27 @@ def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, r
     if following and not isinstance(following[0], (nn.Conv2d, nn.Linear, nn.Flatten)):
         out["activation"] = (type(following[0]).__name__, float(maps[layer + 1][channel, row, col]))
     return out
+
+
+def test_report(model: nn.Module, ds: images.ImageDataset, worst: int = 12) -> dict:
+    """On the held-out test split: accuracy per class, and the mistakes the network was surest of."""
+    x, y = ds.part("test")
+    probs = predict(model, x)
+    pred = probs.argmax(1)
+    per_class = [float((pred[y == k] == k).mean()) if (y == k).any() else float("nan")
+                 for k in range(len(ds.classes))]
+    wrong = np.flatnonzero(pred != y)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]])][:worst]
+    return {"accuracy": float((pred == y).mean()), "per_class": per_class,
+            "mistakes": [(int(i), int(y[i]), int(pred[i]), float(probs[i, pred[i]])) for i in order]}
+
+
+def as_input(picture, shape: tuple[int, int, int]) -> np.ndarray:
+    """A PIL image (an upload) as one network input of `shape`: grey or colour, resized, in [0, 1].
+    Digit-like data are white strokes on black: a mostly light picture is inverted to match."""
+    c, h, w = shape
+    arr = np.asarray(picture.convert("L" if c == 1 else "RGB").resize((w, h)), np.float32) / 255.0
+    arr = arr[None] if c == 1 else arr.transpose(2, 0, 1)
+    if c == 1 and arr.mean() > 0.5:
+        arr = 1.0 - arr
+    return arr

@@ -266,15 +266,35 @@ def live():
 
 live()
 
-st.markdown("#### 4 · Inside the network")
-xte, yte = ds.part("test")
-pick = st.slider("Test image", 0, len(xte) - 1, 0, key="cnn_pick")
+st.markdown("#### 4 · How good is it? (the test images it never trained on)")
 with job.lock:
-    maps = cnn.feature_maps(job.model, torch.as_tensor(xte[pick]))
-    probs = cnn.predict(job.model, xte[pick:pick + 1])[0]
+    report = cnn.test_report(job.model, ds)
+xte, yte = ds.part("test")
+c = st.columns([1, 2])
+c[0].metric("Test accuracy", f"{report['accuracy']:.1%}")
+c[0].bar_chart(pd.DataFrame({"accuracy": report["per_class"]}, index=list(ds.classes)), height=200)
+if report["mistakes"]:
+    c[1].markdown("**Its most confident mistakes** — true class → what it said")
+    c[1].image([figures.tile(xte[i:i + 1], 1, max(1, 64 // ds.shape[1])) for i, *_ in report["mistakes"]],
+               caption=[f"{ds.classes[t]} → {ds.classes[g]} ({p:.0%})" for _, t, g, p in report["mistakes"]])
+
+st.markdown("#### 5 · Inside the network")
+c = st.columns([2, 2])
+pick = c[0].slider("Test image", 0, len(xte) - 1, 0, key="cnn_pick")
+upload = c[1].file_uploader("…or try your own picture", type=["png", "jpg", "jpeg", "bmp", "webp"], key="cnn_own")
+image, caption = xte[pick], f"true class: {ds.classes[yte[pick]]}"
+if upload is not None:
+    try:
+        from PIL import Image
+
+        image, caption = cnn.as_input(Image.open(upload), ds.shape), "your picture"
+    except (OSError, ValueError):
+        st.error("That file is not a readable image; showing the test image instead.")
+with job.lock:
+    maps = cnn.feature_maps(job.model, torch.as_tensor(image))
+    probs = cnn.predict(job.model, image[None])[0]
 c = st.columns([1, 3])
-c[0].image(figures.tile(xte[pick:pick + 1], 1, max(1, 160 // ds.shape[1])),
-           caption=f"true class: {ds.classes[yte[pick]]}")
+c[0].image(figures.tile(image[None], 1, max(1, 160 // ds.shape[1])), caption=caption)
 c[1].plotly_chart(figures.probability_figure(probs, list(ds.classes)), key="cnn_probs")
 st.caption("Each layer's output for this image, left to right through the network. Early layers respond to edges "
            "and blobs; deeper ones to larger, more abstract parts.")
@@ -300,7 +320,7 @@ if convs:
         st.plotly_chart(figures.cell_picker_figure(out[channel], row, col), key="cnn_cell_pick", on_select=on_cell,
                         selection_mode="points", config={"displayModeBar": False})
     with job.lock:
-        cell = cnn.conv_cell(job.model, torch.as_tensor(xte[pick]), layer_i, channel, row, col)
+        cell = cnn.conv_cell(job.model, torch.as_tensor(image), layer_i, channel, row, col)
     with c[2]:
         n_in = cell["patch"].shape[0]
         g = st.columns(2)

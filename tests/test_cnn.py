@@ -173,3 +173,23 @@ def test_conv_cell_computation_matches_the_network(layer, channel, row, col):
     assert name == "ReLU" and after == pytest.approx(max(cell["value"], 0.0), abs=1e-5)
     with pytest.raises(ValueError, match="not a convolution"):
         cnn.conv_cell(model, image, 1, 0, 0, 0)
+
+
+def test_test_report_finds_per_class_accuracy_and_the_surest_mistakes():
+    ds = images.digits(8, seed=0)
+    model = build(preset_spec("linear", ds.shape, 10), seed=0)  # untrained: many mistakes
+    report = cnn.test_report(model, ds, worst=5)
+    x, y = ds.part("test")
+    pred = cnn.predict(model, x).argmax(1)
+    assert report["accuracy"] == pytest.approx((pred == y).mean())
+    assert len(report["per_class"]) == 10 and len(report["mistakes"]) == 5
+    confidences = [m[3] for m in report["mistakes"]]
+    assert confidences == sorted(confidences, reverse=True)
+    assert all(true != guess for _, true, guess, _ in report["mistakes"])
+
+
+def test_uploaded_pictures_become_inputs_of_the_right_shape():
+    dark_on_light = Image.new("L", (40, 30), 255)
+    arr = cnn.as_input(dark_on_light, (1, 16, 16))
+    assert arr.shape == (1, 16, 16) and arr.max() == 0  # inverted: white on black like the digits
+    assert cnn.as_input(Image.new("RGB", (5, 5), "red"), (3, 28, 28)).shape == (3, 28, 28)

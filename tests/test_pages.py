@@ -197,3 +197,18 @@ def test_cnn_lab_offline_torchvision_choice_falls_back_with_a_message(tmp_path, 
     at.selectbox(key="cnn_dataset").set_value("fashion").run()
     assert not at.exception
     assert any("offline sets" in w.value for w in at.warning)
+
+
+def test_cnn_lab_reads_an_uploaded_picture_and_refuses_a_broken_one():
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (30, 30), 255).save(buf, "PNG")
+    at = open_page("pages/cnn.py")
+    at.file_uploader(key="cnn_own").set_value(("seven.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert any("your picture" in str(i.proto) for i in at.get("image"))
+    at.file_uploader(key="cnn_own").set_value(("broken.png", b"nope", "image/png")).run()
+    assert not at.exception and any("not a readable image" in e.value for e in at.error)
