@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import ACTIVATIONS, LAYERS, LayerType  # noqa: F401  (re-exported: the registry's public home)
+from .layers import LAYERS
 
 PARAM_BUDGET = 2_000_000  # parameters; keeps one classroom server responsive
 

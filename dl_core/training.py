@@ -14,91 +14,15 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .jobparts import (LOSSES, OPTIMIZERS, SCHEDULES, Event, History, TensorData, TrainConfig,  # noqa: F401
+                       clone_state, downsample)
 from .runner import RUNNER, JobRunner
-
-OPTIMIZERS: dict[str, tuple[str, Callable]] = {
-    "sgd": ("SGD", lambda ps, c: torch.optim.SGD(ps, lr=c.lr)),
-    "momentum": ("SGD + momentum", lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum)),
-    "adam": ("Adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr)),
-    "rmsprop": ("RMSprop", lambda ps, c: torch.optim.RMSprop(ps, lr=c.lr)),
-}
-LOSSES = {"classification": nn.CrossEntropyLoss, "regression": nn.MSELoss}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "adam"
-    lr: float = 0.03
-    batch_size: int = 32
-    momentum: float = 0.9
-    l1: float = 0.0  # penalties on weights (not biases), as TensorFlow Playground applies them
-    l2: float = 0.0
-    max_epochs: int | None = None  # None: train until paused or stopped
-    shuffle: bool = True  # False visits the training set in its stored order every epoch
-    # True: after each epoch, re-measure the whole training set (exact; cheap for 2-D data).
-    # False: report the running mean over the epoch's batches, as Keras does, and measure
-    # only the held-out set — for image data, where a full pass would cost ~40 % extra.
-    full_train_eval: bool = True
-    snapshot_interval_s: float = 0.25
-    seed: int = 0
-
-
-@dataclass
-class TensorData:
-    """Train and test tensors, already on the job's device."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    task: str
-
-    @classmethod
-    def from_arrays(cls, x_train, y_train, x_test, y_test, task: str, device="cpu") -> "TensorData":
-        def target(y):
-            t = torch.as_tensor(y, device=device)
-            return t.long() if task == "classification" else t.float().reshape(-1, 1)
-
-        if len(x_train) == 0:
-            raise ValueError("The training set is empty: add points or lower the test share.")
-        return cls(torch.as_tensor(x_train, dtype=torch.float32, device=device), target(y_train),
-                   torch.as_tensor(x_test, dtype=torch.float32, device=device), target(y_test), task)
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str  # step | epoch | snapshot | finished | stopped | failed | paused | started
-    step: int
-    epoch: int
-    time: float
-    message: str = ""
-
-
-@dataclass
-class History:
-    """Everything the job has measured; read it through TrainingJob.view()."""
-
-    steps: list = field(default_factory=list)  # (step, batch loss)
-    epochs: list = field(default_factory=list)  # dicts: epoch, step, train_loss, test_loss, train_acc, test_acc
-    grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
-
-
-def _clone_state(model: nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _downsample(seq: list, n: int) -> list:
-    if len(seq) <= n:
-        return list(seq)
-    stride = len(seq) / n
-    return [seq[int(i * stride)] for i in range(n - 1)] + [seq[-1]]
-
 
 class TrainingJob:
     """Train `model` on `data` in a background thread; see the module docstring."""
@@ -128,7 +52,9 @@ class TrainingJob:
         self._order = self._new_order()
         self._pos = 0
         self._optimizer = OPTIMIZERS[config.optimizer][1](model.parameters(), config)
-        self._good_state = _clone_state(model)
+        self._scheduler = SCHEDULES[config.schedule][1](self._optimizer, config)
+        self._best: tuple[float, int, dict] | None = None  # (validation loss, epoch, weights) for early stopping
+        self._good_state = clone_state(model)
         self._x_all = torch.cat([data.x_train, data.x_test])
         self._epoch_loss = self._epoch_correct = self._epoch_seen = 0  # running sums, see full_train_eval
         self._weights = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
@@ -182,14 +108,17 @@ class TrainingJob:
         """Change hyperparameters; applied before the next batch."""
         with self.lock, self._cond:
             new = replace(self.config, **changes)
-            if new.optimizer not in OPTIMIZERS:
-                raise ValueError(f"Unknown optimizer {new.optimizer!r}.")
+            if new.optimizer not in OPTIMIZERS or new.schedule not in SCHEDULES:
+                raise ValueError(f"Unknown optimizer or schedule {new.optimizer!r} / {new.schedule!r}.")
             if new.optimizer != self.config.optimizer:
                 self._optimizer = OPTIMIZERS[new.optimizer][1](self.model.parameters(), new)
             for g in self._optimizer.param_groups:
-                g["lr"] = new.lr
+                g["lr"] = g["initial_lr"] = new.lr
                 if "momentum" in g and new.optimizer == "momentum":
                     g["momentum"] = new.momentum
+            if (new.optimizer, new.lr, new.schedule, new.max_epochs) != \
+                    (self.config.optimizer, self.config.lr, self.config.schedule, self.config.max_epochs):
+                self._scheduler = SCHEDULES[new.schedule][1](self._optimizer, new)
             self.config = new
 
     # ---- observation ----
@@ -208,8 +137,8 @@ class TrainingJob:
         """A copy of the history, downsampled for charts."""
         with self._cond:
             h = self._history
-            return {"steps": _downsample(h.steps, max_points), "epochs": _downsample(h.epochs, max_points),
-                    "grad_norms": _downsample(h.grad_norms, max_points),
+            return {"steps": downsample(h.steps, max_points), "epochs": downsample(h.epochs, max_points),
+                    "grad_norms": downsample(h.grad_norms, max_points),
                     "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
 
     def snapshot(self, fresh: bool = False) -> dict | None:
@@ -335,6 +264,7 @@ class TrainingJob:
                 else:
                     self.model.load_state_dict(self._good_state)
                     self._optimizer = OPTIMIZERS[cfg.optimizer][1](self.model.parameters(), cfg)
+                    self._scheduler = SCHEDULES[cfg.schedule][1](self._optimizer, cfg)
             if not math.isfinite(value):
                 self._diverged(value)
                 return
@@ -362,22 +292,46 @@ class TrainingJob:
 
     def _end_epoch(self) -> None:
         with self.lock:
-            self._good_state = _clone_state(self.model)
+            self._good_state = clone_state(self.model)
+            if self._scheduler is not None:
+                self._scheduler.step()
         self._order = self._new_order()
         with self._cond:
             self._pos = 0
             self.epoch += 1
         self._record_epoch()
+        if self._stopped_early():
+            return
         if self.config.max_epochs is not None and self.epoch >= self.config.max_epochs:
-            with self._cond:
-                self._want_run, self._budget = False, 0
-                self.state = "finished"
-                self.message = f"Finished {self.epoch} epochs."
-                self._emit("finished", self.message)
+            self._finish(f"Finished {self.epoch} epochs.")
+
+    def _finish(self, message: str) -> None:
+        with self._cond:
+            self._want_run, self._budget = False, 0
+            self.state, self.message = "finished", message
+            self._emit("finished", message)
+
+    def _stopped_early(self) -> bool:
+        """Early stopping: keep the best validation weights; stop after `patience` epochs without progress."""
+        patience, loss = self.config.early_stop_patience, self._history.epochs[-1]["test_loss"]
+        if not patience or loss is None:
+            return False
+        if self._best is None or loss < self._best[0]:
+            self._best = (loss, self.epoch, clone_state(self.model))
+            return False
+        if self.epoch - self._best[1] < patience:
+            return False
+        with self.lock:
+            self.model.load_state_dict(self._best[2])
+        self._finish(f"Stopped early at epoch {self.epoch}: the validation loss has not improved for {patience} "
+                     f"epochs, a sign the network has started to overfit. The weights from epoch {self._best[1]} "
+                     "(the best so far) are back in place.")
+        return True
 
     def _record_epoch(self) -> None:
         full = self.config.full_train_eval or self.epoch == 0
-        metrics = {"epoch": self.epoch, "step": self.step, "time": time.time(), **self.evaluate(train=full)}
+        metrics = {"epoch": self.epoch, "step": self.step, "time": time.time(),
+                   "lr": self._optimizer.param_groups[0]["lr"], **self.evaluate(train=full)}
         if not full:  # the running means over this epoch's batches
             seen = max(self._epoch_seen, 1)
             metrics["train_loss"] = self._epoch_loss / seen

@@ -15,7 +15,7 @@ from dl_core.export import script
 from dl_core.layers import ACTIVATIONS, LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
-from dl_core.training import OPTIMIZERS
+from dl_core.training import OPTIMIZERS, SCHEDULES
 from ui import figures, state, views, widgets
 
 ss = st.session_state
@@ -194,14 +194,19 @@ with build_col:
         st.button("Add layer", on_click=on_add, args=(ds,), type="primary")
 
 st.markdown("#### 3 · Train")
-h = st.columns(4)
+h = st.columns(6)
 optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=lambda k: OPTIMIZERS[k][0],
                            key="cnn_opt")
 lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key="cnn_lr")
-batch = h[2].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="cnn_batch")
-epochs = h[3].number_input("Epochs", 1, 500, 20, key="cnn_epochs")
+schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k][0], key="cnn_schedule",
+                          help="How the learning rate changes over the run (torch.optim.lr_scheduler).")
+batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="cnn_batch")
+epochs = h[4].number_input("Epochs", 1, 500, 20, key="cnn_epochs")
+patience = h[5].number_input("Early stop after", 0, 50, 0, key="cnn_patience",
+                             help="Stop when the validation loss has not improved for this many epochs, and put the "
+                                  "best weights back (0 = off).")
 config = replace(cnn.DEFAULT_CONFIG, optimizer=optimizer, lr=lr, batch_size=batch, max_epochs=int(epochs),
-                 seed=widgets.seed())
+                 seed=widgets.seed(), schedule=schedule, early_stop_patience=int(patience) or None)
 
 if error is not None:
     st.stop()
@@ -221,7 +226,8 @@ if job is None or ss.get(state.CNN_JOB_KEY) != key:
         widgets.own("cnn", job)
 elif job.config != config:
     job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
-                   max_epochs=config.max_epochs)
+                   max_epochs=config.max_epochs, schedule=config.schedule,
+                   early_stop_patience=config.early_stop_patience)
 widgets.own("cnn", job)
 widgets.job_controls(job, on_reset=lambda: ss.pop(state.CNN_JOB_KEY, None))
 
@@ -248,6 +254,8 @@ def live():
         st.error(status["message"], icon="💥")
     elif status["state"] == "queued":
         st.info(f"The server is busy: you are number {status['queue_position']} in the queue.", icon="⏳")
+    elif status["state"] == "finished":
+        st.success(status["message"], icon="🏁")
     left, right = st.columns(2)
     with left:
         views.curves(view, "classification", held_out="validation")

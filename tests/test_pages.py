@@ -212,3 +212,11 @@ def test_cnn_lab_reads_an_uploaded_picture_and_refuses_a_broken_one():
     assert any("your picture" in str(i.proto) for i in at.get("image"))
     at.file_uploader(key="cnn_own").set_value(("broken.png", b"nope", "image/png")).run()
     assert not at.exception and any("not a readable image" in e.value for e in at.error)
+
+
+def test_cnn_lab_schedule_and_early_stopping_reach_the_job():
+    at = open_page("pages/cnn.py")
+    at.selectbox(key="cnn_schedule").set_value("cosine").run()
+    at.number_input(key="cnn_patience").set_value(3).run()
+    config = at.session_state[state.CNN_JOB].config
+    assert config.schedule == "cosine" and config.early_stop_patience == 3 and not at.exception

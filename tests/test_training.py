@@ -216,3 +216,39 @@ def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(runner):
     assert epoch["train_loss"] == pytest.approx(sum(losses) / 4, rel=1e-6)
     assert 0 <= epoch["train_acc"] <= 1 and epoch["test_loss"] is not None
     job.stop()
+
+
+@pytest.mark.parametrize("schedule, make", [
+    ("step", lambda opt: torch.optim.lr_scheduler.StepLR(opt, 2, gamma=0.3)),
+    ("cosine", lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 6)),
+])
+def test_learning_rate_schedules_follow_torch_step_for_step(runner, schedule, make):
+    job = job_for(runner, optimizer="sgd", lr=0.1, max_epochs=6)
+    job.set_config(schedule=schedule)
+    job.start()
+    wait_for(lambda: job.status()["state"] == "finished")
+    oracle = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched, expected = make(oracle), []
+    for _ in range(6):
+        expected.append(oracle.param_groups[0]["lr"])
+        oracle.step()
+        sched.step()
+    recorded = [e["lr"] for e in job.view()["epochs"]][:6]
+    assert recorded == pytest.approx(expected)
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights(runner):
+    job = job_for(runner, max_epochs=50)
+    job.set_config(early_stop_patience=2)
+    val_losses = iter([0.5, 0.6, 0.7, 0.8, 0.9])  # best after epoch 1, then worse and worse
+    real = job.evaluate
+    job.evaluate = lambda train=True: {**real(train), "test_loss": next(val_losses)}
+    job.start()
+    wait_for(lambda: job.status()["state"] == "finished")
+    message = job.status()["message"]
+    assert job.epoch == 3 and "Stopped early at epoch 3" in message and "from epoch 1" in message
+    best_loss, best_epoch, best_weights = job._best
+    assert best_epoch == 1
+    now = job.model.state_dict()
+    assert all(torch.equal(best_weights[k], v) for k, v in now.items())  # the best weights are back
+    assert any(not torch.equal(job._good_state[k], v) for k, v in now.items())  # not the last trained ones

@@ -16,7 +16,7 @@ import streamlit as st
 
 from dl_core.data2d import DATASETS, FEATURES
 from dl_core.playground import Setup
-from dl_core.spec import ACTIVATIONS
+from dl_core.layers import ACTIVATIONS
 from dl_core.training import OPTIMIZERS, TrainConfig
 
 # ---- session-state keys that are not widgets ----

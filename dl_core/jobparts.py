@@ -1,0 +1,99 @@
+"""What a training job is made of: its settings, its data, and what it records.
+
+Kept apart from the job's thread logic (training.py) so each reads in one sitting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+OPTIMIZERS: dict[str, tuple[str, Callable]] = {
+    "sgd": ("SGD", lambda ps, c: torch.optim.SGD(ps, lr=c.lr)),
+    "momentum": ("SGD + momentum", lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum)),
+    "adam": ("Adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr)),
+    "rmsprop": ("RMSprop", lambda ps, c: torch.optim.RMSprop(ps, lr=c.lr)),
+}
+SCHEDULES: dict[str, tuple[str, Callable]] = {  # torch.optim.lr_scheduler, stepped once per epoch
+    "constant": ("Constant", lambda opt, c: None),
+    "step": ("Step: ×0.3 every third of the run",
+             lambda opt, c: torch.optim.lr_scheduler.StepLR(opt, max(1, (c.max_epochs or 30) // 3), gamma=0.3)),
+    "cosine": ("Cosine: glide down to zero",
+               lambda opt, c: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, c.max_epochs or 30))),
+}
+LOSSES = {"classification": nn.CrossEntropyLoss, "regression": nn.MSELoss}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 0.03
+    batch_size: int = 32
+    momentum: float = 0.9
+    l1: float = 0.0  # penalties on weights (not biases), as TensorFlow Playground applies them
+    l2: float = 0.0
+    max_epochs: int | None = None  # None: train until paused or stopped
+    shuffle: bool = True  # False visits the training set in its stored order every epoch
+    # True: after each epoch, re-measure the whole training set (exact; cheap for 2-D data).
+    # False: report the running mean over the epoch's batches, as Keras does, and measure
+    # only the held-out set — for image data, where a full pass would cost ~40 % extra.
+    full_train_eval: bool = True
+    schedule: str = "constant"  # a SCHEDULES key
+    early_stop_patience: int | None = None  # stop when validation loss has not improved for this many epochs
+    snapshot_interval_s: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class TensorData:
+    """Train and test tensors, already on the job's device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, task: str, device="cpu") -> "TensorData":
+        def target(y):
+            t = torch.as_tensor(y, device=device)
+            return t.long() if task == "classification" else t.float().reshape(-1, 1)
+
+        if len(x_train) == 0:
+            raise ValueError("The training set is empty: add points or lower the test share.")
+        return cls(torch.as_tensor(x_train, dtype=torch.float32, device=device), target(y_train),
+                   torch.as_tensor(x_test, dtype=torch.float32, device=device), target(y_test), task)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # step | epoch | snapshot | finished | stopped | failed | paused | started
+    step: int
+    epoch: int
+    time: float
+    message: str = ""
+
+
+@dataclass
+class History:
+    """Everything the job has measured; read it through TrainingJob.view()."""
+
+    steps: list = field(default_factory=list)  # (step, batch loss)
+    epochs: list = field(default_factory=list)  # dicts: epoch, step, train_loss, test_loss, train_acc, test_acc
+    grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
+
+
+def clone_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def downsample(seq: list, n: int) -> list:
+    if len(seq) <= n:
+        return list(seq)
+    stride = len(seq) / n
+    return [seq[int(i * stride)] for i in range(n - 1)] + [seq[-1]]
+
+
