@@ -6,7 +6,8 @@ import torch
 
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
 from dl_core.export import script
-from dl_core.spec import (ACTIVATIONS, LAYERS, PARAM_BUDGET, LayerSpec, ModelSpec, SpecError, build, mlp_spec,
+from dl_core.layers import ACTIVATIONS
+from dl_core.spec import (LAYERS, PARAM_BUDGET, LayerSpec, ModelSpec, SpecError, build, mlp_spec,
                           summarize)
 
 
