@@ -42,6 +42,7 @@ class TrainConfig:
     full_train_eval: bool = True
     schedule: str = "constant"  # a SCHEDULES key
     early_stop_patience: int | None = None  # stop when validation loss has not improved for this many epochs
+    augment: tuple[str, ...] = ()  # keys of dl_core.augment.AUGMENTATIONS, applied to each training batch
     snapshot_interval_s: float = 0.25
     seed: int = 0
 

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .augment import augment_batch
 from .jobparts import (LOSSES, OPTIMIZERS, SCHEDULES, Event, History, TensorData, TrainConfig,  # noqa: F401
                        clone_state, downsample)
 from .runner import RUNNER, JobRunner
@@ -246,7 +247,10 @@ class TrainingJob:
         if not (self._has_bn and len(idx) < 2):  # batch norm cannot normalise one example
             with self.lock:  # the model stays in train mode: evaluate() and probes restore it
                 self._optimizer.zero_grad(set_to_none=True)
-                out = self.model(data.x_train[idx])
+                xb = data.x_train[idx]
+                if cfg.augment:
+                    xb = augment_batch(xb, cfg.augment, self._gen)
+                out = self.model(xb)
                 loss = self.loss_fn(out, data.y_train[idx])
                 if not cfg.full_train_eval:
                     self._epoch_loss += loss.item() * len(idx)

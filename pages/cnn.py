@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from dl_core import cnn, images
+from dl_core.augment import AUGMENTATIONS, augment_batch
 from dl_core.checkpoint import save_bytes
 from dl_core.export import script
 from dl_core.layers import ACTIVATIONS, LAYERS
@@ -131,6 +132,15 @@ with data_col:
     picks = np.concatenate([np.flatnonzero(ds.y == k)[:6] for k in range(len(ds.classes))])
     st.image(figures.tile(ds.x[picks], 6, max(1, 96 // ds.shape[1])), caption="Six examples per class, one row each")
     st.bar_chart(pd.DataFrame({"images": [sum(v) for v in counts.values()]}, index=list(counts)), height=160)
+    augment = tuple(st.multiselect("Augment training images", list(AUGMENTATIONS), format_func=AUGMENTATIONS.get,
+                                   key="cnn_augment", help="Each batch gets random variations, so the network "
+                                   "learns the object, not its exact pixels. Validation and test images stay as "
+                                   "they are."))
+    if augment:
+        first = torch.as_tensor(ds.part("train")[0][:1]).repeat(6, 1, 1, 1)
+        varied = augment_batch(first, augment, torch.Generator().manual_seed(widgets.seed())).numpy()
+        st.image(figures.tile(varied, 6, max(1, 48 // ds.shape[1])), caption="One training image, six random "
+                 "variations")
 
 n_classes = len(ds.classes)
 if state.CNN_LAYERS not in ss:
@@ -206,7 +216,7 @@ patience = h[5].number_input("Early stop after", 0, 50, 0, key="cnn_patience",
                              help="Stop when the validation loss has not improved for this many epochs, and put the "
                                   "best weights back (0 = off).")
 config = replace(cnn.DEFAULT_CONFIG, optimizer=optimizer, lr=lr, batch_size=batch, max_epochs=int(epochs),
-                 seed=widgets.seed(), schedule=schedule, early_stop_patience=int(patience) or None)
+                 seed=widgets.seed(), schedule=schedule, early_stop_patience=int(patience) or None, augment=augment)
 
 if error is not None:
     st.stop()
@@ -227,7 +237,7 @@ if job is None or ss.get(state.CNN_JOB_KEY) != key:
 elif job.config != config:
     job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
                    max_epochs=config.max_epochs, schedule=config.schedule,
-                   early_stop_patience=config.early_stop_patience)
+                   early_stop_patience=config.early_stop_patience, augment=config.augment)
 widgets.own("cnn", job)
 widgets.job_controls(job, on_reset=lambda: ss.pop(state.CNN_JOB_KEY, None))
 

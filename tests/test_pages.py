@@ -218,5 +218,8 @@ def test_cnn_lab_schedule_and_early_stopping_reach_the_job():
     at = open_page("pages/cnn.py")
     at.selectbox(key="cnn_schedule").set_value("cosine").run()
     at.number_input(key="cnn_patience").set_value(3).run()
+    at.multiselect(key="cnn_augment").set_value(["flip", "noise"]).run()
     config = at.session_state[state.CNN_JOB].config
     assert config.schedule == "cosine" and config.early_stop_patience == 3 and not at.exception
+    assert config.augment == ("flip", "noise")
+    assert any("six random variations" in str(i.proto) for i in at.get("image"))
