@@ -11,13 +11,13 @@ import torch
 
 from dl_core import cnn, images
 from dl_core.augment import AUGMENTATIONS, augment_batch
-from dl_core.checkpoint import save_bytes
+from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
 from dl_core.export import script
-from dl_core.layers import ACTIVATIONS, LAYERS
+from dl_core.layers import LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
 from dl_core.training import OPTIMIZERS, SCHEDULES
-from ui import figures, state, views, widgets
+from ui import builder, figures, state, views, widgets
 
 ss = st.session_state
 POLL_S = 0.5
@@ -49,28 +49,21 @@ def on_zip():
         ss[state.CNN_NOTICE] = ("error", f"Could not use {file.name}: {exc}")
 
 
-def on_preset(ds):
-    ss[state.CNN_LAYERS] = list(cnn.preset(ss["cnn_preset"], ds).layers)
-
-
-def on_add(ds):
-    kind = ss["cnn_add_kind"]
-    params = {name: ss[f"cnn_add_{name}"] for name, _ in LAYERS[kind].defaults}
-    layers = ss[state.CNN_LAYERS]
-    at = min(max(int(ss["cnn_add_at"]) - 1, 0), len(layers))
-    ss[state.CNN_LAYERS] = layers[:at] + [LayerSpec.of(kind, **params)] + layers[at:]
-
-
-def on_move(i: int, delta: int):
-    layers = list(ss[state.CNN_LAYERS])
-    j = i + delta
-    if 0 <= j < len(layers):
-        layers[i], layers[j] = layers[j], layers[i]
-        ss[state.CNN_LAYERS] = layers
-
-
-def on_remove(i: int):
-    ss[state.CNN_LAYERS] = [l for k, l in enumerate(ss[state.CNN_LAYERS]) if k != i]
+def on_weights(spec: ModelSpec):
+    """Weights-only loading, accepted only for exactly these layers and this input size."""
+    file = ss.get("cnn_weights")
+    if file is None:
+        return
+    try:
+        saved, model, _ = load_bytes(file.getvalue())
+        if saved != spec:
+            raise CheckpointError("it was saved for a different network or image size; build the same layers "
+                                  "first (its layers: " + ", ".join(LAYERS[l.kind].label for l in saved.layers) + ")")
+        with ss[state.CNN_JOB].lock:
+            ss[state.CNN_JOB].model.load_state_dict(model.state_dict())
+        ss[state.CNN_NOTICE] = ("success", f"Loaded the weights from {file.name}.")
+    except CheckpointError as exc:
+        ss[state.CNN_NOTICE] = ("error", f"Could not load {file.name}: {exc}")
 
 
 def on_cell():
@@ -78,10 +71,6 @@ def on_cell():
     points = [p for p in (chart.selection.points if chart else []) if "x" in p and "y" in p]
     if points:
         ss["cnn_cell_row"], ss["cnn_cell_col"] = int(points[0]["y"]), int(points[0]["x"])
-
-
-def describe(layer: LayerSpec) -> str:
-    return ", ".join(f"{k}={v}" for k, v in layer.params) or "—"
 
 
 def choose_data() -> tuple[images.ImageDataset, tuple]:
@@ -155,7 +144,7 @@ with build_col:
     c = st.columns([2, 1])
     c[0].selectbox("Start from a classic", list(PRESETS), index=list(PRESETS).index("tiny_vgg"),
                    format_func=lambda k: PRESETS[k][0], key="cnn_preset", help="Replaces your layers with this network.")
-    c[1].button("Use it", on_click=on_preset, args=(ds,), width="stretch")
+    c[1].button("Use it", on_click=builder.use_preset, args=(ds,), width="stretch")
     st.caption(PRESETS[ss.get("cnn_preset", "tiny_vgg")][2])
     error, rows = None, []
     try:
@@ -164,44 +153,14 @@ with build_col:
         error = exc
         if exc.layer and exc.layer > 1:
             rows = summarize(ModelSpec(ds.shape, tuple(layers[:exc.layer - 1]), "regression"))
-    for i, layer in enumerate(layers):
-        row = rows[i] if i < len(rows) else None
-        cols = st.columns([0.4, 2.2, 1.3, 1.1, 1.2, 0.5, 0.5, 0.5], vertical_alignment="center")
-        cols[0].markdown(f"**{i + 1}**")
-        cols[1].markdown(f"{LAYERS[layer.kind].label}  \n<small>{describe(layer)}</small>", unsafe_allow_html=True)
-        if row:
-            cols[2].markdown(f"→ `{'×'.join(map(str, row.out_shape))}`")
-            cols[3].caption(f"{row.params:,} params")
-            cols[4].caption(f"{row.macs:,} mult-adds")
-        elif error is not None and error.layer == i + 1:
-            cols[2].markdown("⛔ **here**")
-        cols[5].button("", icon=":material/arrow_upward:", key=f"cnn_up_{i}", on_click=on_move, args=(i, -1),
-                       disabled=i == 0, help="Move up")
-        cols[6].button("", icon=":material/arrow_downward:", key=f"cnn_down_{i}", on_click=on_move, args=(i, 1),
-                       disabled=i == len(layers) - 1, help="Move down")
-        cols[7].button("", icon=":material/close:", key=f"cnn_del_{i}", on_click=on_remove, args=(i,),
-                       help="Remove this layer")
+    builder.layer_table(layers, rows, error)
     if error is not None:
         st.error(f"{error}  Training stays off until this is fixed.")
     elif rows:
         st.caption(f"Input {'×'.join(map(str, ds.shape))} → {len(rows)} layers → {n_classes} class scores · "
                    f"{sum(r.params for r in rows):,} parameters · {sum(r.macs for r in rows):,} multiply-adds "
                    "per image")
-    with st.expander("➕ Add a layer"):
-        a = st.columns(3)
-        kind = a[0].selectbox("Layer", list(LAYERS), format_func=lambda k: LAYERS[k].label, key="cnn_add_kind")
-        a[1].number_input("Insert as layer", 1, len(layers) + 1, max(1, len(layers)), key="cnn_add_at",
-                          help="Where it goes; the default is just before the output layer.")
-        for j, (name, default) in enumerate(LAYERS[kind].defaults):
-            where = a[(j + 2) % 3] if j < 1 else st.columns(3)[j % 3]
-            if name == "fn":
-                where.selectbox("function", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k][0],
-                                key="cnn_add_fn")
-            elif name == "p":
-                where.slider("dropout rate", 0.0, 0.9, default, 0.05, key="cnn_add_p")
-            else:
-                where.number_input(name.replace("_", " "), 0, 4096, default, key=f"cnn_add_{name}")
-        st.button("Add layer", on_click=on_add, args=(ds,), type="primary")
+    builder.add_layer_form(len(layers))
 
 st.markdown("#### 3 · Train")
 h = st.columns(6)
@@ -269,6 +228,7 @@ def live():
     left, right = st.columns(2)
     with left:
         views.curves(view, "classification", held_out="validation")
+        st.plotly_chart(figures.grad_norm_figure(view["grad_norms"]), key="cnn_grads")
     snap = job.snapshot() or job.snapshot(fresh=True)
     with right:
         st.plotly_chart(figures.confusion_figure(snap["confusion"], list(ds.classes), "Validation set: true vs predicted"),
@@ -355,8 +315,9 @@ if convs:
         st.caption(f"PyTorch's own value for this cell: {cell['network_value']:.4f}")
 
 with st.expander("📦 Model & code"):
-    c = st.columns(2)
+    c = st.columns(3)
     c[0].download_button("⬇ Trained model (.pt)", lambda: save_bytes(spec, job.model, {"classes": list(ds.classes)}),
                          "cnn-model.pt", "application/octet-stream")
     c[1].download_button("⬇ PyTorch code (.py)", script(spec, lr, batch), "cnn_model.py", "text/x-python")
+    c[2].file_uploader("Load saved weights", type=["pt"], key="cnn_weights", on_change=on_weights, args=(spec,))
     st.code(script(spec, lr, batch), language="python")

@@ -223,3 +223,22 @@ def test_cnn_lab_schedule_and_early_stopping_reach_the_job():
     assert config.schedule == "cosine" and config.early_stop_patience == 3 and not at.exception
     assert config.augment == ("flip", "noise")
     assert any("six random variations" in str(i.proto) for i in at.get("image"))
+
+
+def test_cnn_lab_loads_matching_weights_and_refuses_others():
+    from dl_core.checkpoint import save_bytes
+    from dl_core.spec import build
+    from dl_core import cnn as cnn_core
+
+    at = open_page("pages/cnn.py")
+    job_ = at.session_state[state.CNN_JOB]
+    spec = at.session_state[state.CNN_JOB_KEY][1]
+    trained = build(spec, seed=123)
+    at.file_uploader(key="cnn_weights").set_value(("w.pt", save_bytes(spec, trained), "application/octet-stream"))
+    at.run()
+    assert not at.exception and any("Loaded the weights" in s.value for s in at.success)
+    assert all((job_.model.state_dict()[k] == v).all() for k, v in trained.state_dict().items())
+    other = cnn_core.preset("linear", __import__("dl_core.images", fromlist=["digits"]).digits(16))
+    at.file_uploader(key="cnn_weights").set_value(("o.pt", save_bytes(other, build(other)), "application/octet-stream"))
+    at.run()
+    assert any("different network" in e.value for e in at.error) and not at.exception
