@@ -49,6 +49,26 @@ def on_zip():
         ss[state.CNN_NOTICE] = ("error", f"Could not use {file.name}: {exc}")
 
 
+def keep_for_undo():
+    """The current network steps aside (paused, kept for one undo) instead of being thrown away."""
+    old = ss.pop(state.CNN_JOB, None)
+    if old is not None:
+        old.pause()
+        if old.step > 0:
+            ss[state.CNN_PREVIOUS] = (old, ss.get(state.CNN_JOB_KEY), list(ss[state.CNN_LAYERS]))
+    ss.pop(state.CNN_JOB_KEY, None)
+
+
+def on_reset():
+    keep_for_undo()
+
+
+def on_undo():
+    job, key, layers = ss.pop(state.CNN_PREVIOUS)
+    keep_for_undo()
+    ss[state.CNN_JOB], ss[state.CNN_JOB_KEY], ss[state.CNN_LAYERS] = job, key, layers
+
+
 def on_weights(spec: ModelSpec):
     """Weights-only loading, accepted only for exactly these layers and this input size."""
     file = ss.get("cnn_weights")
@@ -188,8 +208,7 @@ if job is None or ss.get(state.CNN_JOB_KEY) != key:
                    "fresh one.")
         spec = ss[state.CNN_JOB_KEY][1]
     else:
-        if job is not None:
-            job.stop()
+        keep_for_undo()
         job = ss[state.CNN_JOB] = cnn.make_job(ds, spec, config, widgets.device())
         ss[state.CNN_JOB_KEY] = key
         widgets.own("cnn", job)
@@ -198,7 +217,11 @@ elif job.config != config:
                    max_epochs=config.max_epochs, schedule=config.schedule,
                    early_stop_patience=config.early_stop_patience, augment=config.augment)
 widgets.own("cnn", job)
-widgets.job_controls(job, on_reset=lambda: ss.pop(state.CNN_JOB_KEY, None))
+widgets.job_controls(job, on_reset=on_reset)
+previous = ss.get(state.CNN_PREVIOUS)
+if previous:
+    st.button(f"↶ Undo: bring back the previous network (trained {previous[0].step:,} steps)", on_click=on_undo,
+              key="cnn_undo", help="Its layers and images come back with it.")
 
 
 @st.fragment(run_every=POLL_S if job.active else None)

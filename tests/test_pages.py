@@ -242,3 +242,14 @@ def test_cnn_lab_loads_matching_weights_and_refuses_others():
     at.file_uploader(key="cnn_weights").set_value(("o.pt", save_bytes(other, build(other)), "application/octet-stream"))
     at.run()
     assert any("different network" in e.value for e in at.error) and not at.exception
+
+
+def test_cnn_reset_keeps_the_trained_network_for_undo():
+    at = open_page("pages/cnn.py")
+    at.button(key="ctl_epoch").click().run()
+    trained = at.session_state[state.CNN_JOB]
+    poll(at, lambda a: trained.epoch == 1 and trained.status()["state"] == "paused")
+    at.button(key="ctl_reset").click().run()
+    assert at.session_state[state.CNN_JOB] is not trained and at.session_state[state.CNN_JOB].step == 0
+    at.button(key="cnn_undo").click().run()
+    assert at.session_state[state.CNN_JOB] is trained and not at.exception

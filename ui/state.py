@@ -38,6 +38,7 @@ CNN_LAYERS = "cnn_layers"  # the learner's layer stack: list[LayerSpec] (input a
 CNN_JOB = "cnn_job"
 CNN_JOB_KEY = "cnn_job_key"  # (data choice, spec) the job was built for
 CNN_UPLOAD = "cnn_upload"  # an ImageDataset from a zip
+CNN_PREVIOUS = "cnn_previous"  # (job, key, layers) replaced by a reset, kept for one undo
 CNN_NOTICE = "cnn_notice"
 CNN_WAS_ACTIVE = "cnn_was_active"
 
