@@ -130,6 +130,13 @@ def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, r
     following = list(model.layers)[layer + 1:layer + 3]
     if following and not isinstance(following[0], (nn.Conv2d, nn.Linear, nn.Flatten)):
         out["activation"] = (type(following[0]).__name__, float(maps[layer + 1][channel, row, col]))
+        if len(following) == 2 and isinstance(following[1], (nn.MaxPool2d, nn.AvgPool2d)):
+            pool = following[1]
+            pk, ps = pool.kernel_size, pool.stride
+            r, c = row // ps, col // ps  # the (first) window holding this cell
+            if r < maps[layer + 2].shape[1] and c < maps[layer + 2].shape[2]:
+                window = maps[layer + 1][channel, r * ps:r * ps + pk, c * ps:c * ps + pk]
+                out["pool"] = (type(pool).__name__, (r, c), window, float(maps[layer + 2][channel, r, c]))
     return out
 
 

@@ -335,6 +335,11 @@ if convs:
         if "activation" in cell:
             name, after = cell["activation"]
             st.markdown(f"then {name} → **{after:.4f}**" + (" (negative values become 0)" if name == "ReLU" else ""))
+        if "pool" in cell:
+            pool, (r, q), window, pooled = cell["pool"]
+            how = "the largest" if pool == "MaxPool2d" else "the average"
+            st.markdown(f"then {pool}: this cell is in the {window.shape[0]}×{window.shape[1]} window at row {r}, "
+                        f"column {q} of the next map, which keeps {how} of its values → **{pooled:.4f}**")
         st.caption(f"PyTorch's own value for this cell: {cell['network_value']:.4f}")
 
 with st.expander("📦 Model & code"):

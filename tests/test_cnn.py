@@ -193,3 +193,12 @@ def test_uploaded_pictures_become_inputs_of_the_right_shape():
     arr = cnn.as_input(dark_on_light, (1, 16, 16))
     assert arr.shape == (1, 16, 16) and arr.max() == 0  # inverted: white on black like the digits
     assert cnn.as_input(Image.new("RGB", (5, 5), "red"), (3, 28, 28)).shape == (3, 28, 28)
+
+
+def test_conv_cell_follows_the_value_through_pooling():
+    spec = preset_spec("tiny_vgg", (1, 16, 16), 10)  # layer 3: conv → ReLU → MaxPool 2×2
+    model = build(spec, seed=2)
+    cell = cnn.conv_cell(model, torch.rand(1, 16, 16), 2, 4, 5, 9)
+    name, (r, c), window, pooled = cell["pool"]
+    assert name == "MaxPool2d" and (r, c) == (2, 4) and window.shape == (2, 2)
+    assert pooled == pytest.approx(float(window.max())) and pooled >= cell["activation"][1]
