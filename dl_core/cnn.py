@@ -110,15 +110,17 @@ def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     return p.cpu().numpy()
 
 
-def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, row: int, col: int) -> dict:
+def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, row: int, col: int,
+              maps: list[np.ndarray] | None = None) -> dict:
     """How one value of a convolution's output came to be, as CNN Explainer shows it:
     the input patch under the kernel, the kernel, the bias, their sum of products, and
     what the next activation and pooling layers (if they follow) make of it.
-    `layer` is the 0-based index of a Conv2d in model.layers."""
+    `layer` is the 0-based index of a Conv2d in model.layers; `maps` are this image's
+    feature_maps when the caller already has them."""
     conv = model.layers[layer]
     if not isinstance(conv, nn.Conv2d):
         raise ValueError(f"Layer {layer + 1} is not a convolution.")
-    maps = feature_maps(model, image)
+    maps = feature_maps(model, image) if maps is None else maps
     x = torch.as_tensor(image[None] if layer == 0 else maps[layer - 1][None])
     k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
     x = torch.nn.functional.pad(x, (p, p, p, p))

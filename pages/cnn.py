@@ -211,7 +211,6 @@ if job is None or ss.get(state.CNN_JOB_KEY) != key:
         keep_for_undo()
         job = ss[state.CNN_JOB] = cnn.make_job(ds, spec, config, widgets.device())
         ss[state.CNN_JOB_KEY] = key
-        widgets.own("cnn", job)
 elif job.config != config:
     job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
                    max_epochs=config.max_epochs, schedule=config.schedule,
@@ -321,7 +320,7 @@ if convs:
         st.plotly_chart(figures.cell_picker_figure(out[channel], row, col), key="cnn_cell_pick", on_select=on_cell,
                         selection_mode="points", config={"displayModeBar": False})
     with job.lock:
-        cell = cnn.conv_cell(job.model, torch.as_tensor(image), layer_i, channel, row, col)
+        cell = cnn.conv_cell(job.model, torch.as_tensor(image), layer_i, channel, row, col, maps)
     with c[2]:
         n_in = cell["patch"].shape[0]
         g = st.columns(2)
