@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 
 from .data2d import FEATURES
+from .jobparts import OPTIMIZERS, TrainConfig
 from .layers import LAYERS, ResidualBlock
 from .spec import ModelSpec, summarize
 
@@ -50,8 +51,10 @@ def features_code(names: tuple[str, ...]) -> str:
     ])
 
 
-def script(spec: ModelSpec, lr: float = 0.03, batch_size: int = 10, optimizer: str = "Adam") -> str:
-    """A complete script: imports, the feature transform, the model and a minimal training loop."""
+def script(spec: ModelSpec, config: TrainConfig = TrainConfig()) -> str:
+    """A complete script: imports, the feature transform, the model and a minimal training loop
+    with the job's own optimizer, learning rate and batch size."""
+    batch_size = config.batch_size
     playground = bool(spec.input_names) and all(n in FEATURES for n in spec.input_names)
     loss = _LOSS[spec.task]
     target = "labels (N,) int64" if spec.task == "classification" else "targets (N, 1) float32"
@@ -72,7 +75,7 @@ def script(spec: ModelSpec, lr: float = 0.03, batch_size: int = 10, optimizer: s
         "def train(inputs, targets, epochs=100):",
         f'    """inputs: (N, {spec.input_shape[0]}) float32; targets: {target}."""',
         "    model = Net()",
-        f"    optimizer = torch.optim.{optimizer}(model.parameters(), lr={lr})",
+        "    optimizer = " + OPTIMIZERS[config.optimizer][2].format(lr=config.lr, momentum=config.momentum),
         f"    loss_fn = {loss}",
         "    for epoch in range(epochs):",
         "        order = torch.randperm(len(inputs))",

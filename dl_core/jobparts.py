@@ -10,11 +10,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-OPTIMIZERS: dict[str, tuple[str, Callable]] = {
-    "sgd": ("SGD", lambda ps, c: torch.optim.SGD(ps, lr=c.lr)),
-    "momentum": ("SGD + momentum", lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum)),
-    "adam": ("Adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr)),
-    "rmsprop": ("RMSprop", lambda ps, c: torch.optim.RMSprop(ps, lr=c.lr)),
+OPTIMIZERS: dict[str, tuple[str, Callable, str]] = {  # key: (label, factory, PyTorch source for exported code)
+    "sgd": ("SGD", lambda ps, c: torch.optim.SGD(ps, lr=c.lr), "torch.optim.SGD(model.parameters(), lr={lr})"),
+    "momentum": ("SGD + momentum", lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum),
+                 "torch.optim.SGD(model.parameters(), lr={lr}, momentum={momentum})"),
+    "adam": ("Adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr), "torch.optim.Adam(model.parameters(), lr={lr})"),
+    "rmsprop": ("RMSprop", lambda ps, c: torch.optim.RMSprop(ps, lr=c.lr),
+                "torch.optim.RMSprop(model.parameters(), lr={lr})"),
 }
 SCHEDULES: dict[str, tuple[str, Callable]] = {  # torch.optim.lr_scheduler, stepped once per epoch
     "constant": ("Constant", lambda opt, c: None),

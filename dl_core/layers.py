@@ -8,6 +8,7 @@ shape table, the code exporter, the CNN Lab's "add layer" menu and the tests.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -142,17 +143,6 @@ def _flatten_check(shape, p):
     return "gets an already flat vector; remove this Flatten" if len(shape) == 1 else None
 
 
-def _size(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _residual_check(shape, p):
-    return _image(shape, p)
-
-
 def _residual_params(shape, p):
     c = shape[0]
     return 2 * (c * c * 9) + 4 * c
@@ -167,7 +157,7 @@ LAYERS: dict[str, LayerType] = {
                            f"stride={p.get('stride', 1)}, padding={p.get('padding', 0)})"),
         check=_conv_check,
         params=_conv_params,
-        macs=lambda s, p: _size(_conv_out(s, p)) * s[0] * p["kernel"] ** 2,
+        macs=lambda s, p: math.prod(_conv_out(s, p)) * s[0] * p["kernel"] ** 2,
         defaults=(("out_channels", 8), ("kernel", 3), ("stride", 1), ("padding", 1)),
     ),
     "maxpool": LayerType(
@@ -194,14 +184,14 @@ LAYERS: dict[str, LayerType] = {
         build=lambda s, p: ResidualBlock(s[0]),
         out_shape=lambda s, p: s,
         code=lambda s, p: f"ResidualBlock({s[0]})",
-        check=_residual_check,
+        check=_image,
         params=_residual_params,
-        macs=lambda s, p: 2 * _size(s) * s[0] * 9,
+        macs=lambda s, p: 2 * math.prod(s) * s[0] * 9,
     ),
     "flatten": LayerType(
         "Flatten",
         build=lambda s, p: nn.Flatten(),
-        out_shape=lambda s, p: (_size(s),),
+        out_shape=lambda s, p: (math.prod(s),),
         code=lambda s, p: "nn.Flatten()",
         check=_flatten_check,
     ),

@@ -241,12 +241,7 @@ def live():
     done = status["epoch"] / job.config.max_epochs
     eta = (job.config.max_epochs - status["epoch"]) * len(job.data.x_train) / rate if rate else None
     st.progress(min(done, 1.0), text=f"{done:.0%}" + (f" · about {eta:.0f} s left" if eta and job.active else ""))
-    if status["state"] == "failed":
-        st.error(status["message"], icon="💥")
-    elif status["state"] == "queued":
-        st.info(f"The server is busy: you are number {status['queue_position']} in the queue.", icon="⏳")
-    elif status["state"] == "finished":
-        st.success(status["message"], icon="🏁")
+    widgets.job_status(status)
     left, right = st.columns(2)
     with left:
         views.curves(view, "classification", held_out="validation")
@@ -258,10 +253,7 @@ def live():
         if snap["filters"] is not None:
             st.markdown("**First-layer filters** — the patterns the first convolution looks for")
             st.image(figures.filter_image(snap["filters"]))
-    if ss.get(state.CNN_WAS_ACTIVE) and not job.active:
-        ss[state.CNN_WAS_ACTIVE] = False
-        st.rerun()
-    ss[state.CNN_WAS_ACTIVE] = job.active
+    widgets.rerun_when_idle(job, state.CNN_WAS_ACTIVE)
 
 
 live()
@@ -345,6 +337,7 @@ with st.expander("📦 Model & code"):
     c = st.columns(3)
     c[0].download_button("⬇ Trained model (.pt)", lambda: save_bytes(spec, job.model, {"classes": list(ds.classes)}),
                          "cnn-model.pt", "application/octet-stream")
-    c[1].download_button("⬇ PyTorch code (.py)", script(spec, lr, batch), "cnn_model.py", "text/x-python")
+    code = script(spec, job.config)
+    c[1].download_button("⬇ PyTorch code (.py)", code, "cnn_model.py", "text/x-python")
     c[2].file_uploader("Load saved weights", type=["pt"], key="cnn_weights", on_change=on_weights, args=(spec,))
-    st.code(script(spec, lr, batch), language="python")
+    st.code(code, language="python")

@@ -240,13 +240,7 @@ def live():
     status, view = job.status(), job.view()
     snap = job.snapshot() or job.snapshot(fresh=True)
     views.metrics(status, view, ds.task)
-    if status["state"] == "failed":
-        st.error(status["message"], icon="💥")
-    elif status["state"] == "queued":
-        st.info(f"The server is busy: your job is number {status['queue_position']} in the queue and starts "
-                "as soon as a slot frees up.", icon="⏳")
-    else:
-        st.caption(f"Status: {widgets.STATE_TEXT.get(status['state'], status['state'])}.")
+    widgets.job_status(status)
     net_col, out_col = st.columns([1.5, 1])
     with net_col:
         st.markdown("**The network** — each square shows what that neuron responds to across the plane; "
@@ -268,10 +262,7 @@ def live():
         st.plotly_chart(figures.grad_norm_figure(view["grad_norms"]), key="pg_grads")
         st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
                    "on the way back and the early layers barely learn.")
-    if ss.get(state.WAS_ACTIVE) and not job.active:
-        ss[state.WAS_ACTIVE] = False
-        st.rerun()
-    ss[state.WAS_ACTIVE] = job.active
+    widgets.rerun_when_idle(job, state.WAS_ACTIVE)
 
 
 with right:
@@ -293,14 +284,11 @@ with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
     c[0].download_button("⬇ Trained model (.pt)", checkpoint, "playground-model.pt", "application/octet-stream",
                          help="Weights and the network description. Load it back here, or in PyTorch with "
                               "torch.load(..., weights_only=True).")
-    train = ss[state.JOB_SETUP].train
-    c[1].download_button("⬇ PyTorch code (.py)", script(spec, train.lr, train.batch_size,
-                                                       {"sgd": "SGD", "momentum": "SGD", "adam": "Adam",
-                                                        "rmsprop": "RMSprop"}[train.optimizer]),
-                         "model.py", "text/x-python")
+    code = script(spec, job.config)
+    c[1].download_button("⬇ PyTorch code (.py)", code, "model.py", "text/x-python")
     c[2].file_uploader("Load a saved model", type=["pt"], on_change=on_model_upload,
                        key=f"pg_model_{ss.get(state.UPLOAD_NONCE, 0)}")
-    st.code(script(spec), language="python")
+    st.code(code, language="python")
 
 if "teacher" not in state.hidden():
     with st.expander("🧑‍🏫 For teachers: share this exact setup"):

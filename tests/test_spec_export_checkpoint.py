@@ -141,3 +141,16 @@ def test_checkpoints_that_are_corrupt_or_foreign_are_refused_without_running_cod
     torch.save(blob, bad)
     with pytest.raises(CheckpointError, match="do not fit"):
         load_bytes(bad.getvalue())
+
+
+@pytest.mark.parametrize("optimizer", list(__import__("dl_core.training", fromlist=["OPTIMIZERS"]).OPTIMIZERS))
+def test_exported_code_trains_with_the_jobs_own_optimizer(optimizer):
+    from dl_core.training import OPTIMIZERS, TrainConfig
+
+    spec = mlp_spec(2, [4], "relu", 2, input_names=("x", "y"))
+    code = script(spec, TrainConfig(optimizer=optimizer, lr=0.05, batch_size=7))
+    assert OPTIMIZERS[optimizer][2].format(lr=0.05, momentum=0.9) in code and "range(0, len(inputs), 7)" in code
+    ns: dict = {}
+    exec(compile(code, "model.py", "exec"), ns)
+    pts = torch.rand(20, 2)
+    assert isinstance(ns["train"](ns["features"](pts), (pts[:, 0] > 0.5).long(), epochs=1), torch.nn.Module)

@@ -105,3 +105,25 @@ def job_controls(job, on_reset) -> None:
                    help="Train to the end of this pass over the training data.")
     cols[3].button("↺ Reset", on_click=on_reset, width="stretch", key="ctl_reset",
                    help="Fresh random weights (you can undo this).")
+
+
+def job_status(status: dict) -> None:
+    """One line on what the job is doing: its problem, its place in the queue, how it ended."""
+    if status["state"] == "failed":
+        st.error(status["message"], icon="💥")
+    elif status["state"] == "queued":
+        st.info(f"The server is busy: your job is number {status['queue_position']} in the queue and starts "
+                "as soon as a slot frees up.", icon="⏳")
+    elif status["state"] == "finished" and status["message"]:
+        st.success(status["message"], icon="🏁")
+    else:
+        st.caption(f"Status: {STATE_TEXT.get(status['state'], status['state'])}.")
+
+
+def rerun_when_idle(job, key: str) -> None:
+    """Inside a polling fragment: once the job stops, rerun the whole page once, so the
+    fragment is redefined without polling and the controls show Train again."""
+    if st.session_state.get(key) and not job.active:
+        st.session_state[key] = False
+        st.rerun()
+    st.session_state[key] = job.active
