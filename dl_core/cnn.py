@@ -65,11 +65,17 @@ DEFAULT_CONFIG = TrainConfig(batch_size=64, lr=0.003, max_epochs=20, full_train_
 
 def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = DEFAULT_CONFIG,
              device="cpu", model: nn.Module | None = None) -> TrainingJob:
-    """Training loss/accuracy are running means over each epoch (see TrainConfig.full_train_eval)."""
+    """Training loss/accuracy are running means over each epoch (see TrainConfig.full_train_eval).
+    The data go to the device once. On CUDA a network with convolutions trains in mixed
+    precision with channels-last memory, the layout tensor cores want."""
     summarize(spec)
-    config = replace(config, full_train_eval=False)
+    cuda_conv = torch.device(device).type == "cuda" and any(l.kind in ("conv2d", "residual") for l in spec.layers)
+    config = replace(config, full_train_eval=False, mixed_precision=config.mixed_precision or cuda_conv)
     data = tensors(ds, device)
     model = (build(spec, config.seed) if model is None else model).to(device)
+    if cuda_conv:
+        model = model.to(memory_format=torch.channels_last)
+        data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
     return TrainingJob(model, data, config, CNNProbe(data, len(ds.classes)))
 
 
@@ -164,3 +170,21 @@ def as_input(picture, shape: tuple[int, int, int]) -> np.ndarray:
     if c == 1 and arr.mean() > 0.5:
         arr = 1.0 - arr
     return arr
+
+
+def frame_drawing(rgba: np.ndarray, margin: float = 0.15) -> np.ndarray | None:
+    """A canvas drawing (H, W, 4 uint8, strokes on a transparent or black ground) cropped to
+    what was drawn, centred on a black square with `margin` of free space on each side — the
+    way MNIST's digits were framed — so a small sketch in a corner reads like a training
+    image. Returns (S, S, 3) uint8, or None when nothing was drawn."""
+    rgb = rgba[..., :3].astype(np.float32) * (rgba[..., 3:4].astype(np.float32) / 255.0 if rgba.shape[-1] == 4 else 1)
+    ink = np.flatnonzero(rgb.max(-1).reshape(-1) > 8)
+    if len(ink) == 0:
+        return None
+    rows, cols = np.unravel_index(ink, rgb.shape[:2])
+    crop = rgb[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    side = int(max(crop.shape[:2]) / (1 - 2 * margin)) + 1
+    out = np.zeros((side, side, 3), np.float32)
+    top, left = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
+    out[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
+    return out.astype(np.uint8)

@@ -14,15 +14,17 @@ import math
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Callable
 
 import torch
 from torch import nn
 
+from . import layerstats
 from .augment import augment_batch
-from .jobparts import (LOSSES, OPTIMIZERS, SCHEDULES, Event, History, TensorData, TrainConfig,  # noqa: F401
-                       clone_state, downsample)
+from .jobparts import (LOSSES, OPTIMIZERS, SCHEDULES, Event, History, Precision, TensorData,  # noqa: F401
+                       TrainConfig, clone_state, downsample)
 from .runner import RUNNER, JobRunner
 
 class TrainingJob:
@@ -58,7 +60,11 @@ class TrainingJob:
         self._good_state = clone_state(model)
         self._x_all = torch.cat([data.x_train, data.x_test])
         self._epoch_loss = self._epoch_correct = self._epoch_seen = 0  # running sums, see full_train_eval
-        self._weights = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+        named = [(n, p) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+        self._weights = [p for _, p in named]
+        self.gradient_labels = layerstats.weight_labels(model, [n for n, _ in named])
+        self._precision = Precision(model, config.mixed_precision)
+        self.activation_labels = layerstats.labels(model)
         self._record_epoch()
 
     # ---- controls (called from the UI thread) ----
@@ -140,6 +146,7 @@ class TrainingJob:
             h = self._history
             return {"steps": downsample(h.steps, max_points), "epochs": downsample(h.epochs, max_points),
                     "grad_norms": downsample(h.grad_norms, max_points),
+                    "activations": downsample(h.activations, max_points),
                     "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
 
     def snapshot(self, fresh: bool = False) -> dict | None:
@@ -242,16 +249,18 @@ class TrainingJob:
     def _train_one_batch(self) -> None:
         cfg, data = self.config, self.data
         idx = self._order[self._pos:self._pos + cfg.batch_size]
-        value = norms = None
-        snap_due = False
+        value = norms = acts = None
+        snap_due = time.perf_counter() - self._last_snapshot_t >= cfg.snapshot_interval_s
         if not (self._has_bn and len(idx) < 2):  # batch norm cannot normalise one example
             with self.lock:  # the model stays in train mode: evaluate() and probes restore it
                 self._optimizer.zero_grad(set_to_none=True)
                 xb = data.x_train[idx]
                 if cfg.augment:
                     xb = augment_batch(xb, cfg.augment, self._gen)
-                out = self.model(xb)
-                loss = self.loss_fn(out, data.y_train[idx])
+                with layerstats.recording(self.model) if snap_due else nullcontext() as acts, \
+                        self._precision.autocast():
+                    out = self.model(xb)
+                    loss = self.loss_fn(out, data.y_train[idx])
                 if not cfg.full_train_eval:
                     self._epoch_loss += loss.item() * len(idx)
                     self._epoch_seen += len(idx)
@@ -261,10 +270,9 @@ class TrainingJob:
                     loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
                 value = loss.item()
                 if math.isfinite(value):
-                    loss.backward()
-                    snap_due = time.perf_counter() - self._last_snapshot_t >= cfg.snapshot_interval_s
+                    self._precision.backward(loss, self._optimizer, unscale=snap_due)
                     norms = self._grad_norms() if snap_due else None
-                    self._optimizer.step()
+                    self._precision.step(self._optimizer)
                 else:
                     self.model.load_state_dict(self._good_state)
                     self._optimizer = OPTIMIZERS[cfg.optimizer][1](self.model.parameters(), cfg)
@@ -279,6 +287,8 @@ class TrainingJob:
                 self._history.steps.append((self.step, value))
             if norms is not None:
                 self._history.grad_norms.append((self.step, norms))
+            if acts:
+                self._history.activations.append((self.step, acts))
             self._emit("step")
             if self._budget > 0:
                 self._budget -= 1
@@ -346,13 +356,13 @@ class TrainingJob:
             self._emit("epoch")
 
     def _take_snapshot(self) -> None:
+        self._last_snapshot_t = time.perf_counter()
         if self.probe is None:
             return
         with self.lock:
             snap = self.probe(self.model)
         with self._cond:
             self._snapshot = snap
-            self._last_snapshot_t = time.perf_counter()
             self._emit("snapshot")
 
     def _diverged(self, value: float) -> None:

@@ -17,7 +17,7 @@ from dl_core.layers import LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
 from dl_core.training import OPTIMIZERS, SCHEDULES
-from ui import builder, figures, state, views, widgets
+from ui import builder, figures, picture, state, views, widgets
 
 ss = st.session_state
 POLL_S = 0.5
@@ -245,7 +245,7 @@ def live():
     left, right = st.columns(2)
     with left:
         views.curves(view, "classification", held_out="validation")
-        st.plotly_chart(figures.grad_norm_figure(view["grad_norms"]), key="cnn_grads")
+        views.layer_stats(view, job)
     snap = job.snapshot() or job.snapshot(fresh=True)
     with right:
         st.plotly_chart(figures.confusion_figure(snap["confusion"], list(ds.classes), "Validation set: true vs predicted"),
@@ -271,23 +271,16 @@ if report["mistakes"]:
                caption=[f"{ds.classes[t]} → {ds.classes[g]} ({p:.0%})" for _, t, g, p in report["mistakes"]])
 
 st.markdown("#### 5 · Inside the network")
-c = st.columns([2, 2])
-pick = c[0].slider("Test image", 0, len(xte) - 1, 0, key="cnn_pick")
-upload = c[1].file_uploader("…or try your own picture", type=["png", "jpg", "jpeg", "bmp", "webp"], key="cnn_own")
-image, caption = xte[pick], f"true class: {ds.classes[yte[pick]]}"
-if upload is not None:
-    try:
-        from PIL import Image
-
-        image, caption = cnn.as_input(Image.open(upload), ds.shape), "your picture"
-    except (OSError, ValueError):
-        st.error("That file is not a readable image; showing the test image instead.")
+pick_col, probs_col = st.columns([1, 1.4])
+with pick_col:
+    image, caption, _ = picture.choose(ds, "cnn_in")
 with job.lock:
     maps = cnn.feature_maps(job.model, torch.as_tensor(image))
     probs = cnn.predict(job.model, image[None])[0]
-c = st.columns([1, 3])
-c[0].image(figures.tile(image[None], 1, max(1, 160 // ds.shape[1])), caption=caption)
-c[1].plotly_chart(figures.probability_figure(probs, list(ds.classes)), key="cnn_probs")
+with probs_col:
+    c = st.columns([1, 2.2])
+    c[0].image(figures.tile(image[None], 1, max(1, 128 // ds.shape[1])), caption=caption)
+    c[1].plotly_chart(figures.probability_figure(probs, list(ds.classes)), key="cnn_probs")
 st.caption("Each layer's output for this image, left to right through the network. Early layers respond to edges "
            "and blobs; deeper ones to larger, more abstract parts.")
 for i, (layer, out) in enumerate(zip(spec.layers, maps), 1):

@@ -249,7 +249,7 @@ def live():
     with out_col:
         st.markdown("**Output**")
         views.output(snap, ds, values["show_test"], values["discretize"])
-    tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients"])
+    tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"])
     with tabs[0]:
         views.curves(view, ds.task)
     with tabs[1]:
@@ -259,9 +259,7 @@ def live():
         else:
             st.caption("Regression has no classes; the loss curve tells the story.")
     with tabs[2]:
-        st.plotly_chart(figures.grad_norm_figure(view["grad_norms"]), key="pg_grads")
-        st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
-                   "on the way back and the early layers barely learn.")
+        views.layer_stats(view, job)
     widgets.rerun_when_idle(job, state.WAS_ACTIVE)
 
 

@@ -191,3 +191,23 @@ def test_the_cnn_lab_trains_in_the_browser(server, page):
     _no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "cnn-training.png"), full_page=True)
     page.get_by_role("button", name="⏸ Pause", exact=True).click()
+
+
+def test_a_digit_drawn_on_the_canvas_reaches_the_network(server, page):
+    """AppTest cannot draw: a real mouse stroke on the canvas component must become the input image."""
+    _open(page, f"{server}/cnn")
+    page.get_by_text("Draw", exact=True).first.click()
+    _idle(page)
+    canvas = page.locator("canvas").last
+    canvas.wait_for(timeout=30_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    for i in range(1, 21):  # a vertical stroke: a "1"
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.15 + 0.035 * i))
+    page.mouse.up()
+    page.get_by_text("your drawing").first.wait_for(timeout=30_000)
+    _idle(page)
+    _no_exception(page)
+    page.screenshot(path=str(ARTIFACTS / "cnn-drawing.png"), full_page=True)

@@ -202,3 +202,17 @@ def test_conv_cell_follows_the_value_through_pooling():
     name, (r, c), window, pooled = cell["pool"]
     assert name == "MaxPool2d" and (r, c) == (2, 4) and window.shape == (2, 2)
     assert pooled == pytest.approx(float(window.max())) and pooled >= cell["activation"][1]
+
+
+def test_a_drawing_in_a_corner_is_framed_like_a_training_image():
+    canvas = np.zeros((200, 200, 4), np.uint8)
+    canvas[10:50, 140:150] = (255, 255, 255, 255)  # a thin vertical stroke, top right
+    framed = cnn.frame_drawing(canvas, margin=0.2)
+    assert framed.shape[0] == framed.shape[1] and framed.shape[0] >= 40 / 0.6
+    rows, cols = np.nonzero(framed.max(-1))
+    assert abs((rows.min() + rows.max()) / 2 - framed.shape[0] / 2) <= 1.5  # centred
+    assert abs((cols.min() + cols.max()) / 2 - framed.shape[1] / 2) <= 1.5
+    assert rows.max() - rows.min() + 1 == 40  # not distorted
+    assert cnn.frame_drawing(np.zeros((50, 50, 4), np.uint8)) is None
+    image = cnn.as_input(Image.fromarray(framed), (1, 16, 16))
+    assert image.shape == (1, 16, 16) and image.max() > 0.5 and image[0, :, :3].max() == 0

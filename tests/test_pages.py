@@ -175,6 +175,23 @@ def test_cnn_lab_builds_trains_and_shows_feature_maps():
     assert len(at.session_state[state.CNN_LAYERS]) == n_layers - 1 and not at.exception
 
 
+def test_cnn_lab_edits_a_layer_in_place_and_shows_layer_statistics():
+    from ui import builder
+
+    at = open_page("pages/cnn.py")
+    first = at.session_state[state.CNN_LAYERS][0]
+    prefix = builder._edit_prefix(0, first)
+    at.number_input(key=prefix + "out_channels").set_value(12).run()
+    at.button(key=prefix + "apply").click().run()
+    layers = at.session_state[state.CNN_LAYERS]
+    assert layers[0].p == {**first.p, "out_channels": 12} and not at.exception
+    assert at.session_state[state.CNN_JOB].model.layers[0].out_channels == 12
+    at.button(key="ctl_step").click().run()
+    job = at.session_state[state.CNN_JOB]
+    poll(at, lambda a: job.step == 1 and not job.active)
+    assert job.view()["activations"] and len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) >= 4
+
+
 def test_cnn_lab_explains_an_impossible_stack_and_keeps_training_off():
     from dl_core.spec import LayerSpec
 
@@ -207,10 +224,12 @@ def test_cnn_lab_reads_an_uploaded_picture_and_refuses_a_broken_one():
     buf = io.BytesIO()
     Image.new("L", (30, 30), 255).save(buf, "PNG")
     at = open_page("pages/cnn.py")
-    at.file_uploader(key="cnn_own").set_value(("seven.png", buf.getvalue(), "image/png")).run()
+    at.session_state["cnn_in_source"] = "upload"
+    at.run()
+    at.file_uploader(key="cnn_in_upload").set_value(("seven.png", buf.getvalue(), "image/png")).run()
     assert not at.exception
     assert any("your picture" in str(i.proto) for i in at.get("image"))
-    at.file_uploader(key="cnn_own").set_value(("broken.png", b"nope", "image/png")).run()
+    at.file_uploader(key="cnn_in_upload").set_value(("broken.png", b"nope", "image/png")).run()
     assert not at.exception and any("not a readable image" in e.value for e in at.error)
 
 

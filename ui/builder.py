@@ -46,7 +46,7 @@ def layer_table(layers: list[LayerSpec], rows: list, error) -> None:
     """One line per layer; rows (from summarize) may stop early at the offending layer."""
     for i, layer in enumerate(layers):
         row = rows[i] if i < len(rows) else None
-        cols = st.columns([0.4, 2.2, 1.3, 1.1, 1.2, 0.5, 0.5, 0.5], vertical_alignment="center")
+        cols = st.columns([0.4, 2.2, 1.3, 1.1, 1.2, 0.5, 0.5, 0.5, 0.5], vertical_alignment="center")
         cols[0].markdown(f"**{i + 1}**")
         cols[1].markdown(f"{LAYERS[layer.kind].label}  \n<small>{describe(layer)}</small>", unsafe_allow_html=True)
         if row:
@@ -59,8 +59,45 @@ def layer_table(layers: list[LayerSpec], rows: list, error) -> None:
                        disabled=i == 0, help="Move up")
         cols[6].button("", icon=":material/arrow_downward:", key=f"cnn_down_{i}", on_click=on_move, args=(i, 1),
                        disabled=i == len(layers) - 1, help="Move down")
-        cols[7].button("", icon=":material/close:", key=f"cnn_del_{i}", on_click=on_remove, args=(i,),
+        edit_button(cols[7], i, layer)
+        cols[8].button("", icon=":material/close:", key=f"cnn_del_{i}", on_click=on_remove, args=(i,),
                        help="Remove this layer")
+
+
+def _param_inputs(kind: str, prefix: str, values: dict, slots) -> None:
+    """One input per parameter of a layer type, keyed `prefix + name`; `slots` yields containers."""
+    for name, default in LAYERS[kind].defaults:
+        where, value = next(slots), values.get(name, default)
+        if name == "fn":
+            where.selectbox("function", list(ACTIVATIONS), index=list(ACTIVATIONS).index(value),
+                            format_func=lambda k: ACTIVATIONS[k][0], key=prefix + name)
+        elif name == "p":
+            where.slider("dropout rate", 0.0, 0.9, float(value), 0.05, key=prefix + name)
+        else:
+            where.number_input(name.replace("_", " "), 0, 4096, int(value), key=prefix + name)
+
+
+def _edit_prefix(i: int, layer: LayerSpec) -> str:
+    """Keys carry the layer's identity, so a moved or replaced layer never shows stale values."""
+    return f"cnn_edit_{i}_{abs(hash(layer))}_"
+
+
+def on_edit(i: int, prefix: str):
+    layers = list(ss[state.CNN_LAYERS])
+    kind = layers[i].kind
+    layers[i] = LayerSpec.of(kind, **{name: ss[prefix + name] for name, _ in LAYERS[kind].defaults})
+    ss[state.CNN_LAYERS] = layers
+
+
+def edit_button(where, i: int, layer: LayerSpec) -> None:
+    """A pencil that opens the layer's settings in place (layers without settings get none)."""
+    if not LAYERS[layer.kind].defaults:
+        return
+    prefix = _edit_prefix(i, layer)
+    with where.popover("", icon=":material/edit:", help="Change this layer's settings"):
+        st.caption(f"Settings of layer {i + 1} · {LAYERS[layer.kind].label}")
+        _param_inputs(layer.kind, prefix, layer.p, iter(lambda: st.container(), None))
+        st.button("Apply", key=prefix + "apply", on_click=on_edit, args=(i, prefix), type="primary")
 
 
 def add_layer_form(n_layers: int) -> None:
@@ -69,13 +106,6 @@ def add_layer_form(n_layers: int) -> None:
         kind = a[0].selectbox("Layer", list(LAYERS), format_func=lambda k: LAYERS[k].label, key="cnn_add_kind")
         a[1].number_input("Insert as layer", 1, n_layers + 1, max(1, n_layers), key="cnn_add_at",
                           help="Where it goes; the default is just before the output layer.")
-        for j, (name, default) in enumerate(LAYERS[kind].defaults):
-            where = a[(j + 2) % 3] if j < 1 else st.columns(3)[j % 3]
-            if name == "fn":
-                where.selectbox("function", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k][0],
-                                key="cnn_add_fn")
-            elif name == "p":
-                where.slider("dropout rate", 0.0, 0.9, default, 0.05, key="cnn_add_p")
-            else:
-                where.number_input(name.replace("_", " "), 0, 4096, default, key=f"cnn_add_{name}")
+        rest = st.columns(3)
+        _param_inputs(kind, "cnn_add_", {}, iter([a[2], *rest, *st.columns(3)]))
         st.button("Add layer", on_click=on_add, type="primary")

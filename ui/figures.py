@@ -204,17 +204,20 @@ def confusion_figure(counts: np.ndarray, names: list[str], title: str = "Test se
     return fig
 
 
-def grad_norm_figure(grad_norms: list[tuple[int, list[float]]]) -> go.Figure:
-    """Per-layer gradient norms over training, log scale: vanishing gradients show as a fan."""
-    fig = go.Figure()
-    if grad_norms:
-        steps = [s for s, _ in grad_norms]
-        for li in range(len(grad_norms[0][1])):
-            fig.add_scatter(x=steps, y=[max(n[li], 1e-12) for _, n in grad_norms], mode="lines",
-                            name=f"layer {li + 1}")
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis_type="log", xaxis_title="step",
-                      yaxis_title="‖∂loss/∂W‖", title="Gradient size per layer (log scale)")
-    return fig
+def layer_lines(series: list[tuple[int, list[float]]], labels: list[str], y_title: str, log: bool = False,
+                percent: bool = False) -> alt.Chart:
+    """One line per layer over training steps (altair, so it updates in place while training).
+    Colours run light to dark from the first layer to the last."""
+    rows = [{"step": step, "layer": label, "value": max(v, 1e-12) if log else v}
+            for step, values in series for label, v in zip(labels, values)]
+    data = pd.DataFrame(rows, columns=["step", "layer", "value"])
+    y = alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if log else alt.Scale(zero=True),
+              axis=alt.Axis(format="%") if percent else alt.Axis())
+    return alt.Chart(data).mark_line().encode(
+        x=alt.X("step:Q", title="step"), y=y,
+        color=alt.Color("layer:N", sort=labels, scale=alt.Scale(scheme="viridis"), legend=alt.Legend(orient="bottom",
+                                                                                                     columns=3)),
+        tooltip=["layer", "step", alt.Tooltip("value:Q", format=".3g")]).properties(height=240)
 
 
 def tile(images: np.ndarray, columns: int, scale: int, gap: int = 2) -> Image.Image:

@@ -118,3 +118,26 @@ def metrics(status: dict, view: dict, task: str) -> None:
     if task == "classification":
         acc = last.get("test_acc")
         cols[3].metric("Test accuracy", "—" if acc is None else f"{acc:.0%}")
+
+
+def layer_stats(view: dict, job) -> None:
+    """Gradient sizes and activation health per layer over training (both labs use this)."""
+    grads, acts = st.tabs(["Gradient size", "Activations"])
+    with grads:
+        if view["grad_norms"]:
+            st.altair_chart(figures.layer_lines(view["grad_norms"], job.gradient_labels, "‖∂loss/∂W‖ (log scale)",
+                                                log=True))
+        st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
+                   "on the way back and the early layers barely learn.")
+    with acts:
+        if not job.activation_labels:
+            st.caption("This network has no activation layers to watch.")
+            return
+        if view["activations"]:
+            flat = [(s, [a[2] for a in per]) for s, per in view["activations"]]
+            spread = [(s, [a[1] for a in per]) for s, per in view["activations"]]
+            st.altair_chart(figures.layer_lines(flat, job.activation_labels, "flat units", percent=True))
+            st.altair_chart(figures.layer_lines(spread, job.activation_labels, "spread of outputs (std)"))
+        st.caption("Flat units pass (almost) no gradient back: a ReLU stuck at 0 for its inputs is dead, a sigmoid "
+                   "or tanh pinned at its limits is saturated. A high line here explains a low line under Gradient "
+                   "size. The spread shows whether signals shrink or blow up with depth.")

@@ -1,0 +1,61 @@
+"""Choosing the one image to look inside the network with: a test image, a drawing on a
+canvas, or an uploaded picture. Shared by every lab that explains an image model.
+
+The canvas is `streamlit-drawable-canvas` (imported here only: it registers a browser
+component and needs a running Streamlit). AppTest cannot draw, so the test-image path
+is the default and nothing depends on the canvas being there.
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from dl_core import cnn
+from dl_core.images import ImageDataset
+
+SOURCES = {"test": "🖼 Test image", "draw": "✏️ Draw", "upload": "📁 Upload"}
+CANVAS_PX = 224
+
+
+def _canvas(shape: tuple[int, int, int], key: str) -> np.ndarray | None:
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except Exception as exc:  # noqa: BLE001 - any import failure means: no canvas, say so
+        st.info(f"The drawing canvas is not available here ({type(exc).__name__}); upload a picture instead.")
+        return None
+    colour = "#ffffff"
+    mode = "freedraw"
+    if shape[0] == 3:
+        c = st.columns(2)
+        colour = c[0].color_picker("Colour", "#ffcc33", key=f"{key}_colour")
+        mode = c[1].selectbox("Tool", ["freedraw", "circle", "rect", "polygon"], key=f"{key}_tool",
+                              help="Circles, rectangles and polygons are filled, like the shapes images.")
+    st.caption("Draw with the mouse; the bin icon above the canvas clears it.")
+    result = st_canvas(fill_color=colour, stroke_width=CANVAS_PX // 12, stroke_color=colour, background_color="#000000",
+                       height=CANVAS_PX, width=CANVAS_PX, drawing_mode=mode, key=f"{key}_canvas",
+                       return_image_data=True)
+    data = result.image_data if result is not None else None
+    framed = None if data is None else cnn.frame_drawing(np.asarray(data), 0.12 if shape[0] == 1 else 0.2)
+    return None if framed is None else cnn.as_input(Image.fromarray(framed), shape)
+
+
+def choose(ds: ImageDataset, key: str) -> tuple[np.ndarray, str, int | None]:
+    """(image shaped like the data, caption, true class or None) for the chosen source."""
+    xte, yte = ds.part("test")
+    source = st.segmented_control("Which image?", list(SOURCES), format_func=SOURCES.get, default="test",
+                                  key=f"{key}_source") or "test"
+    if source == "draw":
+        drawn = _canvas(ds.shape, key)
+        if drawn is not None:
+            return drawn, "your drawing", None
+        st.caption("Nothing drawn yet: showing a test image meanwhile.")
+    elif source == "upload":
+        file = st.file_uploader("A picture", type=["png", "jpg", "jpeg", "bmp", "webp"], key=f"{key}_upload")
+        if file is not None:
+            try:
+                return cnn.as_input(Image.open(file), ds.shape), "your picture", None
+            except (OSError, ValueError):
+                st.error("That file is not a readable image; showing a test image instead.")
+    pick = st.slider("Test image", 0, len(xte) - 1, 0, key=f"{key}_pick")
+    return xte[pick], f"test image {pick} · true class: {ds.classes[yte[pick]]}", int(yte[pick])
