@@ -9,6 +9,7 @@ PAGES = {
     "Start here": [st.Page("pages/start.py", title="Start here", icon="🏠", default=True)],
     "Foundations": [st.Page("pages/playground.py", title="Network Playground", icon="🕸️", url_path="playground")],
     "Architectures": [st.Page("pages/cnn.py", title="CNN Lab", icon="🧩", url_path="cnn")],
+    "Look inside": [st.Page("pages/explain.py", title="Explainability Lab", icon="🔎", url_path="explain")],
 }
 
 navigation = st.navigation(PAGES)

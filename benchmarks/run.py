@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = {"playground": "benchmarks.playground", "cnn": "benchmarks.cnn"}
+SUITES = {"playground": "benchmarks.playground", "cnn": "benchmarks.cnn", "explain": "benchmarks.explain"}
 
 
 def main() -> None:

@@ -55,7 +55,8 @@ def keep_for_undo():
     if old is not None:
         old.pause()
         if old.step > 0:
-            ss[state.CNN_PREVIOUS] = (old, ss.get(state.CNN_JOB_KEY), list(ss[state.CNN_LAYERS]))
+            ss[state.CNN_PREVIOUS] = (old, ss.get(state.CNN_JOB_KEY), list(ss[state.CNN_LAYERS]),
+                                      ss.get(state.CNN_DATA))
     ss.pop(state.CNN_JOB_KEY, None)
 
 
@@ -64,9 +65,9 @@ def on_reset():
 
 
 def on_undo():
-    job, key, layers = ss.pop(state.CNN_PREVIOUS)
+    job, key, layers, data = ss.pop(state.CNN_PREVIOUS)
     keep_for_undo()
-    ss[state.CNN_JOB], ss[state.CNN_JOB_KEY], ss[state.CNN_LAYERS] = job, key, layers
+    ss[state.CNN_JOB], ss[state.CNN_JOB_KEY], ss[state.CNN_LAYERS], ss[state.CNN_DATA] = job, key, layers, data
 
 
 def on_weights(spec: ModelSpec):
@@ -210,7 +211,7 @@ if job is None or ss.get(state.CNN_JOB_KEY) != key:
     else:
         keep_for_undo()
         job = ss[state.CNN_JOB] = cnn.make_job(ds, spec, config, widgets.device())
-        ss[state.CNN_JOB_KEY] = key
+        ss[state.CNN_JOB_KEY], ss[state.CNN_DATA] = key, ds
 elif job.config != config:
     job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
                    max_epochs=config.max_epochs, schedule=config.schedule,

@@ -105,7 +105,7 @@ def _no_exception(page):
 
 # Direct links first: a fresh server must route a shared link through app.py's navigation.
 @pytest.mark.parametrize("path, heading", [("playground", "Network Playground"), ("", "Deep Learning Lab"),
-                                           ("cnn", "CNN Lab")])
+                                           ("cnn", "CNN Lab"), ("explain", "Explainability Lab")])
 def test_each_page_opens_and_is_screenshotted(server, page, path, heading):
     _open(page, f"{server}/{path}")
     page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=30_000)
@@ -211,3 +211,13 @@ def test_a_digit_drawn_on_the_canvas_reaches_the_network(server, page):
     _idle(page)
     _no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "cnn-drawing.png"), full_page=True)
+
+
+def test_the_explainability_lab_renders_a_grid_of_maps(server, page):
+    _open(page, f"{server}/explain")
+    page.get_by_text("Can you trust it?").first.wait_for(timeout=90_000)
+    _idle(page)
+    _no_exception(page)
+    timed = page.locator("[data-testid='stImage']").filter(has_text=re.compile(r"\d+ ms"))
+    assert timed.count() >= 3 * 4, timed.count()  # 3 inputs × 4 default methods
+    page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)

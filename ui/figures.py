@@ -215,8 +215,7 @@ def layer_lines(series: list[tuple[int, list[float]]], labels: list[str], y_titl
               axis=alt.Axis(format="%") if percent else alt.Axis())
     return alt.Chart(data).mark_line().encode(
         x=alt.X("step:Q", title="step"), y=y,
-        color=alt.Color("layer:N", sort=labels, scale=alt.Scale(scheme="viridis"), legend=alt.Legend(orient="bottom",
-                                                                                                     columns=3)),
+        color=alt.Color("layer:N", sort=labels, scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=None)),
         tooltip=["layer", "step", alt.Tooltip("value:Q", format=".3g")]).properties(height=240)
 
 

@@ -40,22 +40,30 @@ def _canvas(shape: tuple[int, int, int], key: str) -> np.ndarray | None:
     return None if framed is None else cnn.as_input(Image.fromarray(framed), shape)
 
 
+def own(shape: tuple[int, int, int], key: str, source: str | None) -> tuple[np.ndarray | None, str]:
+    """The learner's own image from `source` ("draw" or "upload"), shaped `shape`, or None yet."""
+    if source == "draw":
+        drawn = _canvas(shape, key)
+        if drawn is None:
+            st.caption("Nothing drawn yet.")
+        return drawn, "your drawing"
+    if source == "upload":
+        file = st.file_uploader("A picture", type=["png", "jpg", "jpeg", "bmp", "webp"], key=f"{key}_upload")
+        if file is not None:
+            try:
+                return cnn.as_input(Image.open(file), shape), "your picture"
+            except (OSError, ValueError):
+                st.error("That file is not a readable image; showing a test image instead.")
+    return None, ""
+
+
 def choose(ds: ImageDataset, key: str) -> tuple[np.ndarray, str, int | None]:
     """(image shaped like the data, caption, true class or None) for the chosen source."""
     xte, yte = ds.part("test")
     source = st.segmented_control("Which image?", list(SOURCES), format_func=SOURCES.get, default="test",
                                   key=f"{key}_source") or "test"
-    if source == "draw":
-        drawn = _canvas(ds.shape, key)
-        if drawn is not None:
-            return drawn, "your drawing", None
-        st.caption("Nothing drawn yet: showing a test image meanwhile.")
-    elif source == "upload":
-        file = st.file_uploader("A picture", type=["png", "jpg", "jpeg", "bmp", "webp"], key=f"{key}_upload")
-        if file is not None:
-            try:
-                return cnn.as_input(Image.open(file), ds.shape), "your picture", None
-            except (OSError, ValueError):
-                st.error("That file is not a readable image; showing a test image instead.")
+    image, caption = own(ds.shape, key, source)
+    if image is not None:
+        return image, caption, None
     pick = st.slider("Test image", 0, len(xte) - 1, 0, key=f"{key}_pick")
     return xte[pick], f"test image {pick} · true class: {ds.classes[yte[pick]]}", int(yte[pick])

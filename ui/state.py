@@ -38,9 +38,15 @@ CNN_LAYERS = "cnn_layers"  # the learner's layer stack: list[LayerSpec] (input a
 CNN_JOB = "cnn_job"
 CNN_JOB_KEY = "cnn_job_key"  # (data choice, spec) the job was built for
 CNN_UPLOAD = "cnn_upload"  # an ImageDataset from a zip
-CNN_PREVIOUS = "cnn_previous"  # (job, key, layers) replaced by a reset, kept for one undo
+CNN_PREVIOUS = "cnn_previous"  # (job, key, layers, data) replaced by a reset, kept for one undo
 CNN_NOTICE = "cnn_notice"
 CNN_WAS_ACTIVE = "cnn_was_active"
+CNN_DATA = "cnn_data"  # the ImageDataset the CNN job trains on (the Explainability Lab reads it)
+
+# Explainability Lab
+XP_EXPLAINER = "xp_explainer"  # explain.Explainer for the model version on show (it caches its maps)
+XP_TARGET = "xp_target"  # a class picked by clicking a probability bar
+XP_SANITY = "xp_sanity"  # {(model version, input digest, methods): sanity-check results}
 
 MAX_LAYERS, MAX_NEURONS = 8, 64
 LEARNING_RATES = (0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)

@@ -1,0 +1,85 @@
+"""The Explainability Lab's built-in model: a small CNN trained on the offline digits at
+28×28, trained on first use (a few seconds on a CPU) and kept on disk, so the lab is
+useful before the learner has trained anything. Also the shuffled-label twin that the
+sanity checks compare against. Both train through the one TrainingJob.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from . import cnn, images
+from .checkpoint import CheckpointError, load_bytes, save_bytes
+from .spec import LayerSpec, ModelSpec
+from .training import TrainConfig, TrainingJob
+
+L = LayerSpec.of
+SPEC = ModelSpec((1, 28, 28), (
+    L("conv2d", out_channels=8, kernel=3, stride=1, padding=1), L("activation", fn="relu"), L("maxpool", kernel=2, stride=2),
+    L("conv2d", out_channels=16, kernel=3, stride=1, padding=1), L("activation", fn="relu"), L("maxpool", kernel=2, stride=2),
+    L("flatten"), L("linear", out_features=10)), "classification")
+CONFIG = replace(cnn.DEFAULT_CONFIG, lr=0.003, batch_size=64, max_epochs=12)
+_lock = threading.Lock()
+
+
+def data(seed: int = 0) -> images.ImageDataset:
+    return images.digits(28, seed)
+
+
+def train_blocking(job: TrainingJob, timeout: float = 600) -> TrainingJob:
+    """Run a job to its end (max_epochs) and wait for it; its thread is stopped afterwards."""
+    done = threading.Event()
+    job.start()
+    while not done.wait(0.05):
+        if job.status()["state"] in ("finished", "failed") or timeout <= 0:
+            done.set()
+        timeout -= 0.05
+    job.stop()
+    job.join(10)
+    if job.status()["state"] == "failed":
+        raise RuntimeError(job.message)
+    return job
+
+
+def path(root: Path | None = None) -> Path:
+    return Path(root or images.DATA_DIR) / "reference" / "digits28-cnn.pt"
+
+
+def model(root: Path | None = None, device="cpu") -> tuple[nn.Module, dict]:
+    """(eval-mode model, meta) from the disk cache, training and saving it on first use.
+    A corrupt or outdated cache file is replaced."""
+    file = path(root)
+    with _lock:  # one server, many sessions: train once
+        if file.exists():
+            try:
+                spec, net, meta = load_bytes(file.read_bytes())
+                if spec == SPEC:
+                    return net.to(device).eval(), meta
+            except CheckpointError:
+                pass
+        ds = data()
+        job = train_blocking(cnn.make_job(ds, SPEC, CONFIG, device))
+        xte, yte = ds.part("test")
+        meta = {"test_accuracy": float((cnn.predict(job.model, xte).argmax(1) == yte).mean()),
+                "epochs": job.epoch, "classes": list(ds.classes)}
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(save_bytes(SPEC, job.model, meta))
+        os.replace(tmp, file)  # atomic: another process never reads half a file
+        return job.model.eval(), meta
+
+
+def shuffled_label_twin(spec: ModelSpec, ds: images.ImageDataset, config: TrainConfig = CONFIG,
+                        seed: int = 0) -> nn.Module:
+    """The same network trained on the same images with the training labels shuffled: it can
+    only memorise, so nothing it learned is about digits (Adebayo et al.'s data randomisation)."""
+    y = ds.y.copy()
+    train = np.flatnonzero(ds.split == 0)
+    y[train] = np.random.default_rng(seed).permutation(y[train])
+    shuffled = replace(ds, y=y, name=ds.name + " (shuffled labels)")
+    return train_blocking(cnn.make_job(shuffled, spec, replace(config, seed=seed))).model.eval()
