@@ -10,7 +10,7 @@ import inspect
 
 from .data2d import FEATURES
 from .jobparts import OPTIMIZERS, TrainConfig
-from .layers import LAYERS, ResidualBlock
+from .layers import LAYERS
 from .spec import ModelSpec, summarize
 
 _LOSS = {"classification": "nn.CrossEntropyLoss()", "regression": "nn.MSELoss()"}
@@ -66,8 +66,9 @@ def script(spec: ModelSpec, config: TrainConfig = TrainConfig()) -> str:
     ]
     if playground:
         parts += [features_code(spec.input_names), "", ""]
-    if any(layer.kind == "residual" for layer in spec.layers):
-        parts += [inspect.getsource(ResidualBlock), ""]
+    for cls in dict.fromkeys(LAYERS[layer.kind].module_class for layer in spec.layers):
+        if cls is not None:
+            parts += [inspect.getsource(cls), ""]
     parts += [model_code(spec), "", ""]
     make_x = "features(points)" if playground else "inputs"
     n_out = summarize(spec)[-1].out_shape[0]

@@ -43,6 +43,18 @@ ACTIVATIONS: dict[str, tuple[str, Callable[[], nn.Module], str]] = {
 }
 
 
+class DenseResidual(nn.Module):
+    """x + f(W·x + b) for flat vectors: the identity path carries the gradient past the layer
+    unchanged, so a deep stack still trains (He et al., 2016, for dense layers)."""
+
+    def __init__(self, linear: nn.Linear, act: nn.Module):
+        super().__init__()
+        self.linear, self.act = linear, act
+
+    def forward(self, x):
+        return x + self.act(self.linear(x))
+
+
 @dataclass(frozen=True)
 class LayerType:
     label: str
@@ -53,6 +65,7 @@ class LayerType:
     params: Callable[[tuple, dict], int] = lambda shape, p: 0
     macs: Callable[[tuple, dict], int] = lambda shape, p: 0  # multiply-adds per example
     defaults: tuple = ()  # (name, default) of the parameters a learner sets
+    module_class: type | None = None  # a class of ours the exported code must define
 
 
 def _flat(shape, p):
@@ -187,6 +200,18 @@ LAYERS: dict[str, LayerType] = {
         check=_image,
         params=_residual_params,
         macs=lambda s, p: 2 * math.prod(s) * s[0] * 9,
+        module_class=ResidualBlock,
+    ),
+    "dense_residual": LayerType(
+        "Residual dense layer (x + f(Wx + b))",
+        build=lambda s, p: DenseResidual(nn.Linear(s[0], s[0]), ACTIVATIONS[p["fn"]][1]()),
+        out_shape=lambda s, p: s,
+        code=lambda s, p: f"DenseResidual(nn.Linear({s[0]}, {s[0]}), {ACTIVATIONS[p['fn']][2]})",
+        check=lambda s, p: _flat(s, p) or _activation_check(s, p),
+        params=lambda s, p: s[0] * s[0] + s[0],
+        macs=lambda s, p: s[0] * s[0],
+        defaults=(("fn", "relu"),),
+        module_class=DenseResidual,
     ),
     "flatten": LayerType(
         "Flatten",

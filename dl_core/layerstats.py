@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .layers import ResidualBlock
+from .layers import DenseResidual, ResidualBlock
 
 FLAT_SLOPE = 0.05  # a unit counts as "flat" where its slope is under this share of the largest slope
 
@@ -39,7 +39,8 @@ _SLOPES: dict[type, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tens
 def tracked_layers(model: nn.Module) -> list[tuple[int, nn.Module]]:
     """(position, module) of each top-level layer whose output is an activation."""
     layers = model.layers if hasattr(model, "layers") else list(model.children())
-    return [(i, m) for i, m in enumerate(layers) if type(m) in _SLOPES]
+    inner = [(i, m.act if isinstance(m, DenseResidual) else m) for i, m in enumerate(layers)]
+    return [(i, m) for i, m in inner if type(m) in _SLOPES]
 
 
 def labels(model: nn.Module) -> list[str]:

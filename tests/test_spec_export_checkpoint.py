@@ -34,7 +34,10 @@ def test_summary_matches_the_built_pytorch_model(act):
 def test_every_layer_type_is_used_by_the_mlp_builder_or_a_cnn_preset():
     from dl_core.presets import PRESETS, preset_spec
 
+    from dl_core.deepnets import deep_spec
+
     kinds = {l.kind for l in mlp_spec(2, [4], "relu", 2, dropout=0.2, batchnorm=True).layers}
+    kinds |= {l.kind for l in deep_spec(2, 3, 4, "relu", 2, residual=True).layers}
     for key in PRESETS:
         kinds |= {l.kind for l in preset_spec(key, (1, 8, 8), 3).layers}
     assert kinds == set(LAYERS)
