@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SUITES = {"playground": "benchmarks.playground", "cnn": "benchmarks.cnn", "explain": "benchmarks.explain"}
+SUITES = {"playground": "benchmarks.playground", "cnn": "benchmarks.cnn", "explain": "benchmarks.explain",
+          "backprop": "benchmarks.backprop"}
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ class Node:
     column: int  # position in the drawing, left to right
     row: int
     label: str  # LaTeX
+    short: str  # plain text with Unicode super/subscripts, for the graph's boxes
     value: float = 0.0
     grad: float = 0.0  # ∂L/∂(this node)
 
@@ -81,6 +82,13 @@ def _layers(model: nn.Module) -> list[tuple[int, nn.Linear, str]]:
     return out
 
 
+_SUP, _SUB = str.maketrans("0123456789()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾"), str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _short(base: str, layer: int | None, index: int) -> str:
+    return base + (f"({layer})".translate(_SUP) if layer else "") + str(index).translate(_SUB)
+
+
 def _fmt(v: float) -> str:
     """A number for LaTeX: 4 significant digits, negative ones in brackets so products read right."""
     text = f"{v:.4g}"
@@ -102,7 +110,7 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
         params[f"layers.{i}.bias"] = lin.bias.detach().double().cpu().numpy()
     prev = []
     for r, v in enumerate(np.asarray(x, np.float64)):
-        nodes[f"x{r}"] = Node(f"x{r}", "input", 0, r, f"x_{{{r + 1}}}", float(v))
+        nodes[f"x{r}"] = Node(f"x{r}", "input", 0, r, f"x_{{{r + 1}}}", _short("x", None, r + 1), float(v))
         prev.append(f"x{r}")
     col = 1
     for li, (i, lin, act) in enumerate(layers, 1):
@@ -112,7 +120,8 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
         for j in range(w.shape[0]):
             zid, sup = f"z{li}_{j}", f"^{{({li})}}_{{{j + 1}}}"
             z = float(w[j] @ np.array([nodes[p].value for p in prev]) + b[j])
-            nodes[zid] = Node(zid, "sum", col, j, ("o" if last else "z") + sup, z)
+            nodes[zid] = Node(zid, "sum", col, j, ("o" if last else "z") + sup,
+                              _short("o" if last else "z", li, j + 1), z)
             for k, p in enumerate(prev):
                 edges.append((p, zid, f"layers.{i}.weight[{j},{k}]"))
             terms = " + ".join(f"w{sup[:-1]}{k + 1}}} {nodes[p].label}" for k, p in enumerate(prev))
@@ -125,7 +134,7 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
             for j, zid in enumerate(current):
                 aid, sup = f"a{li}_{j}", f"^{{({li})}}_{{{j + 1}}}"
                 a = float(_ACT[act][0](nodes[zid].value))
-                nodes[aid] = Node(aid, "act", col + 1, j, "a" + sup, a)
+                nodes[aid] = Node(aid, "act", col + 1, j, "a" + sup, _short("a", li, j + 1), a)
                 edges.append((zid, aid, None))
                 steps.append(Step("forward", aid, f"Activation of neuron {j + 1}, layer {li} "
                                                   f"({ACTIVATIONS[act][0]})",
@@ -150,7 +159,7 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
         sym, num = r"L = (o - t)^2", rf"= ({_fmt(o[0])} - {_fmt(target)})^2 = {_fmt(loss)}"
         d_out = np.array([2 * (o[0] - target)])
         d_sym = [(r"\frac{\partial L}{\partial o} = 2(o - t)", rf"= 2({_fmt(o[0])} - {_fmt(target)})")]
-    nodes["L"] = Node("L", "loss", col, 0, "L", loss, 1.0)
+    nodes["L"] = Node("L", "loss", col, 0, "L", "L", loss, 1.0)
     edges += [(p, "L", None) for p in outputs]
     steps.append(Step("forward", "L", "Loss", sym, num))
     grads = _backward(layers, params, nodes, outputs, d_out, d_sym, steps)

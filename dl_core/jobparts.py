@@ -4,6 +4,7 @@ Kept apart from the job's thread logic (training.py) so each reads in one sittin
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,7 +25,18 @@ SCHEDULES: dict[str, tuple[str, Callable]] = {  # torch.optim.lr_scheduler, step
              lambda opt, c: torch.optim.lr_scheduler.StepLR(opt, max(1, (c.max_epochs or 30) // 3), gamma=0.3)),
     "cosine": ("Cosine: glide down to zero",
                lambda opt, c: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, c.max_epochs or 30))),
+    "onecycle": ("One-cycle: warm up, then anneal", lambda opt, c: torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda e, n=max(2, c.max_epochs or 30): _one_cycle(e, n))),
 }
+
+
+def _one_cycle(epoch: int, total: int, warm: float = 0.3, low: float = 0.04) -> float:
+    """Smith's one-cycle shape as a factor of the chosen rate: cosine up from `low` over the first
+    30 % of the run, cosine down towards zero after; past the end it stays at the bottom."""
+    t = min(epoch, total - 1) / (total - 1)
+    if t < warm:
+        return low + (1 - low) * (1 - math.cos(math.pi * t / warm)) / 2
+    return 1e-3 + (1 - 1e-3) * (1 + math.cos(math.pi * (t - warm) / (1 - warm))) / 2
 LOSSES = {"classification": nn.CrossEntropyLoss, "regression": nn.MSELoss}
 
 

@@ -16,7 +16,8 @@ from torch import nn
 from . import cnn, images
 from .checkpoint import CheckpointError, load_bytes, save_bytes
 from .spec import LayerSpec, ModelSpec
-from .training import TrainConfig, TrainingJob
+from .training import TrainConfig
+from .tuning import train_blocking
 
 L = LayerSpec.of
 SPEC = ModelSpec((1, 28, 28), (
@@ -29,21 +30,6 @@ _lock = threading.Lock()
 
 def data(seed: int = 0) -> images.ImageDataset:
     return images.digits(28, seed)
-
-
-def train_blocking(job: TrainingJob, timeout: float = 600) -> TrainingJob:
-    """Run a job to its end (max_epochs) and wait for it; its thread is stopped afterwards."""
-    done = threading.Event()
-    job.start()
-    while not done.wait(0.05):
-        if job.status()["state"] in ("finished", "failed") or timeout <= 0:
-            done.set()
-        timeout -= 0.05
-    job.stop()
-    job.join(10)
-    if job.status()["state"] == "failed":
-        raise RuntimeError(job.message)
-    return job
 
 
 def path(root: Path | None = None) -> Path:

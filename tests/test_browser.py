@@ -105,7 +105,9 @@ def _no_exception(page):
 
 # Direct links first: a fresh server must route a shared link through app.py's navigation.
 @pytest.mark.parametrize("path, heading", [("playground", "Network Playground"), ("", "Deep Learning Lab"),
-                                           ("cnn", "CNN Lab"), ("explain", "Explainability Lab")])
+                                           ("cnn", "CNN Lab"), ("explain", "Explainability Lab"),
+                                           ("backprop", "Backpropagation"), ("gradflow", "gradient flow"),
+                                           ("optimizers", "Optimizers")])
 def test_each_page_opens_and_is_screenshotted(server, page, path, heading):
     _open(page, f"{server}/{path}")
     page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=30_000)

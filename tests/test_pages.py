@@ -8,7 +8,8 @@ from dl_core.checkpoint import save_bytes
 from dl_core.runner import SESSIONS
 from ui import state
 
-PAGES = ["pages/start.py", "pages/playground.py", "pages/cnn.py", "pages/explain.py"]
+PAGES = ["pages/start.py", "pages/playground.py", "pages/cnn.py", "pages/explain.py", "pages/backprop.py",
+         "pages/gradflow.py", "pages/optimizers.py"]
 
 
 def open_page(page: str, **params) -> AppTest:

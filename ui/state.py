@@ -43,6 +43,20 @@ CNN_NOTICE = "cnn_notice"
 CNN_WAS_ACTIVE = "cnn_was_active"
 CNN_DATA = "cnn_data"  # the ImageDataset the CNN job trains on (the Explainability Lab reads it)
 
+# Backpropagation lab
+BP_MODEL = "bp_model"  # the step-through network (its weights change with each update)
+BP_STEP = "bp_step"  # index into the trace's steps
+BP_LOSSES = "bp_losses"  # loss after each update taken so far
+
+# Gradient-flow lab
+GF_JOB = "gf_job"
+GF_KEY = "gf_key"  # (data, seed, spec, init) the job was built for
+GF_WAS_ACTIVE = "gf_was_active"
+
+# Optimizers lab
+OPT_BATCH = "opt_batch"  # results of the batch-size comparison
+OPT_LANDSCAPE = "opt_landscape"  # (alphas, 1-D slice, 2-D slice, path coordinates, explained share, directions)
+
 # Explainability Lab
 XP_EXPLAINER = "xp_explainer"  # explain.Explainer for the model version on show (it caches its maps)
 XP_TARGET = "xp_target"  # a class picked by clicking a probability bar

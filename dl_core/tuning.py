@@ -1,0 +1,140 @@
+"""Choosing how to train: learning-rate range test, schedules drawn, batch size compared,
+and SGD's noise — each on a real model, with torch.optim and the one TrainingJob."""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .jobparts import SCHEDULES, TrainConfig
+from .training import TrainingJob
+
+
+def train_blocking(job: TrainingJob, timeout: float = 600) -> TrainingJob:
+    """Run a job to its end (max_epochs) and wait for it; its thread is stopped afterwards."""
+    done = threading.Event()
+    job.start()
+    while not done.wait(0.02):
+        if job.status()["state"] in ("finished", "failed") or timeout <= 0:
+            done.set()
+        timeout -= 0.02
+    job.stop()
+    job.join(10)
+    if job.status()["state"] == "failed":
+        raise RuntimeError(job.message)
+    return job
+
+
+def lr_range_test(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, lo: float = 1e-5,
+                  hi: float = 10.0, steps: int = 100, batch_size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Smith's (2017) test on a copy of the model: raise the learning rate exponentially from
+    `lo` to `hi`, one SGD batch each, and record the smoothed loss; stop once it has blown up.
+    A good rate sits where the loss falls fastest, about ten times below where it turns up."""
+    model = copy.deepcopy(model).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lo, momentum=0.9)
+    gen = torch.Generator().manual_seed(seed)
+    rates, losses, smooth, best = [], [], None, math.inf
+    for i in range(steps):
+        lr = lo * (hi / lo) ** (i / (steps - 1))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, len(x), (batch_size,), generator=gen)
+        opt.zero_grad()
+        loss = loss_fn(model(x[idx]), y[idx])
+        if not torch.isfinite(loss):
+            break
+        loss.backward()
+        opt.step()
+        value = loss.item()
+        smooth = value if smooth is None else 0.8 * smooth + 0.2 * value
+        rates.append(lr)
+        losses.append(smooth)
+        best = min(best, smooth)
+        if smooth > 4 * best and i > 10:
+            break
+    return np.array(rates), np.array(losses)
+
+
+def suggested_lr(rates: np.ndarray, losses: np.ndarray) -> float:
+    """The rate where the smoothed loss falls fastest (steepest negative slope in log-lr)."""
+    if len(rates) < 5:
+        return float(rates[0]) if len(rates) else 1e-3
+    slope = np.gradient(losses, np.log(rates))
+    return float(rates[int(np.argmin(slope[: max(5, int(len(slope) * 0.9))]))])
+
+
+def schedule_curve(key: str, lr: float, epochs: int) -> list[float]:
+    """The learning rate at each epoch under SCHEDULES[key], read from torch's own scheduler."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = SCHEDULES[key][1](opt, TrainConfig(lr=lr, max_epochs=epochs))
+    out = []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if sched is not None:
+            sched.step()
+    return out
+
+
+def batch_size_runs(make_job: Callable[[TrainConfig], TrainingJob], base: TrainConfig, sizes: list[int],
+                    epochs: int) -> dict[int, dict]:
+    """Train the same network from the same start with each batch size for `epochs` epochs.
+    Returns per size: test loss per epoch, number of updates, and seconds."""
+    import time
+
+    out = {}
+    for size in sizes:
+        job = make_job(replace(base, batch_size=size, max_epochs=epochs))
+        t0 = time.perf_counter()
+        train_blocking(job)
+        epochs_seen = job.view(10_000)["epochs"]
+        out[size] = {"test_loss": [e["test_loss"] for e in epochs_seen], "updates": job.step,
+                     "seconds": time.perf_counter() - t0}
+    return out
+
+
+def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable,
+                      param: str) -> np.ndarray:
+    """∂loss/∂param for every example separately (torch.func: vmap over grad), flattened (N, P).
+    Their mean is the full-batch gradient; a mini-batch gradient is the mean of a random few."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def one(p, xi, yi):
+        return loss_fn(functional_call(model, p, (xi[None],)), yi[None])
+
+    g = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)[param]
+    return g.reshape(len(x), -1).numpy()
+
+
+def minibatch_spread(per_example: np.ndarray, sizes: list[int], draws: int = 200, seed: int = 0) -> dict[int, np.ndarray]:
+    """For each batch size, `draws` mini-batch gradient estimates (means of random examples)."""
+    rng = np.random.default_rng(seed)
+    n = len(per_example)
+    return {b: np.array([per_example[rng.choice(n, min(b, n), replace=False)].mean(0) for _ in range(draws)])
+            for b in sizes}
+
+
+def epoch_path(job: TrainingJob, epochs: int, timeout: float = 120) -> list[dict[str, torch.Tensor]]:
+    """Train `job` epoch by epoch and keep the weights after each (the start included), for
+    drawing the path training took across a loss landscape."""
+    import time
+
+    snap = lambda: {k: v.detach().clone() for k, v in job.model.named_parameters()}
+    path = [snap()]
+    end = time.monotonic() + timeout
+    for _ in range(epochs):
+        job.step_epoch()
+        while job.active and time.monotonic() < end:
+            time.sleep(0.002)
+        with job.lock:
+            path.append(snap())
+    job.stop()
+    return path

@@ -1,0 +1,127 @@
+"""Gradient flow in deep networks: watch gradients vanish, then fix it."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from dl_core import data2d, deepnets
+from dl_core.jobparts import TensorData, TrainConfig
+from dl_core.layers import ACTIVATIONS
+from dl_core.spec import build
+from dl_core.training import TrainingJob
+from ui import backprop_figures as bf
+from ui import state, views, widgets
+
+ss = st.session_state
+POLL_S = 0.5
+ACTS = ["sigmoid", "tanh", "relu", "gelu"]
+PRESETS = {  # one click to each lesson's starting point
+    "vanish": ("😵 Vanishing: 20 sigmoid layers", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=False)),
+    "he": ("🔧 Fix 1: ReLU + He init", dict(gf_act="relu", gf_init="kaiming", gf_bn=False, gf_res=False)),
+    "bn": ("🔧 Fix 2: batch norm", dict(gf_act="sigmoid", gf_init="default", gf_bn=True, gf_res=False)),
+    "res": ("🔧 Fix 3: residual connections", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=True)),
+    "explode": ("💥 Exploding: too-large init", dict(gf_act="relu", gf_init="large", gf_bn=False, gf_res=False)),
+}
+
+
+def apply_preset(key: str):
+    ss.update(PRESETS[key][1] | {"gf_depth": 20})
+
+
+def on_reset():
+    ss.pop(state.GF_JOB, None)
+    ss.pop(state.GF_KEY, None)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dataset(name: str, seed: int) -> data2d.Dataset2D:
+    return data2d.make_dataset(name, 500, 0.1, 0.7, seed)
+
+
+widgets.route_through_app()
+widgets.keep_alive()
+st.title("🌊 Deep networks: gradient flow")
+st.caption("Backpropagation multiplies one factor per layer on the way back. Twenty factors below one and the "
+           "first layers receive almost nothing: they cannot learn. See it, then fix it three ways.")
+p = st.columns(len(PRESETS))
+for col, (k, (label, _)) in zip(p, PRESETS.items()):
+    col.button(label, on_click=apply_preset, args=(k,), key=f"gf_preset_{k}", width="stretch")
+
+for k, v in {"gf_depth": 20, "gf_width": 16, "gf_act": "sigmoid", "gf_init": "default", "gf_bn": False,
+             "gf_res": False}.items():
+    ss.setdefault(k, v)  # the widgets take their values from here, so the preset buttons can set them
+c = st.columns(7)
+name = c[0].selectbox("Data", [k for k, v in data2d.DATASETS.items() if not v.curve and v.n_classes == 2],
+                      format_func=lambda k: data2d.DATASETS[k].label, key="gf_data")
+depth = c[1].slider("Hidden layers", 5, deepnets.MAX_DEPTH, key="gf_depth")
+width = c[2].select_slider("Neurons per layer", [8, 16, 32], key="gf_width")
+act = c[3].selectbox("Activation", ACTS, format_func=lambda k: ACTIVATIONS[k][0], key="gf_act")
+init = c[4].selectbox("Initialisation", list(deepnets.INITS), format_func=lambda k: deepnets.INITS[k][0],
+                      key="gf_init")
+bn = c[5].toggle("Batch norm", key="gf_bn")
+res = c[6].toggle("Residual", key="gf_res", help="x + f(Wx + b): an identity path around every layer.")
+
+ds = dataset(name, widgets.seed())
+x = torch.as_tensor(data2d.feature_matrix(ds.train[0], ("x", "y")), dtype=torch.float32)
+y = torch.as_tensor(ds.train[1]).long()
+spec = deepnets.deep_spec(2, depth, width, act, 2, bn, res, input_names=("x", "y"))
+key = (name, widgets.seed(), spec, init)
+job = ss.get(state.GF_JOB)
+if job is None or ss.get(state.GF_KEY) != key:
+    if job is not None:
+        job.stop()
+    model = deepnets.initialise(build(spec, seed=widgets.seed()), init, act, widgets.seed())
+    xt = torch.as_tensor(data2d.feature_matrix(ds.test[0], ("x", "y")), dtype=torch.float32)
+    data = TensorData(x, y, xt, torch.as_tensor(ds.test[1]).long(), "classification")
+    job = ss[state.GF_JOB] = TrainingJob(model, data, TrainConfig(optimizer="adam", lr=0.003, batch_size=32,
+                                                                  seed=widgets.seed()), deepnets.FlowProbe(x))
+    ss[state.GF_KEY] = key
+widgets.own("gradflow", job)
+
+st.markdown("#### How much gradient reaches each layer? (current weights, one pass over the data)")
+with job.lock:
+    probe_model = job.model
+    was = probe_model.training
+    norms = deepnets.gradient_norms(probe_model, x, y)
+    probe_model.zero_grad(set_to_none=True)
+    probe_model.train(was)
+ratio = deepnets.first_to_last_ratio(norms)
+m = st.columns([1, 3])
+m[0].metric("First layer ÷ last layer", f"{ratio:.1e}", help="‖∂L/∂W‖ of the first weight matrix over the last's, "
+            "for one pass over the training data with the current weights.")
+verdict = ("vanishing: the early layers barely move" if ratio < 1e-3 else
+           "exploding: early updates are huge" if ratio > 1e3 else "healthy: every layer gets a usable signal")
+m[0].caption(verdict)
+bars = pd.DataFrame({"layer": [f"{i + 1:02d}" for i in range(len(norms))], "log10 ‖∂L/∂W‖":
+                     np.log10(np.maximum(norms, 1e-30))})
+m[1].bar_chart(bars, x="layer", y="log10 ‖∂L/∂W‖", height=220)
+st.caption("Each bar is one weight matrix, input side on the left, on a log scale: a bar 6 lower means a gradient "
+           "a million times smaller. With sigmoid every layer can pass back at most a quarter of what it gets.")
+
+st.markdown("#### Train it and watch")
+widgets.job_controls(job, on_reset=on_reset)
+
+
+@st.fragment(run_every=POLL_S if job.active else None)
+def live():
+    widgets.keep_alive()
+    status, view = job.status(), job.view()
+    views.metrics(status, view, "classification")
+    widgets.job_status(status)
+    left, right = st.columns([1.2, 1])
+    with left:
+        views.layer_stats(view, job)
+    with right:
+        snap = job.snapshot() or job.snapshot(fresh=True)
+        st.markdown("**What each activation layer outputs** (histogram over 256 training points, now)")
+        hists = snap["histograms"]
+        shown = np.unique(np.linspace(0, len(hists) - 1, min(6, len(hists))).astype(int))
+        st.altair_chart(bf.histograms_chart([hists[i] for i in shown], [job.activation_labels[i] for i in shown]))
+        st.caption("Sigmoids piled up at 0 or 1, or ReLUs stuck at 0, pass no gradient back.")
+        views.curves(view, "classification")
+    widgets.rerun_when_idle(job, state.GF_WAS_ACTIVE)
+
+
+live()

@@ -1,0 +1,166 @@
+"""Optimizers: paths on 2-D loss surfaces, then learning rate, schedule, batch size and the loss
+landscape of a real network."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dl_core import landscape, playground, surfaces, tuning
+from dl_core.jobparts import SCHEDULES
+from dl_core.runner import JobRunner
+from ui import backprop_figures as bf
+from ui import state, widgets
+
+ss = st.session_state
+LOCAL_RUNNER = JobRunner(4)  # short demo runs on this page never queue behind the classroom's jobs
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def paths(surface: str, keys: tuple[str, ...], settings: tuple, steps: int, start: tuple) -> dict[str, np.ndarray]:
+    return {surfaces.OPTIMIZERS[k].label: surfaces.trajectory(surface, k, dict(settings), steps, start) for k in keys}
+
+
+@st.cache_data(show_spinner=False)
+def contour(surface: str):
+    return surfaces.grid(surface)
+
+
+def real_setup() -> tuple[playground.Setup, str]:
+    """The learner's Playground set-up when there is one, else the Playground's default (circle)."""
+    setup = ss.get(state.JOB_SETUP)
+    return (setup, "your Playground network") if setup is not None else (playground.Setup(seed=widgets.seed()),
+                                                                         "the Playground's default network")
+
+
+def request(name: str):
+    ss[f"{name}_requested"] = True
+
+
+def fresh_job(setup: playground.Setup, **changes):
+    job, spec, ds = playground.make_job(replace(setup, train=replace(setup.train, **changes)))
+    job.runner = LOCAL_RUNNER
+    return job, spec, ds
+
+
+widgets.route_through_app()
+widgets.keep_alive()
+st.title("🏔️ Optimizers")
+st.caption("Gradient descent walks downhill. How it walks — step size, momentum, per-weight scaling — decides "
+           "whether it zig-zags, crawls, overshoots or arrives. Every path below is `torch.optim` itself.")
+
+st.markdown("#### 1 · Race the optimizers on a surface")
+c = st.columns([1.2, 2.5])
+surface = c[0].selectbox("Surface", list(surfaces.SURFACES), format_func=lambda k: surfaces.SURFACES[k].label,
+                         key="opt_surface")
+keys = c[1].multiselect("Optimizers", list(surfaces.OPTIMIZERS), ["sgd", "momentum", "adam"],
+                        format_func=lambda k: surfaces.OPTIMIZERS[k].label, key="opt_keys")
+surf = surfaces.SURFACES[surface]
+st.caption(surf.about)
+s = st.columns(6)
+lr = s[0].select_slider("Learning rate", [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.01 if surface == "bowl"
+                        else 0.001, key=f"opt_lr_{surface}")
+momentum = s[1].slider("Momentum", 0.0, 0.99, 0.9, 0.01, key="opt_momentum")
+beta1 = s[2].slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key="opt_beta1")
+beta2 = s[3].select_slider("β₂ (Adam, RMSprop)", [0.9, 0.99, 0.999], 0.999, key="opt_beta2")
+decay = s[4].select_slider("Weight decay (AdamW)", [0.0, 0.01, 0.1], 0.01, key="opt_decay")
+steps = s[5].slider("Steps", 10, 500, 150, 10, key="opt_steps")
+g = st.columns(3)
+start = (g[0].slider("Start x", *map(float, surf.x_range), float(surf.start[0]), key=f"opt_sx_{surface}"),
+         g[1].slider("Start y", *map(float, surf.y_range), float(surf.start[1]), key=f"opt_sy_{surface}"))
+settings = (("lr", lr), ("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("weight_decay", decay))
+runs = paths(surface, tuple(keys), settings, steps, start)
+upto = g[2].slider("Show the paths up to step", 0, steps, steps, key="opt_upto",
+                   help="Drag to replay the race step by step.")
+st.plotly_chart(bf.surface_figure(*contour(surface), runs, upto, surf.minima, surf.log_colour), key="opt_fig")
+if runs:
+    st.dataframe(pd.DataFrame([{"optimizer": k, "loss at the end": p[min(upto, len(p) - 1), 2],
+                                "stopped early (diverged)": len(p) < steps + 1} for k, p in runs.items()]),
+                 hide_index=True)
+with st.expander("💡 Why momentum helps"):
+    st.markdown(
+        "Plain gradient descent takes a step along the current slope: **w ← w − η·g**. In a long narrow valley the "
+        "slope points mostly *across* the valley, so it bounces from wall to wall and creeps along the floor.\n\n"
+        "Momentum keeps a running velocity: **v ← μ·v + g**, **w ← w − η·v**. Across the valley the pushes "
+        "alternate in sign and cancel; along it they all agree and add up — up to 1/(1 − μ) times larger (10× "
+        "for μ = 0.9). It is a heavy ball rolling downhill rather than a hiker who only looks at their feet. "
+        "Too much momentum and the ball overshoots the minimum and swings around it.\n\n"
+        "Adam and RMSprop instead divide each weight's step by a running size of its own gradients, so steep "
+        "and shallow directions advance at similar speeds.")
+
+st.markdown("#### 2 · On a real network")
+setup, who = real_setup()
+st.caption(f"Using {who} ({setup.dataset} data).")
+t = st.tabs(["Learning-rate range test", "Schedules", "Batch size"])
+with t[0]:
+    job, _, _ = fresh_job(setup)
+    rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.loss_fn,
+                                         seed=widgets.seed())
+    best = tuning.suggested_lr(rates, losses)
+    st.line_chart(pd.DataFrame({"loss": losses}, index=pd.Index(np.log10(rates), name="log10 learning rate")),
+                  height=240, x_label="log₁₀ learning rate", y_label="smoothed loss")
+    st.caption(f"One batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f} each step "
+               f"(Smith, 2017). The loss falls fastest near **{best:.2g}**: a good learning rate is there or a bit "
+               "below; where the curve turns up, training blows up.")
+with t[1]:
+    epochs = st.slider("Epochs", 5, 100, 30, key="opt_sched_epochs")
+    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1], 0.03, key="opt_sched_lr")
+    curves = pd.DataFrame({SCHEDULES[k][0]: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES},
+                          index=pd.Index(range(epochs), name="epoch"))
+    st.line_chart(curves, height=240, x_label="epoch", y_label="learning rate")
+    st.caption("Large steps early cover ground; small steps late settle into a minimum. One-cycle also warms up "
+               "first, which keeps the early, chaotic updates small. The Playground and the CNN Lab apply these "
+               "same schedulers.")
+with t[2]:
+    st.caption("Same network, same start, 10 epochs each. Small batches take many cheap, noisy steps; large "
+               "batches take few, accurate ones.")
+    st.button("Run the comparison", key="opt_batch_run", on_click=request, args=("opt_batch_run",))
+    if ss.pop("opt_batch_run_requested", False):  # a callback flag: a rerun never loses the click
+        ss[state.OPT_BATCH] = tuning.batch_size_runs(lambda cfg: fresh_job(setup, **{
+            "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs})[0], setup.train, [1, 8, 32, 256], 10)
+    result = ss.get(state.OPT_BATCH)
+    if result:
+        st.line_chart(pd.DataFrame({f"batch {b}": r["test_loss"] for b, r in result.items()}), height=220,
+                      x_label="epoch", y_label="test loss")
+        st.dataframe(pd.DataFrame([{"batch size": b, "updates": r["updates"], "seconds": round(r["seconds"], 2),
+                                    "final test loss": r["test_loss"][-1]} for b, r in result.items()]),
+                     hide_index=True)
+
+st.markdown("#### 3 · The loss landscape around the trained weights")
+st.caption("The loss of a network along directions in its weight space (Li et al., 2018): a copy of the network "
+           "is trained here epoch by epoch, then the loss is measured around where it ended.")
+d = st.columns([1.3, 1, 1])
+kind = d[0].radio("Directions", ["random (filter-normalised)", "the training path's own (PCA)"], key="opt_dirs")
+span = d[1].select_slider("How far", [0.25, 0.5, 1.0, 2.0], 1.0, key="opt_span")
+land_epochs = d[2].slider("Training epochs", 5, 60, 20, key="opt_land_epochs")
+st.button("Compute the landscape", type="primary", key="opt_land_run", on_click=request, args=("opt_land_run",))
+if ss.pop("opt_land_run_requested", False):
+    job, _, _ = fresh_job(setup)
+    path = tuning.epoch_path(job, land_epochs)
+    final = {k: v.detach() for k, v in job.model.named_parameters()}
+    coords = explained = None
+    if kind.startswith("random"):
+        d1, d2 = landscape.random_direction(job.model, widgets.seed()), landscape.random_direction(job.model,
+                                                                                                 widgets.seed() + 1)
+    else:
+        d1, d2, coords, explained = landscape.pca_directions(path, final)
+        span = max(span, float(np.abs(coords).max()) * 1.2)
+    x, y = job.data.x_train, job.data.y_train
+    alphas, one_d = landscape.loss_surface(job.model, x, y, job.loss_fn, d1, None, span)
+    _, two_d = landscape.loss_surface(job.model, x, y, job.loss_fn, d1, d2, span)
+    ss[state.OPT_LANDSCAPE] = (alphas, one_d, two_d, coords, explained, kind)
+shown = ss.get(state.OPT_LANDSCAPE)
+if shown:
+    alphas, one_d, two_d, coords, explained, used = shown
+    g = st.columns([1, 1.6])
+    g[0].line_chart(pd.DataFrame({"loss": one_d}, index=pd.Index(np.round(alphas, 3), name="α")), height=300,
+                    x_label="α along direction 1", y_label="training loss")
+    g[1].plotly_chart(bf.landscape_figure(alphas, two_d, coords), key="opt_land_fig")
+    if coords is not None:
+        st.caption(f"These two directions capture {explained:.0%} of how the weights moved; the white line is the "
+                   "path, epoch by epoch, ending at the star.")
+    else:
+        st.caption("Random directions in a space of many weights are almost at right angles to the path training "
+                   "took, so the path is not drawn here: choose the PCA directions to see it.")

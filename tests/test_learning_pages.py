@@ -1,0 +1,86 @@
+"""The backpropagation, gradient-flow and optimizer pages, through AppTest."""
+import pytest
+
+from test_pages import open_page, poll
+from ui import state
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_stepping_through_the_whole_backward_pass_without_an_exception(act, task):
+    at = open_page("pages/backprop.py")
+    at.selectbox(key="bp_act").set_value(act).run()
+    at.radio(key="bp_task").set_value(task).run()
+    seen = set()
+    for _ in range(60):
+        seen.add(at.markdown[-1].value if at.markdown else "")
+        if at.button(key="bp_next").disabled:
+            break
+        at.button(key="bp_next").click().run()
+        assert not at.exception
+    assert at.button(key="bp_next").disabled  # reached the last step
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert any("Weights into neuron" in t for t in titles)
+    assert float(metric(at, "Largest |hand − autograd|")) < 1e-6
+    assert float(metric(at, "Largest |hand − finite difference|")) < 1e-5
+
+
+def test_updates_lower_the_loss_and_an_edited_weight_changes_it():
+    at = open_page("pages/backprop.py")
+    before = float(metric(at, "Loss"))
+    at.button(key="bp_sgd10").click().run()
+    losses = at.session_state[state.BP_LOSSES]
+    assert len(losses) == 11 and losses[-1] < losses[0] == pytest.approx(before, abs=1e-5)  # shown to 5 places
+    name = at.selectbox(key="bp_edit_name").value
+    key = f"bp_edit_value_{name}_0_0"
+    at.number_input(key=key).set_value(5.0).run()
+    at.button(key="bp_edit_set").click().run()
+    assert float(dict(at.session_state[state.BP_MODEL].named_parameters())[name][0, 0]) == 5.0
+    assert float(metric(at, "Loss")) != pytest.approx(losses[-1])
+
+
+def test_the_playground_network_can_be_stepped_through():
+    at = open_page("pages/playground.py")
+    at.switch_page("pages/backprop.py").run()
+    at.toggle(key="bp_use_pg").set_value(True).run()
+    assert not at.exception
+    assert float(metric(at, "Largest |hand − autograd|")) < 1e-6
+
+
+def test_gradient_flow_presets_show_vanishing_and_its_fixes():
+    at = open_page("pages/gradflow.py")
+    vanishing = float(metric(at, "First layer ÷ last layer"))
+    for preset in ("he", "bn", "res"):
+        at.button(key=f"gf_preset_{preset}").click().run()
+        assert float(metric(at, "First layer ÷ last layer")) > 1e4 * vanishing, preset
+    at.button(key="ctl_epoch").click().run()
+    job = at.session_state[state.GF_JOB]
+    poll(at, lambda a: job.epoch >= 1 and not job.active)
+    assert not at.exception and job.view()["activations"] and job.snapshot()["histograms"]
+
+
+def test_changing_the_optimizer_changes_the_race():
+    at = open_page("pages/optimizers.py")
+    first = at.dataframe[0].value
+    at.multiselect(key="opt_keys").set_value(["adagrad", "rmsprop", "nesterov", "adamw"]).run()
+    second = at.dataframe[0].value
+    assert list(first["optimizer"]) == ["SGD", "SGD + momentum", "Adam"]
+    assert list(second["optimizer"]) == ["Adagrad", "RMSprop", "Nesterov", "AdamW"] and not at.exception
+    at.selectbox(key="opt_surface").set_value("rosenbrock").run()
+    assert not at.exception
+
+
+def test_batch_sizes_and_the_landscape_run_on_request():
+    at = open_page("pages/optimizers.py")
+    at.button(key="opt_batch_run").click().run()
+    runs = at.session_state[state.OPT_BATCH]
+    assert runs[1]["updates"] > runs[256]["updates"]
+    at.radio(key="opt_dirs").set_value("the training path's own (PCA)").run()
+    at.button(key="opt_land_run").click().run()
+    alphas, one_d, two_d, coords, explained, _ = at.session_state[state.OPT_LANDSCAPE]
+    assert two_d.shape == (41, 41) and coords.shape[1] == 2 and 0 < explained <= 1
+    assert not at.exception

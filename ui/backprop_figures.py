@@ -1,0 +1,106 @@
+"""Pure figure builders for the backpropagation and optimization labs (data in, figure out)."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .figures import CLASS_HEX
+
+_KIND_COLOUR = {"input": "#e8eef4", "sum": "#fdebd3", "act": "#d6e9f7", "loss": "#f4d6d6"}
+
+
+def graph_figure(trace, known: set[str], grads_known: set[str], current: str | None) -> go.Figure:
+    """The computational graph: one box per node with its value (once the forward pass has
+    reached it) and its gradient ∂L/∂node (once the backward pass has); the current node is
+    outlined in red. Edges carry their weight on hover."""
+    nodes = trace.nodes
+    cols = max(n.column for n in nodes.values()) + 1
+    rows_in = {c: max(n.row for n in nodes.values() if n.column == c) + 1 for c in range(cols)}
+    pos = {k: (n.column, (rows_in[n.column] - 1) / 2 - n.row) for k, n in nodes.items()}
+    fig = go.Figure()
+    ex, ey, hx, hy, htext = [], [], [], [], []
+    for a, b, pname in trace.edges:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        ex += [x0, x1, None]
+        ey += [y0, y1, None]
+        if pname:
+            name, idx = pname.split("[")
+            j, i = map(int, idx[:-1].split(","))
+            w = trace.params[name][j, i]
+            g = trace.grads[name][j, i] if b in grads_known else None
+            hx.append(x0 + 0.55 * (x1 - x0))
+            hy.append(y0 + 0.55 * (y1 - y0))
+            htext.append(f"w = {w:.4f}" + (f"<br>∂L/∂w = {g:.4f}" if g is not None else ""))
+    fig.add_scatter(x=ex, y=ey, mode="lines", line=dict(color="#b0b8c0", width=1), hoverinfo="skip",
+                    showlegend=False)
+    fig.add_scatter(x=hx, y=hy, mode="markers", marker=dict(size=7, color="rgba(0,0,0,0.15)"), text=htext,
+                    hoverinfo="text", showlegend=False)
+    for k, n in nodes.items():
+        x, y = pos[k]
+        value = f"{n.value:.3f}" if k in known or n.kind == "input" else "?"
+        grad = f"{n.grad:.3f}" if k in grads_known else "·"
+        fig.add_annotation(x=x, y=y, text=f"<b>{n.short}</b><br>{value}<br><span style='color:#c0392b'>"
+                                          f"∇ {grad}</span>", showarrow=False, align="center",
+                           bgcolor=_KIND_COLOUR[n.kind], bordercolor="#c0392b" if k == current else "#8896a5",
+                           borderwidth=3 if k == current else 1, borderpad=4, font=dict(size=13))
+    height = 120 + 95 * max(rows_in.values())
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      xaxis=dict(visible=False, range=[-0.5, cols - 0.5]),
+                      yaxis=dict(visible=False, range=[-max(rows_in.values()) / 2 - 0.2, max(rows_in.values()) / 2
+                                                       + 0.2]))
+    return fig
+
+
+def spread_chart(spread: dict[int, np.ndarray], full: float) -> alt.Chart:
+    """Mini-batch gradient estimates of one weight per batch size, with the full-batch value."""
+    rows = [{"batch size": str(b), "estimate": float(v)} for b, vals in spread.items() for v in vals.ravel()]
+    base = alt.Chart(pd.DataFrame(rows)).mark_tick(opacity=0.35, thickness=2).encode(
+        x=alt.X("estimate:Q", title="gradient estimate for this weight"),
+        y=alt.Y("batch size:N", sort=[str(b) for b in spread], title="batch size"))
+    rule = alt.Chart(pd.DataFrame({"full": [full]})).mark_rule(color=CLASS_HEX[0], strokeWidth=2).encode(x="full:Q")
+    return (base + rule).properties(height=40 * len(spread) + 40)
+
+
+def surface_figure(xs, ys, zs, paths: dict[str, np.ndarray], upto: int, minima, log_colour: bool) -> go.Figure:
+    """Contours of a 2-D loss with every optimizer's path up to step `upto`."""
+    z = np.log1p(zs - zs.min()) if log_colour else zs
+    fig = go.Figure(go.Contour(x=xs, y=ys, z=z, ncontours=30, colorscale="Blues", reversescale=True,
+                               showscale=False, contours=dict(showlines=False), hoverinfo="skip"))
+    colours = ["#e67e22", "#2e86c1", "#27ae60", "#8e44ad", "#c0392b", "#7f8c8d", "#d4ac0d"]
+    for (name, path), colour in zip(paths.items(), colours):
+        p = path[:upto + 1]
+        fig.add_scatter(x=p[:, 0], y=p[:, 1], mode="lines+markers", name=name, line=dict(color=colour, width=2),
+                        marker=dict(size=4), hovertemplate=name + ": (%{x:.3f}, %{y:.3f})<extra></extra>")
+    fig.add_scatter(x=[m[0] for m in minima], y=[m[1] for m in minima], mode="markers", name="minimum",
+                    marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)))
+    fig.update_layout(height=480, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.08),
+                      xaxis=dict(range=[xs[0], xs[-1]]), yaxis=dict(range=[ys[0], ys[-1]]))
+    return fig
+
+
+def landscape_figure(alphas, surface, path_xy: np.ndarray | None) -> go.Figure:
+    fig = go.Figure(go.Contour(x=alphas, y=alphas, z=np.log10(surface + 1e-6), ncontours=30, colorscale="Viridis",
+                               colorbar=dict(title="log₁₀ loss"), hovertemplate="α %{x:.2f}, β %{y:.2f}<br>"
+                               "log₁₀ loss %{z:.2f}<extra></extra>"))
+    if path_xy is not None:
+        fig.add_scatter(x=path_xy[:, 0], y=path_xy[:, 1], mode="lines+markers", name="training path",
+                        line=dict(color="white", width=2), marker=dict(size=5, color="white"))
+    fig.add_scatter(x=[0], y=[0], mode="markers", name="trained weights", marker=dict(symbol="star", size=14,
+                                                                                      color="red"))
+    fig.update_layout(height=440, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.1),
+                      xaxis_title="α (direction 1)", yaxis_title="β (direction 2)")
+    return fig
+
+
+def histograms_chart(hists: list[tuple[np.ndarray, np.ndarray]], labels: list[str]) -> alt.Chart:
+    """One small histogram per activation layer (share of outputs per bin), each on its own x range."""
+    rows = [{"layer": label, "from": float(lo), "to": float(hi), "share": float(c)}
+            for (counts, edges), label in zip(hists, labels) for c, lo, hi in zip(counts, edges[:-1], edges[1:])]
+    return alt.Chart(pd.DataFrame(rows)).mark_area(color=CLASS_HEX[1], interpolate="step-after", opacity=0.8).encode(
+        x=alt.X("from:Q", title=None, axis=alt.Axis(tickCount=4)),
+        y=alt.Y("share:Q", title=None, axis=alt.Axis(format="%", tickCount=3)),
+        tooltip=[alt.Tooltip("from:Q", format=".3g"), alt.Tooltip("to:Q", format=".3g"),
+                 alt.Tooltip("share:Q", format=".1%")]).properties(height=70, width=170).facet(
+        facet=alt.Facet("layer:N", sort=labels, title=None), columns=2).resolve_scale(x="independent")
