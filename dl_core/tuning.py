@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import threading
-from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -82,20 +81,19 @@ def schedule_curve(key: str, lr: float, epochs: int) -> list[float]:
     return out
 
 
-def batch_size_runs(make_job: Callable[[TrainConfig], TrainingJob], base: TrainConfig, sizes: list[int],
-                    epochs: int) -> dict[int, dict]:
-    """Train the same network from the same start with each batch size for `epochs` epochs.
-    Returns per size: test loss per epoch, number of updates, and seconds."""
+def compare_runs(make_job: Callable[[TrainConfig], TrainingJob], configs: dict[str, TrainConfig]) -> dict[str, dict]:
+    """Train the same network from the same start under each config (e.g. each batch size, each
+    schedule). Returns per label: test loss per epoch, number of updates, and seconds."""
     import time
 
     out = {}
-    for size in sizes:
-        job = make_job(replace(base, batch_size=size, max_epochs=epochs))
+    for label, config in configs.items():
+        job = make_job(config)
         t0 = time.perf_counter()
         train_blocking(job)
         epochs_seen = job.view(10_000)["epochs"]
-        out[size] = {"test_loss": [e["test_loss"] for e in epochs_seen], "updates": job.step,
-                     "seconds": time.perf_counter() - t0}
+        out[label] = {"test_loss": [e["test_loss"] for e in epochs_seen], "updates": job.step,
+                      "seconds": time.perf_counter() - t0}
     return out
 
 

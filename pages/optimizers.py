@@ -35,6 +35,15 @@ def real_setup() -> tuple[playground.Setup, str]:
                                                                          "the Playground's default network")
 
 
+def compare_chart(result: dict | None) -> None:
+    if result:
+        st.line_chart(pd.DataFrame({k: r["test_loss"] for k, r in result.items()}), height=220, x_label="epoch",
+                      y_label="test loss")
+        st.dataframe(pd.DataFrame([{"run": k, "updates": r["updates"], "seconds": round(r["seconds"], 2),
+                                    "final test loss": r["test_loss"][-1]} for k, r in result.items()]),
+                     hide_index=True)
+
+
 def request(name: str):
     ss[f"{name}_requested"] = True
 
@@ -111,22 +120,22 @@ with t[1]:
                           index=pd.Index(range(epochs), name="epoch"))
     st.line_chart(curves, height=240, x_label="epoch", y_label="learning rate")
     st.caption("Large steps early cover ground; small steps late settle into a minimum. One-cycle also warms up "
-               "first, which keeps the early, chaotic updates small. The Playground and the CNN Lab apply these "
-               "same schedulers.")
+               "first, which keeps the early, chaotic updates small. The CNN Lab applies these same schedulers.")
+    st.button("Train with each schedule", key="opt_sched_run", on_click=request, args=("opt_sched_run",))
+    if ss.pop("opt_sched_run_requested", False):
+        ss[state.OPT_SCHEDULES] = tuning.compare_runs(
+            lambda cfg: fresh_job(setup, **{f: getattr(cfg, f) for f in ("lr", "schedule", "max_epochs")})[0],
+            {SCHEDULES[k][0]: replace(setup.train, lr=base_lr, schedule=k, max_epochs=epochs) for k in SCHEDULES})
+    compare_chart(ss.get(state.OPT_SCHEDULES))
 with t[2]:
     st.caption("Same network, same start, 10 epochs each. Small batches take many cheap, noisy steps; large "
                "batches take few, accurate ones.")
     st.button("Run the comparison", key="opt_batch_run", on_click=request, args=("opt_batch_run",))
     if ss.pop("opt_batch_run_requested", False):  # a callback flag: a rerun never loses the click
-        ss[state.OPT_BATCH] = tuning.batch_size_runs(lambda cfg: fresh_job(setup, **{
-            "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs})[0], setup.train, [1, 8, 32, 256], 10)
-    result = ss.get(state.OPT_BATCH)
-    if result:
-        st.line_chart(pd.DataFrame({f"batch {b}": r["test_loss"] for b, r in result.items()}), height=220,
-                      x_label="epoch", y_label="test loss")
-        st.dataframe(pd.DataFrame([{"batch size": b, "updates": r["updates"], "seconds": round(r["seconds"], 2),
-                                    "final test loss": r["test_loss"][-1]} for b, r in result.items()]),
-                     hide_index=True)
+        ss[state.OPT_BATCH] = tuning.compare_runs(
+            lambda cfg: fresh_job(setup, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs)[0],
+            {f"batch {b}": replace(setup.train, batch_size=b, max_epochs=10) for b in (1, 8, 32, 256)})
+    compare_chart(ss.get(state.OPT_BATCH))
 
 st.markdown("#### 3 · The loss landscape around the trained weights")
 st.caption("The loss of a network along directions in its weight space (Li et al., 2018): a copy of the network "

@@ -39,7 +39,7 @@ def test_updates_lower_the_loss_and_an_edited_weight_changes_it():
     key = f"bp_edit_value_{name}_0_0"
     at.number_input(key=key).set_value(5.0).run()
     at.button(key="bp_edit_set").click().run()
-    assert float(dict(at.session_state[state.BP_MODEL].named_parameters())[name][0, 0]) == 5.0
+    assert float(dict(at.session_state[state.BP_MODEL].named_parameters())[name][0, 0].detach()) == 5.0
     assert float(metric(at, "Loss")) != pytest.approx(losses[-1])
 
 
@@ -78,7 +78,9 @@ def test_batch_sizes_and_the_landscape_run_on_request():
     at = open_page("pages/optimizers.py")
     at.button(key="opt_batch_run").click().run()
     runs = at.session_state[state.OPT_BATCH]
-    assert runs[1]["updates"] > runs[256]["updates"]
+    assert runs["batch 1"]["updates"] > runs["batch 256"]["updates"]
+    at.button(key="opt_sched_run").click().run()
+    assert len(at.session_state[state.OPT_SCHEDULES]) == 4 and not at.exception
     at.radio(key="opt_dirs").set_value("the training path's own (PCA)").run()
     at.button(key="opt_land_run").click().run()
     alphas, one_d, two_d, coords, explained, _ = at.session_state[state.OPT_LANDSCAPE]

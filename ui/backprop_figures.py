@@ -68,15 +68,23 @@ def surface_figure(xs, ys, zs, paths: dict[str, np.ndarray], upto: int, minima, 
     z = np.log1p(zs - zs.min()) if log_colour else zs
     fig = go.Figure(go.Contour(x=xs, y=ys, z=z, ncontours=30, colorscale="Blues", reversescale=True,
                                showscale=False, contours=dict(showlines=False), hoverinfo="skip"))
-    colours = ["#e67e22", "#2e86c1", "#27ae60", "#8e44ad", "#c0392b", "#7f8c8d", "#d4ac0d"]
+    colours = ["#e67e22", "#c0392b", "#27ae60", "#8e44ad", "#f1c40f", "#ffffff", "#16a085"]  # readable on blue
     for (name, path), colour in zip(paths.items(), colours):
         p = path[:upto + 1]
         fig.add_scatter(x=p[:, 0], y=p[:, 1], mode="lines+markers", name=name, line=dict(color=colour, width=2),
                         marker=dict(size=4), hovertemplate=name + ": (%{x:.3f}, %{y:.3f})<extra></extra>")
     fig.add_scatter(x=[m[0] for m in minima], y=[m[1] for m in minima], mode="markers", name="minimum",
                     marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)))
-    fig.update_layout(height=480, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.08),
-                      xaxis=dict(range=[xs[0], xs[-1]]), yaxis=dict(range=[ys[0], ys[-1]]))
+    # ▶ replays the race in the browser (no reruns): one frame per few steps, paths growing
+    ticks = sorted(set(np.linspace(0, upto, min(upto, 60) + 1).astype(int)))
+    fig.frames = [go.Frame(name=str(k), traces=list(range(1, len(paths) + 1)),
+                           data=[go.Scatter(x=p[:k + 1, 0], y=p[:k + 1, 1]) for p in paths.values()]) for k in ticks]
+    fig.update_layout(height=500, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.08),
+                      xaxis=dict(range=[xs[0], xs[-1]]), yaxis=dict(range=[ys[0], ys[-1]]),
+                      updatemenus=[dict(type="buttons", x=0.0, y=1.0, xanchor="left", yanchor="top", buttons=[
+                          dict(label="▶ Replay", method="animate", args=[None, dict(
+                              frame=dict(duration=60, redraw=True), transition=dict(duration=0),
+                              fromcurrent=False, mode="immediate")])])])
     return fig
 
 

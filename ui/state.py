@@ -55,6 +55,7 @@ GF_WAS_ACTIVE = "gf_was_active"
 
 # Optimizers lab
 OPT_BATCH = "opt_batch"  # results of the batch-size comparison
+OPT_SCHEDULES = "opt_schedules"  # results of training under each learning-rate schedule
 OPT_LANDSCAPE = "opt_landscape"  # (alphas, 1-D slice, 2-D slice, path coordinates, explained share, directions)
 
 # Explainability Lab
