@@ -23,6 +23,8 @@ from captum import attr as ca
 from captum.log import log_usage
 from torch import nn
 
+from .cnn import predict
+
 BASELINES = {"black": "Black (all zeros)", "blurred": "Blurred input", "noise": "Uniform noise"}
 TUNNELS = {"none": "None", "smoothgrad": "SmoothGrad", "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad"}
 
@@ -253,8 +255,7 @@ class Explainer:
         return next(self.model.parameters()).device
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.model(torch.as_tensor(x, dtype=torch.float32, device=self.device())).softmax(1).cpu().numpy()
+        return predict(self.model, x)
 
     def explain(self, image: np.ndarray, target: int | None, key: str, params: dict | None = None,
                 layer: int | None = None, tunnel: str = "none", tunnel_params: dict | None = None) -> Result:

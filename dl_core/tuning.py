@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -17,12 +17,10 @@ from .training import TrainingJob
 
 def train_blocking(job: TrainingJob, timeout: float = 600) -> TrainingJob:
     """Run a job to its end (max_epochs) and wait for it; its thread is stopped afterwards."""
-    done = threading.Event()
+    end = time.monotonic() + timeout
     job.start()
-    while not done.wait(0.02):
-        if job.status()["state"] in ("finished", "failed") or timeout <= 0:
-            done.set()
-        timeout -= 0.02
+    while job.status()["state"] not in ("finished", "failed") and time.monotonic() < end:
+        time.sleep(0.02)
     job.stop()
     job.join(10)
     if job.status()["state"] == "failed":
@@ -84,8 +82,6 @@ def schedule_curve(key: str, lr: float, epochs: int) -> list[float]:
 def compare_runs(make_job: Callable[[TrainConfig], TrainingJob], configs: dict[str, TrainConfig]) -> dict[str, dict]:
     """Train the same network from the same start under each config (e.g. each batch size, each
     schedule). Returns per label: test loss per epoch, number of updates, and seconds."""
-    import time
-
     out = {}
     for label, config in configs.items():
         job = make_job(config)
@@ -123,8 +119,6 @@ def minibatch_spread(per_example: np.ndarray, sizes: list[int], draws: int = 200
 def epoch_path(job: TrainingJob, epochs: int, timeout: float = 120) -> list[dict[str, torch.Tensor]]:
     """Train `job` epoch by epoch and keep the weights after each (the start included), for
     drawing the path training took across a loss landscape."""
-    import time
-
     snap = lambda: {k: v.detach().clone() for k, v in job.model.named_parameters()}
     path = [snap()]
     end = time.monotonic() + timeout

@@ -203,8 +203,8 @@ if error is not None:
 job = ss.get(state.CNN_JOB)
 key = (data_key, spec)
 if job is None or ss.get(state.CNN_JOB_KEY) != key:
-    if job is not None and job.step > 0 and not st.button("🔨 Start a fresh network with these layers and images",
-                                                          type="primary"):
+    if job is not None and job.step > 0 and not widgets.action("🔨 Start a fresh network with these layers and "
+                                                                "images", key="cnn_fresh", type="primary"):
         st.warning("You changed the layers or the images. The trained network below is kept until you start a "
                    "fresh one.")
         spec = ss[state.CNN_JOB_KEY][1]

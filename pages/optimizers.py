@@ -44,10 +44,6 @@ def compare_chart(result: dict | None) -> None:
                      hide_index=True)
 
 
-def request(name: str):
-    ss[f"{name}_requested"] = True
-
-
 def fresh_job(setup: playground.Setup, **changes):
     job, spec, ds = playground.make_job(replace(setup, train=replace(setup.train, **changes)))
     job.runner = LOCAL_RUNNER
@@ -121,8 +117,7 @@ with t[1]:
     st.line_chart(curves, height=240, x_label="epoch", y_label="learning rate")
     st.caption("Large steps early cover ground; small steps late settle into a minimum. One-cycle also warms up "
                "first, which keeps the early, chaotic updates small. The CNN Lab applies these same schedulers.")
-    st.button("Train with each schedule", key="opt_sched_run", on_click=request, args=("opt_sched_run",))
-    if ss.pop("opt_sched_run_requested", False):
+    if widgets.action("Train with each schedule", key="opt_sched_run"):
         ss[state.OPT_SCHEDULES] = tuning.compare_runs(
             lambda cfg: fresh_job(setup, **{f: getattr(cfg, f) for f in ("lr", "schedule", "max_epochs")})[0],
             {SCHEDULES[k][0]: replace(setup.train, lr=base_lr, schedule=k, max_epochs=epochs) for k in SCHEDULES})
@@ -130,8 +125,7 @@ with t[1]:
 with t[2]:
     st.caption("Same network, same start, 10 epochs each. Small batches take many cheap, noisy steps; large "
                "batches take few, accurate ones.")
-    st.button("Run the comparison", key="opt_batch_run", on_click=request, args=("opt_batch_run",))
-    if ss.pop("opt_batch_run_requested", False):  # a callback flag: a rerun never loses the click
+    if widgets.action("Run the comparison", key="opt_batch_run"):
         ss[state.OPT_BATCH] = tuning.compare_runs(
             lambda cfg: fresh_job(setup, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs)[0],
             {f"batch {b}": replace(setup.train, batch_size=b, max_epochs=10) for b in (1, 8, 32, 256)})
@@ -144,8 +138,7 @@ d = st.columns([1.3, 1, 1])
 kind = d[0].radio("Directions", ["random (filter-normalised)", "the training path's own (PCA)"], key="opt_dirs")
 span = d[1].select_slider("How far", [0.25, 0.5, 1.0, 2.0], 1.0, key="opt_span")
 land_epochs = d[2].slider("Training epochs", 5, 60, 20, key="opt_land_epochs")
-st.button("Compute the landscape", type="primary", key="opt_land_run", on_click=request, args=("opt_land_run",))
-if ss.pop("opt_land_run_requested", False):
+if widgets.action("Compute the landscape", key="opt_land_run", type="primary"):
     job, _, _ = fresh_job(setup)
     path = tuning.epoch_path(job, land_epochs)
     final = {k: v.detach() for k, v in job.model.named_parameters()}

@@ -273,3 +273,17 @@ def test_cnn_reset_keeps_the_trained_network_for_undo():
     assert at.session_state[state.CNN_JOB] is not trained and at.session_state[state.CNN_JOB].step == 0
     at.button(key="cnn_undo").click().run()
     assert at.session_state[state.CNN_JOB] is trained and not at.exception
+
+
+def test_changed_layers_keep_the_trained_cnn_until_a_fresh_one_is_asked_for():
+    at = open_page("pages/cnn.py")
+    at.button(key="ctl_step").click().run()
+    trained = at.session_state[state.CNN_JOB]
+    poll(at, lambda a: trained.step == 1 and not trained.active)
+    at.button(key="cnn_del_0").click().run()  # the layers change: the trained network stays, with a warning
+    assert at.session_state[state.CNN_JOB] is trained
+    assert any("kept until you start a fresh one" in w.value for w in at.warning)
+    at.button(key="cnn_fresh").click().run()
+    fresh = at.session_state[state.CNN_JOB]
+    assert fresh is not trained and fresh.step == 0 and at.session_state[state.CNN_PREVIOUS][0] is trained
+    assert not at.exception

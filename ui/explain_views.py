@@ -13,7 +13,7 @@ from dl_core import explain, trust
 from dl_core.reference import shuffled_label_twin
 
 from . import explain_figures as xf
-from . import figures, state
+from . import figures, state, widgets
 
 ss = st.session_state
 
@@ -112,7 +112,7 @@ def faithfulness(explainer: explain.Explainer, image: np.ndarray, target: int, r
     c = st.columns(2)
     c[0].altair_chart(xf.perturbation_chart(curves_del, "Deletion: most important pixels removed first"))
     c[1].altair_chart(xf.perturbation_chart(curves_ins, "Insertion: most important pixels revealed first"))
-    if st.button("Measure robustness (captum.metrics.sensitivity_max)", key="xp_sensitivity"):
+    if widgets.action("Measure robustness (captum.metrics.sensitivity_max)", key="xp_sensitivity"):
         st.dataframe(pd.DataFrame([{"method": labels[k], "max sensitivity ↓":
                                     trust.sensitivity(model, image, target, k)} for k in keys]), hide_index=True)
         st.caption("How much the map changes, at most, when the input moves by 2 %: lower is steadier.")
@@ -124,10 +124,8 @@ def sanity_checks(explainer: explain.Explainer, image: np.ndarray, target: int, 
     key = (explainer.version, _digest(image), target, tuple(keys))
     done = ss.setdefault(state.XP_SANITY, {})
     if key not in done:
-        st.button("🧪 Run the sanity checks", type="primary", key="xp_run_sanity", on_click=done.__setitem__,
-                  args=("requested", key), help="Randomises the weights layer by layer, and trains a copy on "
-                                                "shuffled labels.")
-        if done.get("requested") != key:
+        if not widgets.action("🧪 Run the sanity checks", key="xp_run_sanity", type="primary",
+                              help="Randomises the weights layer by layer, and trains a copy on shuffled labels."):
             st.caption("A map that explains the model must change when the model is destroyed.")
             return
         with st.spinner("Randomising layers, and training a copy on shuffled labels…"):

@@ -89,6 +89,15 @@ STATE_TEXT = {
 }
 
 
+def action(label: str, key: str, **kwargs) -> bool:
+    """A button that reports its click exactly once, even if the script reruns before reaching it:
+    the click sets a flag in a callback (callbacks run first) and this run takes the flag. A bare
+    st.button's True lives for one run only, and was lost here under AppTest's reruns."""
+    flag = f"{key}__clicked"
+    st.button(label, key=key, on_click=st.session_state.__setitem__, args=(flag, True), **kwargs)
+    return bool(st.session_state.pop(flag, False))
+
+
 def job_controls(job, on_reset) -> None:
     """Train/pause, step one batch, step one epoch, reset — the same row on every lab."""
     status = job.status()
