@@ -32,6 +32,29 @@ def test_hand_backprop_equals_autograd_and_finite_differences(act, task, hidden,
     assert tr.loss == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("act", ["tanh", "relu", "gelu"])
+def test_every_nodes_gradient_equals_autograds(act):
+    """Not only the weights: ∂L/∂z and ∂L/∂a at every neuron, from autograd's retained gradients."""
+    model = build(mlp_spec(2, [4, 3], act, 3), seed=2)
+    tr = backprop.trace(model, X, 2)
+    h = torch.as_tensor(X, dtype=torch.float64)[None]
+    outs = []
+    for layer in backprop._double(model).layers:
+        h = layer(h)
+        h.retain_grad()
+        outs.append(h)
+    torch.nn.functional.cross_entropy(h, torch.tensor([2])).backward()
+    linear_i = 0
+    for layer_out, module in zip(outs, model.layers):
+        if isinstance(module, torch.nn.Linear):
+            linear_i += 1
+            prefix = f"z{linear_i}_"
+        else:
+            prefix = f"a{linear_i}_"
+        for j, g in enumerate(layer_out.grad[0]):
+            assert tr.nodes[f"{prefix}{j}"].grad == pytest.approx(float(g), abs=1e-9)
+
+
 def test_trace_visits_every_node_forward_then_backward():
     model = build(mlp_spec(2, [3], "tanh", 2), seed=0)
     tr = backprop.trace(model, X, 1)
