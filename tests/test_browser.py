@@ -217,9 +217,10 @@ def test_a_digit_drawn_on_the_canvas_reaches_the_network(server, page):
 
 def test_the_explainability_lab_renders_a_grid_of_maps(server, page):
     _open(page, f"{server}/explain")
-    page.get_by_text("Can you trust it?").first.wait_for(timeout=90_000)
+    timed = page.locator("[data-testid='stImage']").filter(has_text=re.compile(r"\d+ ms"))
+    timed.nth(3 * 4 - 1).wait_for(timeout=90_000)  # 3 inputs × 4 default methods (first use trains the model)
+    page.get_by_text("Can you trust it?").first.wait_for(timeout=60_000)
     _idle(page)
     _no_exception(page)
-    timed = page.locator("[data-testid='stImage']").filter(has_text=re.compile(r"\d+ ms"))
-    assert timed.count() >= 3 * 4, timed.count()  # 3 inputs × 4 default methods
+    assert timed.count() >= 3 * 4, timed.count()
     page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
