@@ -33,14 +33,19 @@ hours. (This app runs on a CPU too; the sidebar shows which device you have.)
 st.subheader("The labs")
 st.page_link("pages/playground.py", label="**Network Playground** — build a network layer by layer on 2-D data "
              "and watch it learn: neurons, depth, features, learning rate, overfitting, gradients.", icon="🕸️")
+st.page_link("pages/backprop.py", label="**Backprop, step by step** — follow one example forward and backward "
+             "through a small network, every number checked against PyTorch's autograd.", icon="⛓️")
+st.page_link("pages/gradflow.py", label="**Deep nets: gradient flow** — watch gradients vanish through 20 layers, "
+             "then fix it with ReLU + He init, batch norm or residual connections.", icon="🌊")
+st.page_link("pages/optimizers.py", label="**Optimizers** — race SGD, momentum, Adam and friends on loss surfaces; "
+             "learning-rate range test, schedules, batch size, loss landscapes.", icon="🏔️")
 st.page_link("pages/cnn.py", label="**CNN Lab** — build a convolutional network for images layer by layer, train "
              "it live, and see what each layer detects: filters, feature maps, predictions.", icon="🧩")
+st.page_link("pages/explain.py", label="**Explainability Lab** — ask a trained network *why*, with Captum "
+             "attribution maps, and test whether each explanation deserves your trust.", icon="🔎")
 st.markdown(
     """
-Coming next in this app: **Backpropagation & Optimization Lab** (every gradient, every optimizer step),
-**Explainability Lab** (Captum attribution maps and whether to trust them).
-
 **Tip for a first visit:** open the Playground, pick lesson 1 in the *Lesson* box, press ▶ Train, and follow
-the lessons in order.
+the lessons in order. Then step through one backward pass to see where the gradients come from.
 """
 )
