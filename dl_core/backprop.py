@@ -53,8 +53,8 @@ class Step:
     phase: str  # forward | backward
     node: str
     title: str
-    symbolic: str  # LaTeX
-    numeric: str  # LaTeX
+    symbolic: str  # LaTeX; lines joined by \\ (the page sets each in a gathered block)
+    numeric: str  # LaTeX, likewise
 
 
 @dataclass
@@ -127,7 +127,7 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
             terms = " + ".join(f"w{sup[:-1]}{k + 1}}} {nodes[p].label}" for k, p in enumerate(prev))
             nums = " + ".join(f"{_fmt(w[j, k])}\\cdot {_fmt(nodes[p].value)}" for k, p in enumerate(prev))
             steps.append(Step("forward", zid, f"Weighted sum of neuron {j + 1}, layer {li}",
-                              f"{nodes[zid].label} = {terms} + b{sup}", f"= {nums} + {_fmt(b[j])} = {_fmt(z)}"))
+                              f"{nodes[zid].label} = {terms} + b{sup}", f"= {nums} + {_fmt(b[j])} \\\\ = {_fmt(z)}"))
             current.append(zid)
         if not last:
             acts = []
@@ -183,10 +183,11 @@ def _backward(layers, params, nodes, outputs, d_out, d_sym, steps) -> dict[str, 
             sup = f"^{{({li})}}_{{{j + 1}}}"
             steps.append(Step("backward", zid, f"Weights into neuron {j + 1}, layer {li}",
                               rf"\frac{{\partial L}}{{\partial w{sup[:-1]}k}}}} = \frac{{\partial L}}"
-                              rf"{{\partial {nodes[zid].label}}}\, a_k, \quad \frac{{\partial L}}{{\partial b{sup}}} "
+                              rf"{{\partial {nodes[zid].label}}}\, a_k \\ \frac{{\partial L}}{{\partial b{sup}}} "
                               rf"= \frac{{\partial L}}{{\partial {nodes[zid].label}}}",
-                              r",\ ".join(f"{_fmt(dz[j])}\\cdot{_fmt(a)} = {_fmt(dz[j] * a)}" for a in a_prev)
-                              + rf";\ b: {_fmt(dz[j])}"))
+                              r" \\ ".join(rf"\partial L/\partial w{sup[:-1]}{k + 1}}} = {_fmt(dz[j])}\cdot{_fmt(a)} = "
+                                             f"{_fmt(dz[j] * a)}" for k, a in enumerate(a_prev))
+                              + rf" \\ \partial L/\partial b{sup} = {_fmt(dz[j])}"))
         if li == 1:
             break
         act = layers[li - 2][2]
@@ -197,7 +198,7 @@ def _backward(layers, params, nodes, outputs, d_out, d_sym, steps) -> dict[str, 
                               rf"\frac{{\partial L}}{{\partial {nodes[aid].label}}} = \sum_j w_{{j{k + 1}}}"
                               rf"\frac{{\partial L}}{{\partial z_j}}",
                               "= " + " + ".join(f"{_fmt(w[j, k])}\\cdot {_fmt(dz[j])}" for j in range(len(dz)))
-                              + f" = {_fmt(da)}"))
+                              + f" \\\\ = {_fmt(da)}"))
         new_up = []
         for k, aid in enumerate(below):
             zid = f"z{li - 1}_{k}"

@@ -109,8 +109,8 @@ with left:
                "are weighted sums z, blue ones activations a. Hover the dots on the lines for the weights.")
 with right:
     st.markdown(f"**{step.title}**")
-    st.latex(step.symbolic)
-    st.latex(step.numeric)
+    for formula in (step.symbolic, step.numeric):
+        st.latex(rf"\begin{{gathered}}{formula}\end{{gathered}}")
     if step.phase == "forward":
         st.caption("Forward pass: each neuron adds up its weighted inputs plus a bias, then applies the "
                    "activation. The last layer's scores go into the loss.")

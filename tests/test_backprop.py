@@ -90,20 +90,31 @@ def _hand_path(surface, rule, lr, steps, **kw):
         elif rule == "nesterov":
             v = kw["mu"] * v + g if t > 1 else g
             p = p - lr * (g + kw["mu"] * v)
-        elif rule == "adam":
+        elif rule == "rmsprop":  # torch's alpha is the running average's decay (beta2 on the page)
+            m2 = kw["b2"] * m2 + (1 - kw["b2"]) * g * g
+            p = p - lr * g / (m2.sqrt() + 1e-8)
+        elif rule == "adagrad":
+            m2 = m2 + g * g
+            p = p - lr * g / (m2.sqrt() + 1e-10)
+        elif rule in ("adam", "adamw"):
+            if rule == "adamw":  # decoupled weight decay: shrink the weights, then the Adam step
+                p = p * (1 - lr * kw["wd"])
             b1, b2 = kw["b1"], kw["b2"]
             v, m2 = b1 * v + (1 - b1) * g, b2 * m2 + (1 - b2) * g * g
             p = p - lr * (v / (1 - b1 ** t)) / ((m2 / (1 - b2 ** t)).sqrt() + 1e-8)
+        else:
+            raise KeyError(f"no hand-written rule for {rule}: add one for the new optimizer")
         path.append(p.clone())
     return torch.stack(path).numpy()
 
 
 @pytest.mark.parametrize("surface", list(surfaces.SURFACES))
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("rule", list(surfaces.OPTIMIZERS))
 def test_optimizer_paths_follow_the_update_rules_step_for_step(surface, rule):
     lr = 0.001 if surface in ("rosenbrock", "beale", "multiple") else 0.01
-    ours = surfaces.trajectory(surface, rule, {"lr": lr, "momentum": 0.8, "beta1": 0.85, "beta2": 0.99}, steps=40)
-    hand = _hand_path(surface, rule, lr, 40, mu=0.8, b1=0.85, b2=0.99)
+    ours = surfaces.trajectory(surface, rule, {"lr": lr, "momentum": 0.8, "beta1": 0.85, "beta2": 0.95,
+                                               "weight_decay": 0.05}, steps=40)
+    hand = _hand_path(surface, rule, lr, 40, mu=0.8, b1=0.85, b2=0.95, wd=0.05)
     np.testing.assert_allclose(ours[:, :2], hand, rtol=1e-9, atol=1e-12)
 
 

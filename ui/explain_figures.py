@@ -28,19 +28,24 @@ def picture(image: np.ndarray, size: int = 140) -> Image.Image:
         (size, size), Image.NEAREST)
 
 
-def perturbation_chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> alt.Chart:
-    """Probability of the class as pixels go, one line per ordering."""
+def perturbation_chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+                       reference: str = "random order") -> alt.Chart:
+    """Probability of the class as pixels go, one line per method's ordering, and the
+    `reference` (random) ordering as a dashed grey line that every method should beat."""
     rows = [{"share of pixels": f, "probability": s, "order": name}
             for name, (fs, ss) in curves.items() for f, s in zip(fs, ss)]
     names = list(curves)
-    colours = [CLASS_HEX[1], "#999999", CLASS_HEX[0], CLASS_HEX[2]][:len(names)]
+    methods = [n for n in names if n != reference]
+    colours = [CLASS_HEX[i % len(CLASS_HEX)] for i in range(len(methods))] + ["#555555"]
+    domain = [*methods, reference]
     return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
         x=alt.X("share of pixels:Q", axis=alt.Axis(format="%")),
         y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        color=alt.Color("order:N", sort=names, scale=alt.Scale(domain=names, range=colours),
-                        legend=alt.Legend(orient="right", title=None)),
+        color=alt.Color("order:N", sort=domain, scale=alt.Scale(domain=domain, range=colours),
+                        legend=alt.Legend(orient="bottom", columns=3, title=None)),
+        strokeDash=alt.condition(alt.datum.order == reference, alt.value([5, 4]), alt.value([1, 0])),
         tooltip=["order", alt.Tooltip("share of pixels:Q", format=".0%"),
-                 alt.Tooltip("probability:Q", format=".1%")]).properties(height=230, title=title)
+                 alt.Tooltip("probability:Q", format=".1%")]).properties(height=260, title=title)
 
 
 def randomisation_chart(steps: list[str], corr: dict[str, list[float]], labels: dict[str, str]) -> alt.Chart:
@@ -50,7 +55,8 @@ def randomisation_chart(steps: list[str], corr: dict[str, list[float]], labels: 
              for k, values in corr.items() for step, v in zip(steps, values)]
     order = ["none", *steps]
     return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("weights randomised:N", sort=order, title="weights randomised from the top layer down"),
-        y=alt.Y("similarity:Q", scale=alt.Scale(domain=[-1, 1]), title="rank correlation with the trained map"),
+        x=alt.X("weights randomised:N", sort=order, title="weights randomised from the top layer down",
+                axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("similarity:Q", scale=alt.Scale(domain=[-1, 1]), title="similarity to the trained map"),
         color=alt.Color("method:N", legend=alt.Legend(orient="right", title=None)),
-        tooltip=["method", "weights randomised", alt.Tooltip("similarity:Q", format=".2f")]).properties(height=260)
+        tooltip=["method", "weights randomised", alt.Tooltip("similarity:Q", format=".2f")]).properties(height=300)

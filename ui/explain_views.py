@@ -92,7 +92,7 @@ def faithfulness(explainer: explain.Explainer, image: np.ndarray, target: int, r
     chance_del = trust.perturbation_curve(model, image, target, trust.random_order(n))
     chance_ins = trust.perturbation_curve(model, image, target, trust.random_order(n), insertion=True)
     for k in keys:
-        a = results[(0, k)].attribution
+        a, delta = results[(0, k)].attribution, results[(0, k)].delta
         order = trust.most_attributed_first(a)
         d = trust.perturbation_curve(model, image, target, order)
         i = trust.perturbation_curve(model, image, target, order, insertion=True)
@@ -100,12 +100,15 @@ def faithfulness(explainer: explain.Explainer, image: np.ndarray, target: int, r
         rows.append({"method": labels[k], "deletion area ↓": d.area, "insertion area ↑": i.area,
                      "beats random deletion": "✅" if d.area < chance_del.area else "❌",
                      "infidelity ↓": trust.infidelity_score(model, image, target, a),
-                     "IG/DeepLift δ": results[(0, k)].delta})
+                     "completeness gap δ": "—" if delta is None else f"{delta:.3g}"})
     curves_del["random order"] = (chance_del.fractions, chance_del.scores)
     curves_ins["random order"] = (chance_ins.fractions, chance_ins.scores)
+    number = st.column_config.NumberColumn(format="%.3g")
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3g") for c in ("deletion area ↓", "insertion area ↑",
-                                                                   "infidelity ↓", "IG/DeepLift δ")})
+        "deletion area ↓": number, "insertion area ↑": number, "infidelity ↓": number,
+        "completeness gap δ": st.column_config.TextColumn(
+            help="Integrated Gradients and DeepLift: |Σ attributions − (f(x) − f(baseline))|, 0 when the map "
+                 "accounts for the whole change of the score. Other methods promise no such sum (—).")})
     st.caption(f"Random order: deletion area {chance_del.area:.3f}, insertion area {chance_ins.area:.3f}. A faithful "
                "map finds the pixels the network relies on, so deleting them first makes the score fall faster "
                "than deleting at random.")
@@ -146,7 +149,10 @@ def sanity_checks(explainer: explain.Explainer, image: np.ndarray, target: int, 
                                                                    "model trained on shuffled labels")})
     st.caption("Numbers are rank correlations with the trained model's map (1 = same picture, 0 = unrelated). "
                "Adebayo et al. (2018) found Guided Backprop and similar methods nearly unchanged by this: their "
-               "maps look convincing whatever the model learned.")
+               "maps look convincing whatever the model learned. Methods that multiply by the input (Input × "
+               "Gradient, Integrated Gradients from a black baseline) keep the digit's outline even for a random "
+               "network: part of their picture is the input itself, so compare them with Saliency before you "
+               "believe them.")
 
 
 def what_if(explainer: explain.Explainer, image: np.ndarray, target: int, keys: list[str], settings: dict,
