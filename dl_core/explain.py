@@ -85,9 +85,16 @@ def patch_mask(x: torch.Tensor, size: int) -> torch.Tensor:
     return ids.expand_as(x).contiguous()
 
 
-def _window(x, p, key):
-    """Square windows across all channels for images; one feature at a time for vectors."""
-    return (x.shape[1], p[key], p[key]) if x.dim() == 4 else (1,)
+def _occlusion(model, x, t, p, ctx):
+    """Square windows across all channels for images (one feature at a time for vectors). The
+    window is kept inside the image and the stride inside the window: Captum refuses both, and
+    a slider must not be able to produce a traceback."""
+    if x.dim() != 4:
+        window = stride = (1,)
+    else:
+        size = min(p["window"], *x.shape[-2:])
+        window, stride = (x.shape[1], size, size), (x.shape[1], min(p["stride"], size), min(p["stride"], size))
+    return ca.Occlusion(model).attribute(x, window, strides=stride, target=t, baselines=0, perturbations_per_eval=64)
 
 
 def _ig(model, x, t, p, ctx):
@@ -139,11 +146,10 @@ METHODS: dict[str, Method] = {
     "gradcam": Method("GradCAM", _gradcam, needs_conv=True, tunnel=False,
                       about="Which regions of a convolution layer's maps raise the class score, scaled up onto "
                             "the image. Coarse: one value per cell of that layer's map."),
-    "occlusion": Method("Occlusion", lambda m, x, t, p, c: ca.Occlusion(m).attribute(
-        x, _window(x, p, "window"), strides=_window(x, p, "stride"), target=t, baselines=0,
-        perturbations_per_eval=64),
-        (Param("window", "window", 4, lo=1, hi=12), Param("stride", "stride", 2, lo=1, hi=8)),
-        about="Slide a black square over the image and watch the score drop.", tunnel=False),
+    "occlusion": Method("Occlusion", _occlusion,
+                        (Param("window", "window", 4, lo=1, hi=12),
+                         Param("stride", "stride", 2, lo=1, hi=8, help="At most the window: larger is cut to it.")),
+                        about="Slide a black square over the image and watch the score drop.", tunnel=False),
     "feature_ablation": Method("Feature Ablation", lambda m, x, t, p, c: ca.FeatureAblation(m).attribute(
         x, target=t, feature_mask=patch_mask(x, p["patch"]), baselines=0, perturbations_per_eval=64),
         (Param("patch", "patch size", 2, lo=1, hi=8),),

@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from dl_core import explain, reference, trust
+from dl_core.presets import preset_spec
 from dl_core.spec import SpecNet, build
 
 
@@ -28,6 +29,24 @@ def test_every_method_gives_a_finite_map_shaped_like_the_input(key):
     if explain.METHODS[key].tunnel:
         tunnelled = explain.attribute(model, x, 3, key, tunnel="smoothgrad_sq", tunnel_params={"nt_samples": 3})
         assert tunnelled.attribution.shape == (1, 28, 28) and (tunnelled.attribution >= 0).all()
+
+
+def _extremes(param: explain.Param) -> list:
+    return list(param.options) if param.options else [param.lo, param.hi]
+
+
+@pytest.mark.parametrize("key", [k for k, m in explain.METHODS.items() if m.params])
+def test_every_setting_a_widget_can_reach_gives_a_map(key):
+    """Each parameter at each end of its widget's range (each option of a choice), alone and all
+    together, on a small 8×8 image where a 12-pixel window cannot fit: a map, never a traceback."""
+    model = explain.eval_copy(build(preset_spec("tiny_vgg", (1, 8, 8), 10), seed=0))
+    x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    params = explain.METHODS[key].params
+    settings = [{p.name: v} for p in params for v in _extremes(p)]
+    settings += [{p.name: _extremes(p)[-1] for p in params}, {p.name: _extremes(p)[0] for p in params}]
+    for setting in settings:
+        result = explain.attribute(model, x, 3, key, setting)
+        assert result.attribution.shape == (1, 8, 8) and np.isfinite(result.attribution).all(), setting
 
 
 @pytest.mark.parametrize("baseline", list(explain.BASELINES))
