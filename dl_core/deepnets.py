@@ -106,10 +106,13 @@ class FlowProbe:
             model.train(was)
         hists = []
         for out in outputs:
-            lo, hi = float(out.min()), float(out.max())
+            values = out.numpy().ravel()
+            # The range spans the middle 99 % (the rest counts in the end bins): a few large ReLU
+            # outputs would otherwise squeeze everything else into the first bin.
+            lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
             if hi - lo < 1e-9:
                 lo, hi = lo - 0.5, hi + 0.5
-            counts, edges = np.histogram(out.numpy().ravel(), bins=self.BINS, range=(lo, hi))
+            counts, edges = np.histogram(np.clip(values, lo, hi), bins=self.BINS, range=(lo, hi))
             hists.append((counts / max(counts.sum(), 1), edges))
         return {"histograms": hists}
 

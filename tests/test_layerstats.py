@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import wait_for
-from dl_core import cnn, images, layerstats
+from dl_core import cnn, deepnets, images, layerstats
 from dl_core.layers import ACTIVATIONS
 from dl_core.spec import build, mlp_spec
 from dl_core.training import TensorData, TrainConfig, TrainingJob
@@ -85,3 +85,17 @@ def test_mixed_precision_path_trains_a_cnn(runner):
     job.join(5)
     assert job.view()["epochs"][-1]["test_acc"] > 0.85
     assert all(p.dtype == torch.float32 for p in job.model.parameters())  # the weights stay float32
+
+
+def test_flow_histograms_keep_every_output_and_are_not_squeezed_by_an_outlier():
+    """One far-out input makes huge ReLU outputs; the histogram still spreads the other 255
+    points over its bins (the range is the middle 99 %) and loses nothing (shares add to 1)."""
+    model = build(deepnets.deep_spec(2, 3, 16, "relu", 2), seed=0).eval()
+    x = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
+    x[0] = 1e4
+    hists = deepnets.FlowProbe(x)(model)["histograms"]
+    assert len(hists) == 3
+    for counts, edges in hists:
+        assert counts.sum() == pytest.approx(1.0)
+        assert counts[0] < 0.9  # without the clipped range: one bin held everything but the outlier
+        assert edges[-1] < 1e3
