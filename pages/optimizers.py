@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dl_core import landscape, playground, surfaces, tuning
+from dl_core import data2d, landscape, playground, surfaces, tuning
 from dl_core.jobparts import SCHEDULES
 from dl_core.runner import JobRunner
 from ui import backprop_figures as bf
@@ -29,10 +29,16 @@ def contour(surface: str):
 
 
 def real_setup() -> tuple[playground.Setup, str]:
-    """The learner's Playground set-up when there is one, else the Playground's default (circle)."""
+    """The learner's Playground set-up when there is one, else the Playground's default network on
+    data chosen here: the spiral first, because on the easy circle every schedule and batch size
+    ends at the same loss and there is nothing to compare."""
     setup = ss.get(state.JOB_SETUP)
-    return (setup, "your Playground network") if setup is not None else (playground.Setup(seed=widgets.seed()),
-                                                                         "the Playground's default network")
+    if setup is not None:
+        return setup, "your Playground network"
+    names = [k for k, v in data2d.DATASETS.items() if not v.curve]
+    name = st.columns([1, 3])[0].selectbox("Data", names, names.index("spiral"), format_func=lambda k: data2d.DATASETS[k].label,
+                        key="opt_real_data", help="Train a network in the Playground and this page uses yours.")
+    return playground.Setup(dataset=name, seed=widgets.seed()), "the Playground's default network"
 
 
 def compare_chart(result: dict | None) -> None:
@@ -40,8 +46,9 @@ def compare_chart(result: dict | None) -> None:
         st.line_chart(pd.DataFrame({k: r["test_loss"] for k, r in result.items()}), height=220, x_label="epoch",
                       y_label="test loss")
         st.dataframe(pd.DataFrame([{"run": k, "updates": r["updates"], "seconds": round(r["seconds"], 2),
-                                    "final test loss": r["test_loss"][-1]} for k, r in result.items()]),
-                     hide_index=True)
+                                    "final test loss": r["test_loss"][-1], "best on the way": min(r["test_loss"])}
+                                   for k, r in result.items()]), hide_index=True)
+        st.caption("A final loss well above the best on the way means the run kept bouncing instead of settling.")
 
 
 def fresh_job(setup: playground.Setup, **changes):
@@ -84,6 +91,10 @@ if runs:
     st.dataframe(pd.DataFrame([{"optimizer": k, "loss at the end": p[min(upto, len(p) - 1), 2],
                                 "stopped early (diverged)": len(p) < steps + 1} for k, p in runs.items()]),
                  hide_index=True)
+    if {"adam", "adamw", "rmsprop", "adagrad"} & set(keys):
+        st.caption("Adam, AdamW, RMSprop and Adagrad scale every step to about the learning rate, however steep or "
+                   "flat the slope: far from the minimum they need a larger rate than SGD, near it they do not "
+                   "overshoot.")
 with st.expander("💡 Why momentum helps"):
     st.markdown(
         "Plain gradient descent takes a step along the current slope: **w ← w − η·g**. In a long narrow valley the "
@@ -111,7 +122,8 @@ with t[0]:
                "below; where the curve turns up, training blows up.")
 with t[1]:
     epochs = st.slider("Epochs", 5, 100, 30, key="opt_sched_epochs")
-    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1], 0.03, key="opt_sched_lr")
+    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key="opt_sched_lr",
+                              help="High on purpose: a constant large rate keeps bouncing, a schedule settles.")
     curves = pd.DataFrame({SCHEDULES[k][0]: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES},
                           index=pd.Index(range(epochs), name="epoch"))
     st.line_chart(curves, height=240, x_label="epoch", y_label="learning rate")

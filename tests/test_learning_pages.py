@@ -1,7 +1,11 @@
 """The backpropagation, gradient-flow and optimizer pages, through AppTest."""
+import json
+
 import pytest
 
 from test_pages import open_page, poll
+from dl_core import surfaces
+from ui import backprop_figures as bf
 from ui import state
 
 
@@ -72,6 +76,14 @@ def test_changing_the_optimizer_changes_the_race():
     assert list(second["optimizer"]) == ["Adagrad", "RMSprop", "Nesterov", "AdamW"] and not at.exception
     at.selectbox(key="opt_surface").set_value("rosenbrock").run()
     assert not at.exception
+    lines = [(t["line"]["color"], t["line"]["dash"]) for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+             if t.get("mode") == "lines+markers"]
+    assert len(lines) == 4 and len(set(lines)) == 4  # every optimizer keeps its own, distinct look
+
+
+def test_every_optimizer_has_its_own_path_style():
+    assert set(bf.PATH_STYLE) == {o.label for o in surfaces.OPTIMIZERS.values()}
+    assert len(set(bf.PATH_STYLE.values())) == len(bf.PATH_STYLE)
 
 
 def test_batch_sizes_and_the_landscape_run_on_request():

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dl_core import surfaces
+
 from .figures import CLASS_HEX
 
 _KIND_COLOUR = {"input": "#e8eef4", "sum": "#fdebd3", "act": "#d6e9f7", "loss": "#f4d6d6"}
@@ -63,15 +65,24 @@ def spread_chart(spread: dict[int, np.ndarray], full: float) -> alt.Chart:
     return (base + rule).properties(height=40 * len(spread) + 40)
 
 
+# One fixed look per optimizer (whichever others are chosen), readable on the blue contours;
+# the close relatives (Nesterov of momentum, AdamW of Adam) are dashed so overlapping paths show.
+PATH_STYLE = {surfaces.OPTIMIZERS[k].label: style for k, style in {
+    "sgd": ("#ff7f0e", "solid"), "momentum": ("#ff4fd8", "solid"), "nesterov": ("#d62728", "dash"),
+    "rmsprop": ("#f1c40f", "solid"), "adagrad": ("#ffffff", "solid"), "adam": ("#2ecc71", "solid"),
+    "adamw": ("#111111", "dash")}.items()}
+
+
 def surface_figure(xs, ys, zs, paths: dict[str, np.ndarray], upto: int, minima, log_colour: bool) -> go.Figure:
     """Contours of a 2-D loss with every optimizer's path up to step `upto`."""
     z = np.log1p(zs - zs.min()) if log_colour else zs
     fig = go.Figure(go.Contour(x=xs, y=ys, z=z, ncontours=30, colorscale="Blues", reversescale=True,
                                showscale=False, contours=dict(showlines=False), hoverinfo="skip"))
-    colours = ["#e67e22", "#c0392b", "#27ae60", "#8e44ad", "#f1c40f", "#ffffff", "#16a085"]  # readable on blue
-    for (name, path), colour in zip(paths.items(), colours):
+    for name, path in paths.items():
         p = path[:upto + 1]
-        fig.add_scatter(x=p[:, 0], y=p[:, 1], mode="lines+markers", name=name, line=dict(color=colour, width=2),
+        colour, dash = PATH_STYLE.get(name, ("#ffffff", "solid"))
+        fig.add_scatter(x=p[:, 0], y=p[:, 1], mode="lines+markers", name=name,
+                        line=dict(color=colour, width=2.5, dash=dash),
                         marker=dict(size=4), hovertemplate=name + ": (%{x:.3f}, %{y:.3f})<extra></extra>")
     fig.add_scatter(x=[m[0] for m in minima], y=[m[1] for m in minima], mode="markers", name="minimum",
                     marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)))
