@@ -93,8 +93,7 @@ if runs:
                  hide_index=True)
     if {"adam", "adamw", "rmsprop", "adagrad"} & set(keys):
         st.caption("Adam, AdamW, RMSprop and Adagrad scale every step to about the learning rate, however steep or "
-                   "flat the slope: far from the minimum they need a larger rate than SGD, near it they do not "
-                   "overshoot.")
+                   "flat the slope: on a wide surface they need a larger rate than SGD to arrive in time.")
 with st.expander("💡 Why momentum helps"):
     st.markdown(
         "Plain gradient descent takes a step along the current slope: **w ← w − η·g**. In a long narrow valley the "
