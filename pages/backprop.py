@@ -12,7 +12,7 @@ from dl_core import backprop, data2d, tuning
 from dl_core.layers import ACTIVATIONS
 from dl_core.spec import build, mlp_spec
 from ui import backprop_figures as bf
-from ui import state, widgets
+from ui import charts, state, widgets
 
 ss = st.session_state
 SHAPES = {"2-3-2": [3], "2-2-2": [2], "2-4-3-2": [4, 3], "2-3-3-2": [3, 3]}
@@ -141,7 +141,7 @@ u[1].button("Take 1 step", on_click=on_sgd, args=(trace, lr, 1, x, target, task)
 u[2].button("Take 10 steps", on_click=on_sgd, args=(trace, lr, 10, x, target, task), key="bp_sgd10")
 losses = ss.get(state.BP_LOSSES)
 if losses:
-    u[3].line_chart(pd.DataFrame({"loss": losses}), height=150, x_label="update", y_label="loss")
+    u[3].vega_lite_chart(spec=charts.series_lines(range(len(losses)), {"loss": losses}, "update", "loss", height=150))
     st.caption(f"Loss {losses[0]:.4f} → {losses[-1]:.4f} after {len(losses) - 1} updates on this one example. "
                "Too large an η overshoots and the loss jumps up instead.")
 names = [n for n in trace.params if n.endswith("weight")]
@@ -169,7 +169,7 @@ loss_fn = (torch.nn.functional.cross_entropy if task == "classification"
            else lambda out, t: torch.nn.functional.mse_loss(out[:, 0], t))
 per_example = tuning.per_example_grads(model, xs, ys, loss_fn, name)[:, j * shape_w[1] + col_i]
 spread = tuning.minibatch_spread(per_example[:, None], [1, 8, 32, 128], draws=150, seed=widgets.seed())
-st.altair_chart(bf.spread_chart(spread, float(per_example.mean())))
+st.vega_lite_chart(spec=bf.spread_chart(spread, float(per_example.mean())))
 st.caption(f"{name}[{j}, {col_i}] on {len(xs)} points of the {ds.name} data · full-batch gradient "
            f"{per_example.mean():+.4f} (orange line) · spread of the estimates: " +
            ", ".join(f"batch {b}: ±{v.std():.4f}" for b, v in spread.items()))

@@ -5,7 +5,6 @@ import os
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -17,7 +16,7 @@ from dl_core.layers import LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
 from dl_core.training import OPTIMIZERS, SCHEDULES
-from ui import builder, figures, picture, state, views, widgets
+from ui import builder, charts, figures, picture, state, views, widgets
 
 ss = st.session_state
 POLL_S = 0.5
@@ -141,7 +140,8 @@ with data_col:
                f"test {int((ds.split == 2).sum()):,}")
     picks = np.concatenate([np.flatnonzero(ds.y == k)[:6] for k in range(len(ds.classes))])
     st.image(figures.tile(ds.x[picks], 6, max(1, 96 // ds.shape[1])), caption="Six examples per class, one row each")
-    st.bar_chart(pd.DataFrame({"images": [sum(v) for v in counts.values()]}, index=list(counts)), height=160)
+    st.vega_lite_chart(spec=charts.bars(list(counts), [sum(v) for v in counts.values()], y_title="images",
+                                        height=160))
     augment = tuple(st.multiselect("Augment training images", list(AUGMENTATIONS), format_func=AUGMENTATIONS.get,
                                    key="cnn_augment", help="Each batch gets random variations, so the network "
                                    "learns the object, not its exact pixels. Validation and test images stay as "
@@ -265,7 +265,8 @@ with job.lock:
 xte, yte = ds.part("test")
 c = st.columns([1, 2])
 c[0].metric("Test accuracy", f"{report['accuracy']:.1%}")
-c[0].bar_chart(pd.DataFrame({"accuracy": report["per_class"]}, index=list(ds.classes)), height=200)
+c[0].vega_lite_chart(spec=charts.bars(list(ds.classes), report["per_class"], y_title="accuracy", height=200,
+                                      percent=True))
 if report["mistakes"]:
     c[1].markdown("**Its most confident mistakes** — true class → what it said")
     c[1].image([figures.tile(xte[i:i + 1], 1, max(1, 64 // ds.shape[1])) for i, *_ in report["mistakes"]],

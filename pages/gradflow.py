@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -12,7 +11,7 @@ from dl_core.layers import ACTIVATIONS
 from dl_core.spec import build
 from dl_core.training import TrainingJob
 from ui import backprop_figures as bf
-from ui import state, views, widgets
+from ui import charts, state, views, widgets
 
 ss = st.session_state
 POLL_S = 0.5
@@ -94,9 +93,8 @@ m[0].metric("First layer ÷ last layer", f"{ratio:.1e}", help="‖∂L/∂W‖ o
 verdict = ("vanishing: the early layers barely move" if ratio < 1e-3 else
            "exploding: early updates are huge" if ratio > 1e3 else "healthy: every layer gets a usable signal")
 m[0].caption(verdict)
-bars = pd.DataFrame({"layer": [f"{i + 1:02d}" for i in range(len(norms))], "log10 ‖∂L/∂W‖":
-                     np.log10(np.maximum(norms, 1e-30))})
-m[1].bar_chart(bars, x="layer", y="log10 ‖∂L/∂W‖", height=220)
+m[1].vega_lite_chart(spec=charts.bars([f"{i + 1:02d}" for i in range(len(norms))], np.log10(np.maximum(norms, 1e-30)),
+                                      x_title="layer", y_title="log10 ‖∂L/∂W‖", height=220))
 st.caption("Each bar is one weight matrix, input side on the left, on a log scale: a bar 6 lower means a gradient "
            "a million times smaller. With sigmoid every layer can pass back at most a quarter of what it gets.")
 
@@ -118,7 +116,8 @@ def live():
         st.markdown("**What each activation layer outputs** (histogram over 256 training points, now)")
         hists = snap["histograms"]
         shown = np.unique(np.linspace(0, len(hists) - 1, min(6, len(hists))).astype(int))
-        st.altair_chart(bf.histograms_chart([hists[i] for i in shown], [job.activation_labels[i] for i in shown]))
+        st.vega_lite_chart(spec=bf.histograms_chart([hists[i] for i in shown],
+                                                    [job.activation_labels[i] for i in shown]))
         st.caption("Sigmoids piled up at 0 or 1, or ReLUs stuck at 0, pass no gradient back.")
         views.curves(view, "classification")
     widgets.rerun_when_idle(job, state.GF_WAS_ACTIVE)

@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from dl_core import data2d, landscape, playground, surfaces, tuning
-from dl_core.jobparts import SCHEDULES
+from dl_core.jobparts import OPTIMIZERS, SCHEDULES
 from dl_core.runner import JobRunner
 from ui import backprop_figures as bf
-from ui import state, widgets
+from ui import charts, state, widgets
 
 ss = st.session_state
 LOCAL_RUNNER = JobRunner(4)  # short demo runs on this page never queue behind the classroom's jobs
@@ -36,15 +36,17 @@ def real_setup() -> tuple[playground.Setup, str]:
     if setup is not None:
         return setup, "your Playground network"
     names = [k for k, v in data2d.DATASETS.items() if not v.curve]
-    name = st.columns([1, 3])[0].selectbox("Data", names, names.index("spiral"), format_func=lambda k: data2d.DATASETS[k].label,
-                        key="opt_real_data", help="Train a network in the Playground and this page uses yours.")
+    name = st.columns([1, 3])[0].selectbox("Data", names, names.index("spiral"),
+                                           format_func=lambda k: data2d.DATASETS[k].label, key="opt_real_data",
+                                           help="Train a network in the Playground and this page uses yours.")
     return playground.Setup(dataset=name, seed=widgets.seed()), "the Playground's default network"
 
 
 def compare_chart(result: dict | None) -> None:
     if result:
-        st.line_chart(pd.DataFrame({k: r["test_loss"] for k, r in result.items()}), height=220, x_label="epoch",
-                      y_label="test loss")
+        n = max(len(r["test_loss"]) for r in result.values())
+        st.vega_lite_chart(spec=charts.series_lines(range(n), {k: r["test_loss"] for k, r in result.items()},
+                                                    "epoch", "test loss", height=220))
         st.dataframe(pd.DataFrame([{"run": k, "updates": r["updates"], "seconds": round(r["seconds"], 2),
                                     "final test loss": r["test_loss"][-1], "best on the way": min(r["test_loss"])}
                                    for k, r in result.items()]), hide_index=True)
@@ -111,21 +113,23 @@ st.caption(f"Using {who} ({setup.dataset} data).")
 t = st.tabs(["Learning-rate range test", "Schedules", "Batch size"])
 with t[0]:
     job, _, _ = fresh_job(setup)
+    optimizer = OPTIMIZERS[setup.train.optimizer]
     rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.loss_fn,
-                                         seed=widgets.seed())
+                                         seed=widgets.seed(), optimizer=lambda ps: optimizer[1](ps, setup.train))
     best = tuning.suggested_lr(rates, losses)
-    st.line_chart(pd.DataFrame({"loss": losses}, index=pd.Index(np.log10(rates), name="log10 learning rate")),
-                  height=240, x_label="log₁₀ learning rate", y_label="smoothed loss")
-    st.caption(f"One batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f} each step "
-               f"(Smith, 2017). The loss falls fastest near **{best:.2g}**: a good learning rate is there or a bit "
-               "below; where the curve turns up, training blows up.")
+    top = 1.2 * max(losses[0], 4 * losses.min())  # the last, blown-up points would flatten the rest
+    st.vega_lite_chart(spec=charts.series_lines(np.log10(rates), {"loss": losses}, "log₁₀ learning rate",
+                                                "smoothed loss", height=240, y_domain=(0, top)))
+    st.caption(f"{optimizer[0]}, one batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
+               f" each step (Smith, 2017). The loss is lowest near {rates[np.argmin(losses)]:.2g}, at the edge of "
+               f"where training turns unstable; a tenth of it, **{best:.2g}**, is the usual safe choice. Where the "
+               "curve turns up, training blows up.")
 with t[1]:
     epochs = st.slider("Epochs", 5, 100, 30, key="opt_sched_epochs")
     base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key="opt_sched_lr",
                               help="High on purpose: a constant large rate keeps bouncing, a schedule settles.")
-    curves = pd.DataFrame({SCHEDULES[k][0]: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES},
-                          index=pd.Index(range(epochs), name="epoch"))
-    st.line_chart(curves, height=240, x_label="epoch", y_label="learning rate")
+    curves = {SCHEDULES[k][0]: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES}
+    st.vega_lite_chart(spec=charts.series_lines(range(epochs), curves, "epoch", "learning rate", height=240))
     st.caption("Large steps early cover ground; small steps late settle into a minimum. One-cycle also warms up "
                "first, which keeps the early, chaotic updates small. The CNN Lab applies these same schedulers.")
     if widgets.action("Train with each schedule", key="opt_sched_run"):
@@ -168,8 +172,8 @@ shown = ss.get(state.OPT_LANDSCAPE)
 if shown:
     alphas, one_d, two_d, coords, explained, used = shown
     g = st.columns([1, 1.6])
-    g[0].line_chart(pd.DataFrame({"loss": one_d}, index=pd.Index(np.round(alphas, 3), name="α")), height=300,
-                    x_label="α along direction 1", y_label="training loss")
+    g[0].vega_lite_chart(spec=charts.series_lines(alphas, {"loss": one_d}, "α along direction 1",
+                                                  "training loss", height=300))
     g[1].plotly_chart(bf.landscape_figure(alphas, two_d, coords), key="opt_land_fig")
     if coords is not None:
         st.caption(f"These two directions capture {explained:.0%} of how the weights moved; the white line is the "

@@ -1,4 +1,5 @@
 """dl_core must run without the UI stack: notebooks, scripts, benchmarks."""
+import re
 import subprocess
 import sys
 
@@ -26,3 +27,14 @@ def test_device_picks_cpu_here_and_explains_fallback():
     if not torch.cuda.is_available():
         forced = pick_device("cuda")
         assert forced.kind == "cpu" and "not available" in forced.reason
+
+
+def test_pages_and_ui_draw_charts_as_plain_vega_lite_specs():
+    """st.line_chart, st.bar_chart and st.altair_chart validate an Altair chart on every call
+    (50–300 ms holding the GIL): in a live view that starves the training thread. Charts go
+    through ui/charts.py and st.vega_lite_chart instead."""
+    slow = re.compile(r"\.(line|bar|area|scatter|altair)_chart\(|^\s*(import|from) altair", re.M)
+    offenders = [f"{p.relative_to(ROOT)}:{m.group(0).strip()}" for p in [ROOT / "app.py", *ROOT.glob("pages/*.py"),
+                                                                         *ROOT.glob("ui/*.py")]
+                 for m in slow.finditer(p.read_text())]
+    assert not offenders, offenders

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import wait_for
 from dl_core import landscape, playground, tuning
 from dl_core.jobparts import SCHEDULES
 
@@ -72,6 +73,33 @@ def test_lr_range_test_rises_exponentially_and_suggests_a_rate_inside_it(trained
     rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.loss_fn, steps=60)
     assert np.all(np.diff(np.log(rates)) > 0) and len(losses) == len(rates)
     assert rates[0] <= tuning.suggested_lr(rates, losses) <= rates[-1]
+    assert tuning.suggested_lr(rates, losses) == pytest.approx(max(rates[np.argmin(losses)] / 10, rates[0]))
+
+
+def test_the_range_test_runs_the_networks_own_optimizer_and_its_suggestion_trains():
+    """With Adam (the Playground's default) the suggested rate, used for real, fits the spiral;
+    the optimizer factory is what steps the weights (Adam and SGD give different curves)."""
+    from dataclasses import replace
+
+    from dl_core.jobparts import OPTIMIZERS
+    from dl_core.runner import JobRunner
+
+    setup = playground.Setup(dataset="spiral", seed=1)
+    job, _, _ = playground.make_job(setup)
+    data = job.data
+    adam = lambda ps: OPTIMIZERS["adam"][1](ps, setup.train)  # noqa: E731
+    rates, losses = tuning.lr_range_test(job.model, data.x_train, data.y_train, job.loss_fn, optimizer=adam)
+    _, sgd_losses = tuning.lr_range_test(job.model, data.x_train, data.y_train, job.loss_fn)
+    n = min(len(losses), len(sgd_losses))
+    assert not np.allclose(losses[:n], sgd_losses[:n])
+    lr = tuning.suggested_lr(rates, losses)
+    assert 1e-3 < lr < 0.3
+    trained, _, _ = playground.make_job(replace(setup, train=replace(setup.train, lr=lr, max_epochs=150)))
+    trained.runner = JobRunner(2)
+    trained.start()
+    wait_for(lambda: trained.status()["state"] == "finished", timeout=120)
+    trained.stop()
+    assert min(e["test_loss"] for e in trained.view(10**6)["epochs"]) < 0.2
 
 
 @pytest.mark.parametrize("key", list(SCHEDULES))

@@ -1,13 +1,12 @@
 """Pure figure builders for the backpropagation and optimization labs (data in, figure out)."""
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 
 from dl_core import surfaces
 
+from .charts import layered, num
 from .figures import CLASS_HEX
 
 _KIND_COLOUR = {"input": "#e8eef4", "sum": "#fdebd3", "act": "#d6e9f7", "loss": "#f4d6d6"}
@@ -55,14 +54,16 @@ def graph_figure(trace, known: set[str], grads_known: set[str], current: str | N
     return fig
 
 
-def spread_chart(spread: dict[int, np.ndarray], full: float) -> alt.Chart:
+def spread_chart(spread: dict[int, np.ndarray], full: float) -> dict:
     """Mini-batch gradient estimates of one weight per batch size, with the full-batch value."""
-    rows = [{"batch size": str(b), "estimate": float(v)} for b, vals in spread.items() for v in vals.ravel()]
-    base = alt.Chart(pd.DataFrame(rows)).mark_tick(opacity=0.35, thickness=2).encode(
-        x=alt.X("estimate:Q", title="gradient estimate for this weight"),
-        y=alt.Y("batch size:N", sort=[str(b) for b in spread], title="batch size"))
-    rule = alt.Chart(pd.DataFrame({"full": [full]})).mark_rule(color=CLASS_HEX[0], strokeWidth=2).encode(x="full:Q")
-    return (base + rule).properties(height=40 * len(spread) + 40)
+    rows = [{"batch size": str(b), "estimate": num(v)} for b, vals in spread.items() for v in vals.ravel()]
+    ticks = {"data": {"values": rows}, "mark": {"type": "tick", "opacity": 0.35, "thickness": 2}, "encoding": {
+        "x": {"field": "estimate", "type": "quantitative", "title": "gradient estimate for this weight"},
+        "y": {"field": "batch size", "type": "ordinal", "sort": [str(b) for b in spread], "title": "batch size"}}}
+    rule = {"data": {"values": [{"full": num(full)}]}, "mark": {"type": "rule", "color": CLASS_HEX[0],
+                                                                "strokeWidth": 2},
+            "encoding": {"x": {"field": "full", "type": "quantitative"}}}
+    return layered(ticks, rule, height=40 * len(spread) + 40)
 
 
 # One fixed look per optimizer (whichever others are chosen), readable on the blue contours;
@@ -113,13 +114,17 @@ def landscape_figure(alphas, surface, path_xy: np.ndarray | None) -> go.Figure:
     return fig
 
 
-def histograms_chart(hists: list[tuple[np.ndarray, np.ndarray]], labels: list[str]) -> alt.Chart:
+def histograms_chart(hists: list[tuple[np.ndarray, np.ndarray]], labels: list[str]) -> dict:
     """One small histogram per activation layer (share of outputs per bin), each on its own x range."""
-    rows = [{"layer": label, "from": float(lo), "to": float(hi), "share": float(c)}
+    rows = [{"layer": label, "from": num(lo), "to": num(hi), "share": num(c)}
             for (counts, edges), label in zip(hists, labels) for c, lo, hi in zip(counts, edges[:-1], edges[1:])]
-    return alt.Chart(pd.DataFrame(rows)).mark_area(color=CLASS_HEX[1], interpolate="step-after", opacity=0.8).encode(
-        x=alt.X("from:Q", title=None, axis=alt.Axis(tickCount=4)),
-        y=alt.Y("share:Q", title=None, axis=alt.Axis(format="%", tickCount=3)),
-        tooltip=[alt.Tooltip("from:Q", format=".3g"), alt.Tooltip("to:Q", format=".3g"),
-                 alt.Tooltip("share:Q", format=".1%")]).properties(height=70, width=170).facet(
-        facet=alt.Facet("layer:N", sort=labels, title=None), columns=2).resolve_scale(x="independent")
+    return {"data": {"values": rows}, "columns": 2, "resolve": {"scale": {"x": "independent"}},
+            "facet": {"field": "layer", "type": "nominal", "sort": labels, "title": None},
+            "spec": {"mark": {"type": "area", "color": CLASS_HEX[1], "interpolate": "step-after", "opacity": 0.8},
+                     "width": 170, "height": 70, "encoding": {
+                         "x": {"field": "from", "type": "quantitative", "title": None, "axis": {"tickCount": 4}},
+                         "y": {"field": "share", "type": "quantitative", "title": None,
+                               "axis": {"format": "%", "tickCount": 3}},
+                         "tooltip": [{"field": "from", "type": "quantitative", "format": ".3g"},
+                                     {"field": "to", "type": "quantitative", "format": ".3g"},
+                                     {"field": "share", "type": "quantitative", "format": ".1%"}]}}}

@@ -1,12 +1,11 @@
 """Pure figure builders for the Explainability Lab: attribution overlays (pictures, which
-update in place and cost well under a millisecond) and the trust charts (altair)."""
+update in place and cost well under a millisecond) and the trust charts (Vega-Lite specs)."""
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
-import pandas as pd
 from PIL import Image
 
+from .charts import lines, num
 from .figures import CLASS_HEX, CLASS_RGB
 
 
@@ -29,34 +28,24 @@ def picture(image: np.ndarray, size: int = 140) -> Image.Image:
 
 
 def perturbation_chart(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
-                       reference: str = "random order") -> alt.Chart:
+                       reference: str = "random order") -> dict:
     """Probability of the class as pixels go, one line per method's ordering, and the
     `reference` (random) ordering as a dashed grey line that every method should beat."""
-    rows = [{"share of pixels": f, "probability": s, "order": name}
-            for name, (fs, ss) in curves.items() for f, s in zip(fs, ss)]
-    names = list(curves)
-    methods = [n for n in names if n != reference]
-    colours = [CLASS_HEX[i % len(CLASS_HEX)] for i in range(len(methods))] + ["#555555"]
-    domain = [*methods, reference]
-    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("share of pixels:Q", axis=alt.Axis(format="%")),
-        y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        color=alt.Color("order:N", sort=domain, scale=alt.Scale(domain=domain, range=colours),
-                        legend=alt.Legend(orient="bottom", columns=3, title=None)),
-        strokeDash=alt.condition(alt.datum.order == reference, alt.value([5, 4]), alt.value([1, 0])),
-        tooltip=["order", alt.Tooltip("share of pixels:Q", format=".0%"),
-                 alt.Tooltip("probability:Q", format=".1%")]).properties(height=260, title=title)
+    rows = [{"share of pixels": num(f), "probability": num(p), "order": name}
+            for name, (fs, ps) in curves.items() for f, p in zip(fs, ps)]
+    methods = [n for n in curves if n != reference]
+    colours = {m: CLASS_HEX[i % len(CLASS_HEX)] for i, m in enumerate(methods)} | {reference: "#555555"}
+    spec = lines(rows, "share of pixels", "probability", "order", x_title="share of pixels", height=260,
+                 colours=colours, y_domain=(0, 1), percent=True, points=True, dashed=reference, title=title)
+    spec["encoding"]["x"]["axis"]["format"] = ".0%"
+    return spec
 
 
-def randomisation_chart(steps: list[str], corr: dict[str, list[float]], labels: dict[str, str]) -> alt.Chart:
+def randomisation_chart(steps: list[str], corr: dict[str, list[float]], labels: dict[str, str]) -> dict:
     """Rank correlation with the trained model's map as more layers are randomised."""
     rows = [{"weights randomised": "none", "method": labels[k], "similarity": 1.0} for k in corr]
-    rows += [{"weights randomised": step, "method": labels[k], "similarity": v}
+    rows += [{"weights randomised": step, "method": labels[k], "similarity": num(v)}
              for k, values in corr.items() for step, v in zip(steps, values)]
-    order = ["none", *steps]
-    return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("weights randomised:N", sort=order, title="weights randomised from the top layer down",
-                axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("similarity:Q", scale=alt.Scale(domain=[-1, 1]), title="similarity to the trained map"),
-        color=alt.Color("method:N", legend=alt.Legend(orient="right", title=None)),
-        tooltip=["method", "weights randomised", alt.Tooltip("similarity:Q", format=".2f")]).properties(height=300)
+    return lines(rows, "weights randomised", "similarity", "method", x_nominal=["none", *steps], height=300,
+                 x_title="weights randomised from the top layer down", y_title="similarity to the trained map",
+                 y_domain=(-1, 1), points=True, legend="right")

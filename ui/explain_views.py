@@ -113,8 +113,8 @@ def faithfulness(explainer: explain.Explainer, image: np.ndarray, target: int, r
                "map finds the pixels the network relies on, so deleting them first makes the score fall faster "
                "than deleting at random.")
     c = st.columns(2)
-    c[0].altair_chart(xf.perturbation_chart(curves_del, "Deletion: most important pixels removed first"))
-    c[1].altair_chart(xf.perturbation_chart(curves_ins, "Insertion: most important pixels revealed first"))
+    c[0].vega_lite_chart(spec=xf.perturbation_chart(curves_del, "Deletion: most important pixels removed first"))
+    c[1].vega_lite_chart(spec=xf.perturbation_chart(curves_ins, "Insertion: most important pixels revealed first"))
     if widgets.action("Measure robustness (captum.metrics.sensitivity_max)", key="xp_sensitivity"):
         st.dataframe(pd.DataFrame([{"method": labels[k], "max sensitivity ↓":
                                     trust.sensitivity(model, image, target, k)} for k in keys]), hide_index=True)
@@ -139,7 +139,7 @@ def sanity_checks(explainer: explain.Explainer, image: np.ndarray, target: int, 
             similar = trust.map_similarity(explainer.model, twin, image, target, keys) if twin is not None else {}
         done[key] = (steps, corr, similar)
     steps, corr, similar = done[key]
-    st.altair_chart(xf.randomisation_chart(steps, corr, labels))
+    st.vega_lite_chart(spec=xf.randomisation_chart(steps, corr, labels))
     rows = [{"method": labels[k], "after randomising all layers": corr[k][-1],
              "model trained on shuffled labels": similar.get(k),
              "verdict": "✅ depends on the model" if corr[k][-1] < 0.5 else "⚠️ barely changes: shows the input, "

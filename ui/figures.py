@@ -1,4 +1,4 @@
-"""Pure figure builders: data in, image or plotly figure out (no Streamlit here).
+"""Pure figure builders: data in, image, Vega-Lite spec or plotly figure out (no Streamlit here).
 
 Live maps are RGB images: Streamlit updates an image in place, where a plotly
 chart is re-created in the browser on every change (see ../shared/NOTES.md),
@@ -8,11 +8,11 @@ class 1, then further class colours.
 """
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
+
+from .charts import layered, lines, num
 
 CLASS_RGB = np.array([(245, 147, 34), (8, 119, 189), (46, 160, 67), (148, 103, 189),
                       (214, 39, 40), (140, 86, 75), (227, 119, 194), (127, 127, 127)], float)
@@ -73,18 +73,31 @@ def point_colors(targets: np.ndarray, task: str, scale: float = 1.0) -> np.ndarr
     return diverging_rgb(targets, scale)
 
 
-def curve_chart(xs, pred, train, test, show_test: bool) -> alt.LayerChart:
-    """Curve data: the points and the network's function y = f(x). Altair, because
-    Streamlit updates it in place while training (a plotly chart would remount)."""
-    rows = [{"x": float(x), "y": float(y), "set": "train"} for x, y in zip(train[0][:, 0], train[1])]
+def curve_chart(xs, pred, train, test, show_test: bool) -> dict:
+    """Curve data: the points and the network's function y = f(x) (a Vega-Lite spec, which
+    Streamlit updates in place while training; a plotly chart would remount)."""
+    rows = [{"x": num(x), "y": num(y), "set": "train"} for x, y in zip(train[0][:, 0], train[1])]
     if show_test:
-        rows += [{"x": float(x), "y": float(y), "set": "test"} for x, y in zip(test[0][:, 0], test[1])]
-    colours = alt.Scale(domain=["train", "test"], range=[CLASS_HEX[1], "#9ecae1"])
-    points = alt.Chart(pd.DataFrame(rows)).mark_circle(size=30).encode(
-        x=alt.X("x", scale=alt.Scale(domain=[-6, 6])), y="y", color=alt.Color("set", scale=colours, title=None))
-    line = alt.Chart(pd.DataFrame({"x": xs, "y": pred})).mark_line(color=CLASS_HEX[0], strokeWidth=3).encode(
-        x="x", y="y")
-    return (points + line).properties(height=360)
+        rows += [{"x": num(x), "y": num(y), "set": "test"} for x, y in zip(test[0][:, 0], test[1])]
+    points = {"data": {"values": rows}, "mark": {"type": "circle", "size": 30}, "encoding": {
+        "x": {"field": "x", "type": "quantitative", "scale": {"domain": [-6, 6]}},
+        "y": {"field": "y", "type": "quantitative"},
+        "color": {"field": "set", "type": "nominal", "legend": {"title": None},
+                  "scale": {"domain": ["train", "test"], "range": [CLASS_HEX[1], "#9ecae1"]}}}}
+    line = {"data": {"values": [{"x": num(x), "y": num(y)} for x, y in zip(xs, pred)]},
+            "mark": {"type": "line", "color": CLASS_HEX[0], "strokeWidth": 3},
+            "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}}}
+    return layered(points, line, height=360)
+
+
+def epoch_chart(epochs: list[dict], metric: str, held_out: str, height: int = 190) -> dict:
+    """Train and held-out `metric` ("loss" or "acc") per epoch, blue and orange."""
+    rows = [{"epoch": e["epoch"], "set": name, metric: num(e[f"{prefix}_{metric}"])}
+            for e in epochs for prefix, name in (("train", "train"), ("test", held_out))
+            if e.get(f"{prefix}_{metric}") is not None]
+    return lines(rows, "epoch", metric, "set", x_title="epoch", y_title=None, height=height,
+                 colours={"train": CLASS_HEX[1], held_out: CLASS_HEX[0]}, percent=metric == "acc",
+                 y_domain=(0, 1) if metric == "acc" else None)
 
 
 def click_figure(points: np.ndarray, colors: np.ndarray, grid_n: int = 31, domain: float = 6.0) -> go.Figure:
@@ -205,18 +218,13 @@ def confusion_figure(counts: np.ndarray, names: list[str], title: str = "Test se
 
 
 def layer_lines(series: list[tuple[int, list[float]]], labels: list[str], y_title: str, log: bool = False,
-                percent: bool = False) -> alt.Chart:
-    """One line per layer over training steps (altair, so it updates in place while training).
-    Colours run light to dark from the first layer to the last."""
-    rows = [{"step": step, "layer": label, "value": max(v, 1e-12) if log else v}
+                percent: bool = False) -> dict:
+    """One line per layer over training steps. Colours run along viridis from the first layer to
+    the last; on a log scale a zero is drawn at 1e-12 (a gap would hide a dead layer)."""
+    rows = [{"step": step, "layer": label, "value": max(num(v) or 0.0, 1e-12) if log else num(v)}
             for step, values in series for label, v in zip(labels, values)]
-    data = pd.DataFrame(rows, columns=["step", "layer", "value"])
-    y = alt.Y("value:Q", title=y_title, scale=alt.Scale(type="log") if log else alt.Scale(zero=True),
-              axis=alt.Axis(format="%") if percent else alt.Axis())
-    return alt.Chart(data).mark_line().encode(
-        x=alt.X("step:Q", title="step"), y=y,
-        color=alt.Color("layer:N", sort=labels, scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title=None)),
-        tooltip=["layer", "step", alt.Tooltip("value:Q", format=".3g")]).properties(height=240)
+    return lines(rows, "step", "value", "layer", x_title="step", y_title=y_title, height=240, scheme="viridis",
+                 order=labels, log=log, percent=percent, legend="right")
 
 
 def tile(images: np.ndarray, columns: int, scale: int, gap: int = 2) -> Image.Image:

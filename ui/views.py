@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
@@ -76,7 +75,7 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
     (xtr, ytr), (xte, yte) = ds.train, ds.test
     if ds.curve:
         xs = grid_points(len(snap["output"]), curve=True)[:, 0]
-        st.altair_chart(figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test))
+        st.vega_lite_chart(spec=figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test))
         st.caption("Dots: the data · orange line: the function the network has learned so far.")
         return
     scale = output_scale(ds)
@@ -94,18 +93,15 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
 
 def curves(view: dict, task: str, held_out: str = "test") -> None:
     """Loss (and accuracy) per epoch; `held_out` names the set the job checks against."""
-    epochs = pd.DataFrame(view["epochs"])
+    epochs = view["epochs"]
     if len(epochs) < 2:
         st.caption("Train for an epoch to start the loss and accuracy curves.")
         return
-    epochs = epochs.set_index("epoch")
     st.markdown("**Loss** (lower is better)")
-    st.line_chart(epochs[["train_loss", "test_loss"]].rename(columns={"train_loss": "train", "test_loss": held_out}),
-                  height=190, color=[figures.CLASS_HEX[1], figures.CLASS_HEX[0]], x_label="epoch")
+    st.vega_lite_chart(spec=figures.epoch_chart(epochs, "loss", held_out, height=190))
     if task == "classification":
         st.markdown("**Accuracy**")
-        st.line_chart(epochs[["train_acc", "test_acc"]].rename(columns={"train_acc": "train", "test_acc": held_out}),
-                      height=160, color=[figures.CLASS_HEX[1], figures.CLASS_HEX[0]], x_label="epoch")
+        st.vega_lite_chart(spec=figures.epoch_chart(epochs, "acc", held_out, height=160))
 
 
 def metrics(status: dict, view: dict, task: str) -> None:
@@ -125,8 +121,8 @@ def layer_stats(view: dict, job) -> None:
     grads, acts = st.tabs(["Gradient size", "Activations"])
     with grads:
         if view["grad_norms"]:
-            st.altair_chart(figures.layer_lines(view["grad_norms"], job.gradient_labels, "‖∂loss/∂W‖ (log scale)",
-                                                log=True))
+            st.vega_lite_chart(spec=figures.layer_lines(view["grad_norms"], job.gradient_labels,
+                                                        "‖∂loss/∂W‖ (log scale)", log=True))
         st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
                    "on the way back and the early layers barely learn.")
     with acts:
@@ -136,8 +132,8 @@ def layer_stats(view: dict, job) -> None:
         if view["activations"]:
             flat = [(s, [a[2] for a in per]) for s, per in view["activations"]]
             spread = [(s, [a[1] for a in per]) for s, per in view["activations"]]
-            st.altair_chart(figures.layer_lines(flat, job.activation_labels, "flat units", percent=True))
-            st.altair_chart(figures.layer_lines(spread, job.activation_labels, "spread of outputs (std)"))
+            st.vega_lite_chart(spec=figures.layer_lines(flat, job.activation_labels, "flat units", percent=True))
+            st.vega_lite_chart(spec=figures.layer_lines(spread, job.activation_labels, "spread of outputs (std)"))
         st.caption("Flat units pass (almost) no gradient back: a ReLU stuck at 0 for its inputs is dead, a sigmoid "
                    "or tanh pinned at its limits is saturated. A high line here explains a low line under Gradient "
                    "size. The spread shows whether signals shrink or blow up with depth.")
