@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SUITES = {"playground": "benchmarks.playground", "cnn": "benchmarks.cnn", "explain": "benchmarks.explain",
-          "backprop": "benchmarks.backprop"}
+          "backprop": "benchmarks.backprop", "live": "benchmarks.live"}
 
 
 def main() -> None:
