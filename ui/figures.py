@@ -97,7 +97,7 @@ def epoch_chart(epochs: list[dict], metric: str, held_out: str, height: int = 19
             if e.get(f"{prefix}_{metric}") is not None]
     return lines(rows, "epoch", metric, "set", x_title="epoch", y_title=None, height=height,
                  colours={"train": CLASS_HEX[1], held_out: CLASS_HEX[0]}, percent=metric == "acc",
-                 y_domain=(0, 1) if metric == "acc" else None)
+                 y_domain=(0, 1) if metric == "acc" else None, legend="right")
 
 
 def click_figure(points: np.ndarray, colors: np.ndarray, grid_n: int = 31, domain: float = 6.0) -> go.Figure:

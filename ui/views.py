@@ -98,10 +98,10 @@ def curves(view: dict, task: str, held_out: str = "test") -> None:
         st.caption("Train for an epoch to start the loss and accuracy curves.")
         return
     st.markdown("**Loss** (lower is better)")
-    st.vega_lite_chart(spec=figures.epoch_chart(epochs, "loss", held_out, height=190))
+    st.vega_lite_chart(spec=figures.epoch_chart(epochs, "loss", held_out, height=220))
     if task == "classification":
         st.markdown("**Accuracy**")
-        st.vega_lite_chart(spec=figures.epoch_chart(epochs, "acc", held_out, height=160))
+        st.vega_lite_chart(spec=figures.epoch_chart(epochs, "acc", held_out, height=200))
 
 
 def metrics(status: dict, view: dict, task: str) -> None:
