@@ -205,9 +205,9 @@ key = (data_key, spec)
 if job is None or ss.get(state.CNN_JOB_KEY) != key:
     if job is not None and job.step > 0 and not widgets.action("🔨 Start a fresh network with these layers and "
                                                                 "images", key="cnn_fresh", type="primary"):
-        st.warning("You changed the layers or the images. The trained network below is kept until you start a "
-                   "fresh one.")
-        spec = ss[state.CNN_JOB_KEY][1]
+        st.warning("You changed the layers or the images. The trained network below is kept, with the images it "
+                   "was trained on, until you start a fresh one.")
+        spec, ds = ss[state.CNN_JOB_KEY][1], ss[state.CNN_DATA]  # the kept network only fits its own images
     else:
         keep_for_undo()
         job = ss[state.CNN_JOB] = cnn.make_job(ds, spec, config, widgets.device())

@@ -287,3 +287,17 @@ def test_changed_layers_keep_the_trained_cnn_until_a_fresh_one_is_asked_for():
     fresh = at.session_state[state.CNN_JOB]
     assert fresh is not trained and fresh.step == 0 and at.session_state[state.CNN_PREVIOUS][0] is trained
     assert not at.exception
+
+
+def test_cnn_new_images_keep_the_trained_network_with_its_own_images():
+    """Colour shapes trained, then the digits picked: the kept network must not be fed the
+    one-channel digits (it crashed with a channel mismatch)."""
+    at = open_page("pages/cnn.py")
+    at.selectbox(key="cnn_dataset").set_value("shapes").run()
+    at.button(key="ctl_epoch").click().run()
+    job = at.session_state[state.CNN_JOB]
+    poll(at, lambda a: job.epoch >= 1 and not job.active)
+    at.selectbox(key="cnn_dataset").set_value("digits").run()
+    assert not at.exception
+    assert any("kept, with the images it was trained on" in w.value for w in at.warning)
+    assert at.session_state[state.CNN_JOB] is job and at.session_state[state.CNN_DATA].name.lower().startswith("shape")
