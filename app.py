@@ -1,7 +1,7 @@
 """Deep Learning Lab: the router. Page list, sidebar (compute device, seed), global settings."""
 import streamlit as st
 
-from ui import widgets
+from ui import state, widgets
 
 st.set_page_config(page_title="Deep Learning Lab", page_icon="🧠", layout="wide")
 
@@ -17,6 +17,7 @@ PAGES = {
     "Look inside": [st.Page("pages/explain.py", title="Explainability Lab", icon="🔎", url_path="explain")],
 }
 
+state.restore_kept()  # each lab's settings outlive a visit to another page
 navigation = st.navigation(PAGES)
 widgets.sidebar()
 navigation.run()

@@ -53,20 +53,21 @@ st.caption("A network learns by nudging every weight against its gradient ∂L/�
            "gradients in one sweep backwards, with the chain rule. Walk through it, one node at a time.")
 
 c = st.columns([1, 1, 1, 1.2, 1.2])
-shape = c[0].selectbox("Network", list(SHAPES), key="bp_shape", on_change=reset_model)
-act = c[1].selectbox("Activation", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k][0], key="bp_act",
+shape = c[0].selectbox("Network", list(SHAPES), key=state.kept("bp_shape"), on_change=reset_model)
+act = c[1].selectbox("Activation", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k][0], key=state.kept("bp_act"),
                      on_change=reset_model)
-task = c[2].radio("Task", ["classification", "regression"], key="bp_task", on_change=reset_model,
+task = c[2].radio("Task", ["classification", "regression"], key=state.kept("bp_task"), on_change=reset_model,
                   help="Classification: 2 class scores, softmax and cross-entropy. Regression: 1 output, "
                        "squared error.")
-x1 = c[3].slider("Input x₁", -3.0, 3.0, 1.0, 0.1, key="bp_x1")
-x2 = c[4].slider("Input x₂", -3.0, 3.0, -0.5, 0.1, key="bp_x2")
-target = (st.radio("True class", [0, 1], horizontal=True, key="bp_target") if task == "classification"
-          else st.slider("Target value", -2.0, 2.0, 0.5, 0.1, key="bp_target_value"))
+x1 = c[3].slider("Input x₁", -3.0, 3.0, 1.0, 0.1, key=state.kept("bp_x1"))
+x2 = c[4].slider("Input x₂", -3.0, 3.0, -0.5, 0.1, key=state.kept("bp_x2"))
+target = (st.radio("True class", [0, 1], horizontal=True, key=state.kept("bp_target")) if task == "classification"
+          else st.slider("Target value", -2.0, 2.0, 0.5, 0.1, key=state.kept("bp_target_value")))
 x = np.array([x1, x2])
 pg_job = ss.get(state.JOB)
-if st.toggle("Use my Playground network instead", key="bp_use_pg", on_change=reset_model, disabled=pg_job is None,
-             help="Its current weights, and one of its training points as the example."):
+use_pg = st.toggle("Use my Playground network instead", key=state.kept("bp_use_pg"), on_change=reset_model,
+                   disabled=pg_job is None, help="Its current weights, and one of its training points as the example.")
+if use_pg and pg_job is not None:
     pg_data, pg_spec = ss[state.JOB_DATA], ss[state.JOB_SPEC]
     pick = st.slider("Training point", 0, len(pg_data.train[0]) - 1, 0, key="bp_pg_point")
     x, target, task = data2d.feature_matrix(pg_data.train[0][pick:pick + 1], pg_spec.input_names)[0], \
@@ -136,7 +137,7 @@ with st.expander(f"All {len(rows)} gradients side by side"):
 
 st.markdown("#### Then the update: w ← w − η · ∂L/∂w")
 u = st.columns([1.2, 1, 1, 2])
-lr = u[0].select_slider("Learning rate η", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], 0.3, key="bp_lr")
+lr = u[0].select_slider("Learning rate η", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], 0.3, key=state.kept("bp_lr"))
 u[1].button("Take 1 step", on_click=on_sgd, args=(trace, lr, 1, x, target, task), key="bp_sgd1")
 u[2].button("Take 10 steps", on_click=on_sgd, args=(trace, lr, 10, x, target, task), key="bp_sgd10")
 losses = ss.get(state.BP_LOSSES)
@@ -146,7 +147,7 @@ if losses:
                "Too large an η overshoots and the loss jumps up instead.")
 names = [n for n in trace.params if n.endswith("weight")]
 e = st.columns([1.2, 0.6, 0.6, 1.2, 1])
-name = e[0].selectbox("Edit a weight", names, key="bp_edit_name")
+name = e[0].selectbox("Edit a weight", names, key=state.kept("bp_edit_name"))
 shape_w = trace.params[name].shape
 j = e[1].number_input("row j", 0, shape_w[0] - 1, 0, key="bp_edit_j")
 col_i = e[2].number_input("column i", 0, shape_w[1] - 1, 0, key="bp_edit_i")

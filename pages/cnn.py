@@ -96,17 +96,17 @@ def on_cell():
 def choose_data() -> tuple[images.ImageDataset, tuple]:
     """The data controls; falls back to the offline digits with a plain message."""
     labels = cnn.DATASET_LABELS | {UPLOAD: "Your images (zip of class folders)"}
-    name = st.selectbox("Images", list(labels), format_func=labels.get, key="cnn_dataset")
+    name = st.selectbox("Images", list(labels), format_func=labels.get, key=state.kept("cnn_dataset"))
     if name == UPLOAD:
         st.file_uploader("Zip with one folder per class", type=["zip"], key="cnn_zip", on_change=on_zip)
-        st.select_slider("Resize to", [16, 28, 32, 48, 64], 32, key="cnn_zip_size")
+        st.select_slider("Resize to", [16, 28, 32, 48, 64], 32, key=state.kept("cnn_zip_size"))
         if ss.get(state.CNN_UPLOAD) is not None:
             return ss[state.CNN_UPLOAD], (UPLOAD, id(ss[state.CNN_UPLOAD]))
         st.info("Upload a zip: one folder per class, e.g. cats/…png and dogs/…jpg. Showing the digits meanwhile.")
         name = "digits"
-    size = st.select_slider("Image size (pixels)", SIZES[name], SIZES[name][1], key=f"cnn_size_{name}") \
+    size = st.select_slider("Image size (pixels)", SIZES[name], SIZES[name][1], key=state.kept(f"cnn_size_{name}")) \
         if name in SIZES else 28
-    spurious = st.slider("Spurious corner cue", 0.0, 1.0, 0.0, 0.1, key="cnn_spurious",
+    spurious = st.slider("Spurious corner cue", 0.0, 1.0, 0.0, 0.1, key=state.kept("cnn_spurious"),
                          help="Share of training images with a corner patch that gives the class away. Test images "
                               "never have it: a network that learns the patch fails the test.") \
         if name == "shapes" else 0.0
@@ -143,7 +143,7 @@ with data_col:
     st.vega_lite_chart(spec=charts.bars(list(counts), [sum(v) for v in counts.values()], y_title="images",
                                         height=160))
     augment = tuple(st.multiselect("Augment training images", list(AUGMENTATIONS), format_func=AUGMENTATIONS.get,
-                                   key="cnn_augment", help="Each batch gets random variations, so the network "
+                                   key=state.kept("cnn_augment"), help="Each batch gets random variations, so the network "
                                    "learns the object, not its exact pixels. Validation and test images stay as "
                                    "they are."))
     if augment:
@@ -164,7 +164,7 @@ with build_col:
     st.markdown("#### 2 · Layers")
     c = st.columns([2, 1])
     c[0].selectbox("Start from a classic", list(PRESETS), index=list(PRESETS).index("tiny_vgg"),
-                   format_func=lambda k: PRESETS[k][0], key="cnn_preset", help="Replaces your layers with this network.")
+                   format_func=lambda k: PRESETS[k][0], key=state.kept("cnn_preset"), help="Replaces your layers with this network.")
     c[1].button("Use it", on_click=builder.use_preset, args=(ds,), width="stretch")
     st.caption(PRESETS[ss.get("cnn_preset", "tiny_vgg")][2])
     error, rows = None, []
@@ -186,13 +186,13 @@ with build_col:
 st.markdown("#### 3 · Train")
 h = st.columns(6)
 optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=lambda k: OPTIMIZERS[k][0],
-                           key="cnn_opt")
-lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key="cnn_lr")
-schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k][0], key="cnn_schedule",
+                           key=state.kept("cnn_opt"))
+lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key=state.kept("cnn_lr"))
+schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k][0], key=state.kept("cnn_schedule"),
                           help="How the learning rate changes over the run (torch.optim.lr_scheduler).")
-batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="cnn_batch")
-epochs = h[4].number_input("Epochs", 1, 500, 20, key="cnn_epochs")
-patience = h[5].number_input("Early stop after", 0, 50, 0, key="cnn_patience",
+batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key=state.kept("cnn_batch"))
+epochs = h[4].number_input("Epochs", 1, 500, 20, key=state.kept("cnn_epochs"))
+patience = h[5].number_input("Early stop after", 0, 50, 0, key=state.kept("cnn_patience"),
                              help="Stop when the validation loss has not improved for this many epochs, and put the "
                                   "best weights back (0 = off).")
 config = replace(cnn.DEFAULT_CONFIG, optimizer=optimizer, lr=lr, batch_size=batch, max_epochs=int(epochs),

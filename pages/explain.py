@@ -52,7 +52,7 @@ cnn_job, pg_job = ss.get(state.CNN_JOB), ss.get(state.JOB)
 choices = [k for k in SOURCES if k == "reference" or (k == "cnn" and cnn_job is not None and
                                                        ss.get(state.CNN_DATA) is not None)
            or (k == "playground" and pg_job is not None)]
-source = st.radio("Model to explain", choices, format_func=SOURCES.get, horizontal=True, key="xp_model")
+source = st.radio("Model to explain", choices, format_func=SOURCES.get, horizontal=True, key=state.kept("xp_model"))
 if len(choices) < len(SOURCES):
     st.caption("Train a network in the CNN Lab or the Playground and it appears here too.")
 
@@ -65,11 +65,11 @@ if source == "playground":
                "plane is that feature's attribution there (blue raises the chosen output, orange lowers it).")
     c = st.columns(3)
     keys = [k for k in explain.available(ex.model) if not explain.METHODS[k].needs_conv]
-    key = c[0].selectbox("Method", keys, format_func=lambda k: explain.METHODS[k].label, key="xp_pg_method")
+    key = c[0].selectbox("Method", keys, format_func=lambda k: explain.METHODS[k].label, key=state.kept("xp_pg_method"))
     target = None
     if data.task == "classification":
         target = c[1].selectbox("Output", range(data.n_classes), format_func=lambda k: f"class {k}",
-                                index=min(1, data.n_classes - 1), key="xp_pg_target")
+                                index=min(1, data.n_classes - 1), key=state.kept("xp_pg_target"))
     c[2].caption(explain.METHODS[key].about)
     grid_x = feature_matrix(grid_points(PLANE_RESOLUTION), spec.input_names)
     xv.plane(ex, grid_x, list(spec.input_names), PLANE_RESOLUTION, target, key, None)
@@ -99,16 +99,16 @@ pred_all = probs_all.argmax(1)
 st.markdown("#### 1 · Inputs")
 f = st.columns([1, 1, 1.2, 1, 1])
 cls = f[0].selectbox("Class", ["all", *range(len(classes))], format_func=lambda v: "all" if v == "all" else classes[v],
-                     key="xp_f_class")
-outcome = f[1].selectbox("Predictions", ["all", "correct", "wrong"], key="xp_f_outcome")
-order = f[2].selectbox("Order", ["most confident first", "least confident first", "as stored"], key="xp_f_order")
+                     key=state.kept("xp_f_class"))
+outcome = f[1].selectbox("Predictions", ["all", "correct", "wrong"], key=state.kept("xp_f_outcome"))
+order = f[2].selectbox("Order", ["most confident first", "least confident first", "as stored"], key=state.kept("xp_f_order"))
 keep = np.ones(len(xte), bool) if cls == "all" else yte == cls
 keep &= {"all": True, "correct": pred_all == yte, "wrong": pred_all != yte}[outcome]
 candidates = np.flatnonzero(keep)
 confidence = probs_all[candidates, pred_all[candidates]]
 if order != "as stored":
     candidates = candidates[np.argsort(-confidence if order.startswith("most") else confidence, kind="stable")]
-n_show = f[3].slider("How many", 1, 4, 3, key="xp_f_count")
+n_show = f[3].slider("How many", 1, 4, 3, key=state.kept("xp_f_count"))
 start = f[4].number_input("Starting at", 0, max(len(candidates) - 1, 0), 0, key="xp_f_start")
 inputs = [(xte[i], f"#{i} · true {classes[yte[i]]}") for i in candidates[start:start + n_show]]
 truths = [int(yte[i]) for i in candidates[start:start + n_show]]
@@ -116,7 +116,7 @@ if not len(candidates):
     st.info("No test image matches these filters (e.g. no wrong predictions yet): showing the first test image.")
     inputs, truths = [(xte[0], f"#0 · true {classes[yte[0]]}")], [int(yte[0])]
 own_source = st.segmented_control("Add your own", ["draw", "upload"], format_func=picture.SOURCES.get,
-                                  key="xp_own_source")
+                                  key=state.kept("xp_own_source"))
 if own_source:
     with st.columns([1, 2])[0]:
         mine, caption = picture.own(ds.shape, "xp_own", own_source)
@@ -127,11 +127,11 @@ st.markdown("#### 2 · Methods")
 m = st.columns([3, 1.2, 1.2])
 available = explain.available(ex.model)
 keys = m[0].multiselect("Methods (columns)", available, [k for k in explain.DEFAULT_SET if k in available],
-                        format_func=lambda k: explain.METHODS[k].label, key="xp_methods", max_selections=6)
+                        format_func=lambda k: explain.METHODS[k].label, key=state.kept("xp_methods"), max_selections=6)
 convs = explain.conv_layers(ex.model)
 layer = m[1].selectbox("GradCAM layer", convs, index=len(convs) - 1, format_func=lambda i: f"layer {i + 1} (conv)",
-                       key="xp_layer") if convs else None
-tunnel = m[2].selectbox("Noise tunnel", list(explain.TUNNELS), format_func=explain.TUNNELS.get, key="xp_tunnel",
+                       key=state.kept("xp_layer")) if convs else None
+tunnel = m[2].selectbox("Noise tunnel", list(explain.TUNNELS), format_func=explain.TUNNELS.get, key=state.kept("xp_tunnel"),
                         help="Average the method over noisy copies of the input (smoother maps).")
 settings = xv.method_settings(keys)
 tunnel_params = {}
@@ -149,12 +149,12 @@ if not keys:
 
 st.markdown("#### 3 · Attribution maps")
 d = st.columns([1.2, 1.2, 1, 1.6])
-sign = d[0].radio("Show", ["all", "positive", "negative", "absolute"], horizontal=True, key="xp_sign",
+sign = d[0].radio("Show", ["all", "positive", "negative", "absolute"], horizontal=True, key=state.kept("xp_sign"),
                   help="Positive: pixels that raise the class score; negative: those that lower it.")
-opacity = d[1].slider("Map opacity", 0.0, 1.0, 0.8, 0.05, key="xp_opacity")
-mode = d[2].radio("Explain class", ["predicted", "true", "pick"], key="xp_target_mode")
+opacity = d[1].slider("Map opacity", 0.0, 1.0, 0.8, 0.05, key=state.kept("xp_opacity"))
+mode = d[2].radio("Explain class", ["predicted", "true", "pick"], key=state.kept("xp_target_mode"))
 picked = d[3].selectbox("Class to explain", range(len(classes)), format_func=lambda k: classes[k],
-                        key="xp_target_class", disabled=mode != "pick",
+                        key=state.kept("xp_target_class"), disabled=mode != "pick",
                         help="Or click a bar of the probability chart below.")
 preds = [int(ex.predict(img[None])[0].argmax()) for img, _ in inputs]
 targets = [picked if mode == "pick" else (t if mode == "true" and t is not None else p)

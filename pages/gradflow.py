@@ -53,14 +53,14 @@ for k, v in {"gf_depth": 20, "gf_width": 16, "gf_act": "sigmoid", "gf_init": "de
     ss.setdefault(k, v)  # the widgets take their values from here, so the preset buttons can set them
 c = st.columns(7)
 name = c[0].selectbox("Data", [k for k, v in data2d.DATASETS.items() if not v.curve and v.n_classes == 2],
-                      format_func=lambda k: data2d.DATASETS[k].label, key="gf_data")
-depth = c[1].slider("Hidden layers", 5, deepnets.MAX_DEPTH, key="gf_depth")
-width = c[2].select_slider("Neurons per layer", [8, 16, 32], key="gf_width")
-act = c[3].selectbox("Activation", ACTS, format_func=lambda k: ACTIVATIONS[k][0], key="gf_act")
+                      format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("gf_data"))
+depth = c[1].slider("Hidden layers", 5, deepnets.MAX_DEPTH, key=state.kept("gf_depth"))
+width = c[2].select_slider("Neurons per layer", [8, 16, 32], key=state.kept("gf_width"))
+act = c[3].selectbox("Activation", ACTS, format_func=lambda k: ACTIVATIONS[k][0], key=state.kept("gf_act"))
 init = c[4].selectbox("Initialisation", list(deepnets.INITS), format_func=lambda k: deepnets.INITS[k][0],
-                      key="gf_init")
-bn = c[5].toggle("Batch norm", key="gf_bn")
-res = c[6].toggle("Residual", key="gf_res", help="x + f(Wx + b): an identity path around every layer.")
+                      key=state.kept("gf_init"))
+bn = c[5].toggle("Batch norm", key=state.kept("gf_bn"))
+res = c[6].toggle("Residual", key=state.kept("gf_res"), help="x + f(Wx + b): an identity path around every layer.")
 
 ds = dataset(name, widgets.seed())
 x = torch.as_tensor(data2d.feature_matrix(ds.train[0], ("x", "y")), dtype=torch.float32)

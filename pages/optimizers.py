@@ -37,7 +37,7 @@ def real_setup() -> tuple[playground.Setup, str]:
         return setup, "your Playground network"
     names = [k for k, v in data2d.DATASETS.items() if not v.curve]
     name = st.columns([1, 3])[0].selectbox("Data", names, names.index("spiral"),
-                                           format_func=lambda k: data2d.DATASETS[k].label, key="opt_real_data",
+                                           format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("opt_real_data"),
                                            help="Train a network in the Playground and this page uses yours.")
     return playground.Setup(dataset=name, seed=widgets.seed()), "the Playground's default network"
 
@@ -68,22 +68,22 @@ st.caption("Gradient descent walks downhill. How it walks — step size, momentu
 st.markdown("#### 1 · Race the optimizers on a surface")
 c = st.columns([1.2, 2.5])
 surface = c[0].selectbox("Surface", list(surfaces.SURFACES), format_func=lambda k: surfaces.SURFACES[k].label,
-                         key="opt_surface")
+                         key=state.kept("opt_surface"))
 keys = c[1].multiselect("Optimizers", list(surfaces.OPTIMIZERS), ["sgd", "momentum", "adam"],
-                        format_func=lambda k: surfaces.OPTIMIZERS[k].label, key="opt_keys")
+                        format_func=lambda k: surfaces.OPTIMIZERS[k].label, key=state.kept("opt_keys"))
 surf = surfaces.SURFACES[surface]
 st.caption(surf.about)
 s = st.columns(6)
 lr = s[0].select_slider("Learning rate", [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.01 if surface == "bowl"
-                        else 0.001, key=f"opt_lr_{surface}")
-momentum = s[1].slider("Momentum", 0.0, 0.99, 0.9, 0.01, key="opt_momentum")
-beta1 = s[2].slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key="opt_beta1")
-beta2 = s[3].select_slider("β₂ (Adam, RMSprop)", [0.9, 0.99, 0.999], 0.999, key="opt_beta2")
-decay = s[4].select_slider("Weight decay (AdamW)", [0.0, 0.01, 0.1], 0.01, key="opt_decay")
-steps = s[5].slider("Steps", 10, 500, 150, 10, key="opt_steps")
+                        else 0.001, key=state.kept(f"opt_lr_{surface}"))
+momentum = s[1].slider("Momentum", 0.0, 0.99, 0.9, 0.01, key=state.kept("opt_momentum"))
+beta1 = s[2].slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key=state.kept("opt_beta1"))
+beta2 = s[3].select_slider("β₂ (Adam, RMSprop)", [0.9, 0.99, 0.999], 0.999, key=state.kept("opt_beta2"))
+decay = s[4].select_slider("Weight decay (AdamW)", [0.0, 0.01, 0.1], 0.01, key=state.kept("opt_decay"))
+steps = s[5].slider("Steps", 10, 500, 150, 10, key=state.kept("opt_steps"))
 g = st.columns(3)
-start = (g[0].slider("Start x", *map(float, surf.x_range), float(surf.start[0]), key=f"opt_sx_{surface}"),
-         g[1].slider("Start y", *map(float, surf.y_range), float(surf.start[1]), key=f"opt_sy_{surface}"))
+start = (g[0].slider("Start x", *map(float, surf.x_range), float(surf.start[0]), key=state.kept(f"opt_sx_{surface}")),
+         g[1].slider("Start y", *map(float, surf.y_range), float(surf.start[1]), key=state.kept(f"opt_sy_{surface}")))
 settings = (("lr", lr), ("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("weight_decay", decay))
 runs = paths(surface, tuple(keys), settings, steps, start)
 upto = g[2].slider("Show the paths up to step", 0, steps, steps, key="opt_upto",
@@ -125,8 +125,8 @@ with t[0]:
                f"where training turns unstable; a tenth of it, **{best:.2g}**, is the usual safe choice. Where the "
                "curve turns up, training blows up.")
 with t[1]:
-    epochs = st.slider("Epochs", 5, 100, 30, key="opt_sched_epochs")
-    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key="opt_sched_lr",
+    epochs = st.slider("Epochs", 5, 100, 30, key=state.kept("opt_sched_epochs"))
+    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key=state.kept("opt_sched_lr"),
                               help="High on purpose: a constant large rate keeps bouncing, a schedule settles.")
     curves = {SCHEDULES[k][0]: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES}
     st.vega_lite_chart(spec=charts.series_lines(range(epochs), curves, "epoch", "learning rate", height=240))
@@ -150,9 +150,9 @@ st.markdown("#### 3 · The loss landscape around the trained weights")
 st.caption("The loss of a network along directions in its weight space (Li et al., 2018): a copy of the network "
            "is trained here epoch by epoch, then the loss is measured around where it ended.")
 d = st.columns([1.3, 1, 1])
-kind = d[0].radio("Directions", ["random (filter-normalised)", "the training path's own (PCA)"], key="opt_dirs")
-span = d[1].select_slider("How far", [0.25, 0.5, 1.0, 2.0], 1.0, key="opt_span")
-land_epochs = d[2].slider("Training epochs", 5, 60, 20, key="opt_land_epochs")
+kind = d[0].radio("Directions", ["random (filter-normalised)", "the training path's own (PCA)"], key=state.kept("opt_dirs"))
+span = d[1].select_slider("How far", [0.25, 0.5, 1.0, 2.0], 1.0, key=state.kept("opt_span"))
+land_epochs = d[2].slider("Training epochs", 5, 60, 20, key=state.kept("opt_land_epochs"))
 if widgets.action("Compute the landscape", key="opt_land_run", type="primary"):
     job, _, _ = fresh_job(setup)
     path = tuning.epoch_path(job, land_epochs)

@@ -187,3 +187,22 @@ def test_the_explainability_lab_renders_a_grid_of_maps(server, page):
     _no_exception(page)
     assert timed.count() >= 3 * 4, timed.count()
     page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
+
+
+def test_a_labs_settings_survive_a_visit_to_another_page(server, page):
+    """Streamlit drops a widget's value when a run does not draw it; the labs keep theirs."""
+    _open(page, f"{server}/cnn")
+    images = page.get_by_role("combobox", name="Images", exact=True)
+    images.click()
+    page.get_by_role("option", name="Shapes (offline, generated)").click()
+    _idle(page)
+    page.get_by_role("link", name="Optimizers").click()
+    page.get_by_role("heading", name="Optimizers").first.wait_for(timeout=30_000)
+    _idle(page)
+    page.get_by_role("link", name="CNN Lab").click()
+    page.get_by_role("button", name="▶ Train", exact=True).wait_for(timeout=60_000)
+    _idle(page)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("combobox", name="Images", exact=True)).to_have_value("Shapes (offline, generated)")
+    _no_exception(page)

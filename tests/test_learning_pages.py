@@ -98,3 +98,32 @@ def test_batch_sizes_and_the_landscape_run_on_request():
     alphas, one_d, two_d, coords, explained, _ = at.session_state[state.OPT_LANDSCAPE]
     assert two_d.shape == (41, 41) and coords.shape[1] == 2 and 0 < explained <= 1
     assert not at.exception
+
+
+@pytest.mark.parametrize("page, kind, key, value", [
+    ("pages/cnn.py", "selectbox", "cnn_dataset", "shapes"),
+    ("pages/explain.py", "selectbox", "xp_f_outcome", "wrong"),
+    ("pages/backprop.py", "selectbox", "bp_act", "sigmoid"),
+    ("pages/gradflow.py", "slider", "gf_depth", 10),
+    ("pages/optimizers.py", "selectbox", "opt_surface", "beale"),
+])
+def test_a_labs_settings_survive_a_visit_to_another_page(page, kind, key, value):
+    at = open_page(page)
+    getattr(at, kind)(key=key).set_value(value).run()
+    at.switch_page("pages/start.py").run()
+    at.switch_page(page).run()
+    assert getattr(at, kind)(key=key).value == value and not at.exception
+
+
+def test_the_gradient_flow_network_is_still_there_after_a_visit_elsewhere():
+    at = open_page("pages/gradflow.py")
+    at.button(key="ctl_epoch").click().run()
+    job = at.session_state[state.GF_JOB]
+    poll(at, lambda a: job.epoch >= 1 and not job.active)
+    at.slider(key="gf_depth").set_value(12).run()  # a new network for the new depth, then train it
+    job = at.session_state[state.GF_JOB]
+    at.button(key="ctl_epoch").click().run()
+    poll(at, lambda a: job.epoch >= 1 and not job.active)
+    at.switch_page("pages/optimizers.py").run()
+    at.switch_page("pages/gradflow.py").run()
+    assert at.session_state[state.GF_JOB] is job and job.epoch >= 1 and not at.exception

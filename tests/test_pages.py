@@ -282,7 +282,7 @@ def test_changed_layers_keep_the_trained_cnn_until_a_fresh_one_is_asked_for():
     poll(at, lambda a: trained.step == 1 and not trained.active)
     at.button(key="cnn_del_0").click().run()  # the layers change: the trained network stays, with a warning
     assert at.session_state[state.CNN_JOB] is trained
-    assert any("kept until you start a fresh one" in w.value for w in at.warning)
+    assert any("until you start a fresh one" in w.value for w in at.warning)
     at.button(key="cnn_fresh").click().run()
     fresh = at.session_state[state.CNN_JOB]
     assert fresh is not trained and fresh.step == 0 and at.session_state[state.CNN_PREVIOUS][0] is trained

@@ -19,6 +19,7 @@ ss = st.session_state
 
 
 def param_widget(p: explain.Param, key: str):
+    key = state.kept(key)  # fixed ranges: the value may outlive a visit to another page
     if p.options:
         return st.selectbox(p.label, p.options, index=p.options.index(p.default), key=key, help=p.help or None,
                             format_func=lambda v: explain.BASELINES.get(v, str(v)) if isinstance(v, str) else str(v))
@@ -163,7 +164,7 @@ def what_if(explainer: explain.Explainer, image: np.ndarray, target: int, keys: 
     row = c[0].slider("Patch top", 0, h - 1, h // 3, key="xp_wi_row")
     col = c[1].slider("Patch left", 0, w - 1, w // 3, key="xp_wi_col")
     size = c[2].slider("Patch size", 1, h, max(2, h // 4), key="xp_wi_size")
-    fill = c[3].selectbox("Paint with", ["black", "white", "grey"], key="xp_wi_fill")
+    fill = c[3].selectbox("Paint with", ["black", "white", "grey"], key=state.kept("xp_wi_fill"))
     edited = image.copy()
     edited[:, row:row + size, col:col + size] = {"black": 0.0, "white": 1.0, "grey": 0.5}[fill]
     before, after = explainer.predict(image[None])[0], explainer.predict(edited[None])[0]

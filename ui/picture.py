@@ -14,6 +14,8 @@ from PIL import Image
 from dl_core import cnn
 from dl_core.images import ImageDataset
 
+from . import state
+
 SOURCES = {"test": "🖼 Test image", "draw": "✏️ Draw", "upload": "📁 Upload"}
 CANVAS_PX = 224
 
@@ -28,8 +30,8 @@ def _canvas(shape: tuple[int, int, int], key: str) -> np.ndarray | None:
     mode = "freedraw"
     if shape[0] == 3:
         c = st.columns(2)
-        colour = c[0].color_picker("Colour", "#ffcc33", key=f"{key}_colour")
-        mode = c[1].selectbox("Tool", ["freedraw", "circle", "rect", "polygon"], key=f"{key}_tool",
+        colour = c[0].color_picker("Colour", "#ffcc33", key=state.kept(f"{key}_colour"))
+        mode = c[1].selectbox("Tool", ["freedraw", "circle", "rect", "polygon"], key=state.kept(f"{key}_tool"),
                               help="Circles, rectangles and polygons are filled, like the shapes images.")
     st.caption("Draw with the mouse; the bin icon above the canvas clears it.")
     result = st_canvas(fill_color=colour, stroke_width=CANVAS_PX // 12, stroke_color=colour, background_color="#000000",
@@ -61,7 +63,7 @@ def choose(ds: ImageDataset, key: str) -> tuple[np.ndarray, str, int | None]:
     """(image shaped like the data, caption, true class or None) for the chosen source."""
     xte, yte = ds.part("test")
     source = st.segmented_control("Which image?", list(SOURCES), format_func=SOURCES.get, default="test",
-                                  key=f"{key}_source") or "test"
+                                  key=state.kept(f"{key}_source")) or "test"
     image, caption = own(ds.shape, key, source)
     if image is not None:
         return image, caption, None

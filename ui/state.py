@@ -63,6 +63,31 @@ XP_EXPLAINER = "xp_explainer"  # explain.Explainer for the model version on show
 XP_TARGET = "xp_target"  # a class picked by clicking a probability bar
 XP_SANITY = "xp_sanity"  # {(model version, input digest, methods): sanity-check results}
 
+KEPT = "kept_widget_keys"  # keys marked by kept(): their values outlive a visit to another page
+
+
+def kept(key: str) -> str:
+    """Mark a settable widget's key so its value survives a visit to another page.
+
+    Streamlit drops a widget's value at the end of any run that did not draw it, so without this
+    every lab forgot its settings when the learner looked at another page (and the gradient-flow
+    lab built a fresh network on return). Only for widgets whose range never changes, or that
+    fall back by themselves (select boxes, radios, multiselects): a restored value outside a
+    slider's current range would raise. Never for buttons, uploads or chart selections, whose
+    values Streamlit does not let a script set."""
+    st.session_state.setdefault(KEPT, set()).add(key)
+    return key
+
+
+def restore_kept() -> None:
+    """Re-save every kept key; app.py calls this before each page runs. A value set by the
+    script is kept although no widget drew it (Streamlit's documented way round the clean-up)."""
+    ss = st.session_state
+    for key in ss.get(KEPT, ()):
+        if key in ss:
+            ss[key] = ss[key]
+
+
 MAX_LAYERS, MAX_NEURONS = 8, 64
 LEARNING_RATES = (0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 REG_RATES = (0.0, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
