@@ -63,6 +63,7 @@ def test_trust_sections_report_faithfulness_and_sanity_checks():
     assert sanity["after randomising all layers"].between(-1, 1).all()
     assert sanity["model trained on shuffled labels"].between(-1, 1).all()
     assert sanity["verdict"].iloc[0].startswith("✅")  # Saliency depends on the weights
+    assert not [b for b in at.button if b.key == "xp_run_sanity"]  # answered: the button gives way to the results
     at.selectbox(key="xp_tunnel").set_value("smoothgrad").run()
     assert not at.exception
 

@@ -139,6 +139,7 @@ def sanity_checks(explainer: explain.Explainer, image: np.ndarray, target: int, 
                 twin = explain.eval_copy(shuffled_label_twin(spec, ds)).to(explainer.device())
             similar = trust.map_similarity(explainer.model, twin, image, target, keys) if twin is not None else {}
         done[key] = (steps, corr, similar)
+        st.rerun()  # redraw without the button: the results are the answer now
     steps, corr, similar = done[key]
     st.vega_lite_chart(spec=xf.randomisation_chart(steps, corr, labels))
     rows = [{"method": labels[k], "after randomising all layers": corr[k][-1],
