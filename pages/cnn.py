@@ -249,8 +249,8 @@ def live():
         views.layer_stats(view, job)
     snap = job.snapshot() or job.snapshot(fresh=True)
     with right:
-        st.plotly_chart(figures.confusion_figure(snap["confusion"], list(ds.classes), "Validation set: true vs predicted"),
-                        key="cnn_confusion")
+        st.vega_lite_chart(spec=figures.confusion_chart(snap["confusion"], list(ds.classes),
+                                                        "Validation set: true vs predicted"))
         if snap["filters"] is not None:
             st.markdown("**First-layer filters** — the patterns the first convolution looks for")
             st.image(figures.filter_image(snap["filters"]))

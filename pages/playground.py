@@ -254,8 +254,7 @@ def live():
         views.curves(view, ds.task)
     with tabs[1]:
         if "confusion" in snap:
-            st.plotly_chart(figures.confusion_figure(snap["confusion"], [str(k) for k in range(ds.n_classes)]),
-                            key="pg_confusion")
+            st.vega_lite_chart(spec=figures.confusion_chart(snap["confusion"], [str(k) for k in range(ds.n_classes)]))
         else:
             st.caption("Regression has no classes; the loss curve tells the story.")
     with tabs[2]:

@@ -28,6 +28,7 @@ BUILDERS = {
     "regression curve": lambda: figures.curve_chart(np.linspace(-6, 6, 5), np.zeros(5),
                                                     (np.ones((3, 1)), np.ones(3)), (np.ones((2, 1)), np.ones(2)),
                                                     True),
+    "confusion matrix": lambda: figures.confusion_chart(np.array([[5, 1], [0, np.int64(7)]]), ["cat", "dog"]),
     "bars": lambda: charts.bars(["0", "1"], [np.float32(0.5), 1.0], y_title="accuracy", percent=True),
     "one series": lambda: charts.series_lines(range(3), {"loss": [1.0, float("nan"), 0.5]}, "update", "loss"),
     "several series": lambda: charts.series_lines(range(2), {"a": [1, 2], "b": [2, 1]}, "epoch", "lr"),

@@ -208,13 +208,24 @@ def network_figure(columns: list[list[tuple[str, Image.Image | None]]], weights:
     return fig
 
 
-def confusion_figure(counts: np.ndarray, names: list[str], title: str = "Test set: true vs predicted") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=counts, x=names, y=names, colorscale="Blues", showscale=False,
-                               text=counts, texttemplate="%{text}",
-                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
-                      yaxis_title="true class", yaxis_autorange="reversed", title=title)
-    return fig
+def confusion_chart(counts: np.ndarray, names: list[str], title: str = "Test set: true vs predicted") -> dict:
+    """True class down, predicted across, darker = more; each cell labelled with its count. A
+    Vega-Lite spec, so it updates in place while training (a plotly heatmap remounted each tick)."""
+    names = [str(n) for n in names]
+    top = max(int(np.max(counts)), 1) if np.size(counts) else 1
+    rows = [{"true": names[i], "predicted": names[j], "count": int(counts[i][j]), "dark": int(counts[i][j]) > top / 2}
+            for i in range(len(names)) for j in range(len(names))]
+    x = {"field": "predicted", "type": "ordinal", "sort": names, "axis": {"labelAngle": 0, "labelOverlap": False}}
+    y = {"field": "true", "type": "ordinal", "sort": names, "title": "true class", "axis": {"labelOverlap": False}}
+    cells = {"mark": {"type": "rect"}, "encoding": {
+        "x": x, "y": y, "color": {"field": "count", "type": "quantitative", "legend": None,
+                                  "scale": {"range": ["#ffffff", "#084a86"], "domain": [0, top], "interpolate": "rgb"}},
+        "tooltip": [{"field": "true", "type": "ordinal"}, {"field": "predicted", "type": "ordinal"},
+                    {"field": "count", "type": "quantitative"}]}}
+    labels = {"mark": {"type": "text", "fontSize": 11}, "encoding": {
+        "x": x, "y": y, "text": {"field": "count", "type": "quantitative"},
+        "color": {"condition": {"test": "datum.dark", "value": "white"}, "value": "#333333"}}}
+    return {"data": {"values": rows}, "layer": [cells, labels], "height": 300, "title": title}
 
 
 def layer_lines(series: list[tuple[int, list[float]]], labels: list[str], y_title: str, log: bool = False,
