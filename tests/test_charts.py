@@ -61,3 +61,11 @@ def test_gaps_stay_gaps_and_reference_lines_are_dashed():
     spec = BUILDERS["deletion curves"]()
     assert "random order" in spec["encoding"]["strokeDash"]["condition"]["test"]
     assert spec["encoding"]["color"]["scale"]["range"][-1] == "#555555"  # the reference is grey, methods coloured
+
+
+def test_a_long_legend_names_the_first_middle_and_last_series():
+    labels = [f"layer {i}" for i in range(1, 22)]
+    spec = figures.layer_lines([(1, [0.1] * 21)], labels, "size", log=True)
+    assert spec["encoding"]["color"]["legend"]["values"] == ["layer 1", "layer 11", "layer 21"]
+    assert "values" not in figures.layer_lines([(1, [0.1] * 3)], labels[:3], "size")["encoding"]["color"]["legend"]
+

@@ -26,9 +26,13 @@ def _axis(title: str | None, fmt: str | None = None, **extra) -> dict:
     return axis
 
 
-def _colour(series: str, colours: dict[str, str] | None, scheme: str | None, legend: str, n: int) -> dict:
+def _colour(series: str, colours: dict[str, str] | None, scheme: str | None, legend: str,
+            names: list[str]) -> dict:
+    """A legend of at most a dozen entries: past that (a 20-layer network) it names the first,
+    middle and last series, and the colour scheme's ramp says where the others sit."""
+    entries = {"values": [names[0], names[len(names) // 2], names[-1]]} if len(names) > 12 else {}
     colour = {"field": series, "type": "nominal",
-              "legend": {"title": None, "orient": legend, "columns": 1 + n // 12 if legend == "right" else 3}}
+              "legend": {"title": None, "orient": legend, "columns": 1 if legend == "right" else 3, **entries}}
     if colours:
         colour["scale"] = {"domain": list(colours), "range": list(colours.values())}
         colour["sort"] = list(colours)
@@ -56,7 +60,8 @@ def lines(rows: list[dict], x: str, y: str, series: str | None = None, *, x_titl
                 "tooltip": [{"field": f, "type": t} for f, t in ((series, "nominal"), (x, "quantitative"),
                                                                    (y, "quantitative")) if f]}
     if series:
-        encoding["color"] = _colour(series, colours, scheme, legend, len({r[series] for r in rows}))
+        names = list(order) if order is not None else list(dict.fromkeys(r[series] for r in rows))
+        encoding["color"] = _colour(series, colours, scheme, legend, names)
         if order is not None and not colours:
             encoding["color"]["sort"] = list(order)
     if dashed:
