@@ -44,15 +44,14 @@ def _colour(series: str, colours: dict[str, str] | None, scheme: str | None, leg
 def lines(rows: list[dict], x: str, y: str, series: str | None = None, *, x_title: str | None = None,
           y_title: str | None = None, height: int = 220, colours: dict[str, str] | None = None,
           scheme: str | None = None, order: Iterable[str] | None = None, log: bool = False, percent: bool = False,
-          y_domain: tuple[float, float] | None = None, zero: bool = True, points: bool = False,
-          dashed: str | None = None,
+          y_domain: tuple[float, float] | None = None, points: bool = False, dashed: str | None = None,
           x_nominal: Iterable[str] | None = None, legend: str = "bottom", title: str | None = None) -> dict:
     """One line per `series` value (or a single line). `colours` fixes each series' colour and the
     legend order; `scheme` colours them along a Vega scheme in `order`; `dashed` names one series
     drawn dashed (a reference line); `x_nominal` makes x categorical in that order."""
     x_enc = ({"field": x, "type": "ordinal", "sort": list(x_nominal), "axis": _axis(x_title, labelAngle=0)}
              if x_nominal is not None else {"field": x, "type": "quantitative", "axis": _axis(x_title)})
-    y_scale = {"type": "log"} if log else {"zero": zero}
+    y_scale = {"type": "log"} if log else {"zero": True}
     if y_domain is not None:
         y_scale["domain"] = list(y_domain)
     encoding = {"x": x_enc, "y": {"field": y, "type": "quantitative", "scale": y_scale,
