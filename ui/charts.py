@@ -74,11 +74,10 @@ def lines(rows: list[dict], x: str, y: str, series: str | None = None, *, x_titl
 
 
 def bars(labels: list[str], values: list[float], *, x_title: str | None = None, y_title: str | None = None,
-         height: int = 200, percent: bool = False, colour: str | None = None) -> dict:
+         height: int = 200, percent: bool = False) -> dict:
     """One bar per label, in the given order."""
     rows = [{"label": str(k), "value": num(v)} for k, v in zip(labels, values)]
-    mark = {"type": "bar"} | ({"color": colour} if colour else {})
-    return {"data": {"values": rows}, "mark": mark, "height": height, "encoding": {
+    return {"data": {"values": rows}, "mark": {"type": "bar"}, "height": height, "encoding": {
         "x": {"field": "label", "type": "ordinal", "sort": [str(k) for k in labels], "axis": _axis(x_title)},
         "y": {"field": "value", "type": "quantitative", "axis": _axis(y_title, ".0%" if percent else None)},
         "tooltip": [{"field": "label", "type": "nominal"}, {"field": "value", "type": "quantitative",
