@@ -36,7 +36,7 @@ def run(device: str = "cpu") -> dict:
     tuning.epoch_path(job, 20)
     d1, d2 = landscape.random_direction(job.model, 0), landscape.random_direction(job.model, 1)
     figures["ms_landscape_2d"] = _median_ms(lambda: landscape.loss_surface(
-        job.model, job.data.x_train, job.data.y_train, job.loss_fn, d1, d2, 1.0, 41), runs=3)
+        job.model, job.data.x_train, job.data.y_train, job.trainer.loss_fn, d1, d2, 1.0, 41), runs=3)
     figures["ms_optimizer_path_500_steps"] = _median_ms(lambda: surfaces.trajectory("rosenbrock", "adam", steps=500))
     figures["setup"] = ("trace: 2-3-2 tanh network, one example; landscape: the Playground's default network "
                         f"({sum(p.numel() for p in job.model.parameters())} weights) on its "

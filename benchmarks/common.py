@@ -6,8 +6,10 @@ import time
 
 import torch
 
+from dl_core.losses import LOSSES
+from dl_core.optim import OPTIMIZERS
 from dl_core.runner import JobRunner
-from dl_core.training import LOSSES, OPTIMIZERS, TrainingJob
+from dl_core.training import TrainingJob
 
 
 def job_steps_per_s(job: TrainingJob, poll_s: float = 0.3) -> float:
@@ -25,8 +27,8 @@ def job_steps_per_s(job: TrainingJob, poll_s: float = 0.3) -> float:
 def bare_steps_per_s(job: TrainingJob, epochs: int) -> float:
     """The same model, data, batch size and optimizer in a plain PyTorch loop (the job is not started)."""
     model, data, cfg = job.model, job.data, job.config
-    opt = OPTIMIZERS[cfg.optimizer][1](model.parameters(), cfg)
-    loss_fn = LOSSES[data.task]()
+    opt = OPTIMIZERS[cfg.optimizer].make(model.parameters(), cfg.optimizer_settings())
+    loss_fn = LOSSES[data.task].make()
     n, steps = len(data.x_train), 0
     model.train()
     t0 = time.perf_counter()

@@ -8,28 +8,14 @@ against `torch.autograd` and against finite differences; the page shows both che
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from .layers import ACTIVATIONS
-
-# activation key: (value f(z), derivative f'(z) given z and a = f(z), symbolic derivative)
-_ACT = {
-    "relu": (lambda z: max(z, 0.0), lambda z, a: 1.0 if z > 0 else 0.0, r"[z>0]"),
-    "tanh": (math.tanh, lambda z, a: 1 - a * a, r"1-a^2"),
-    "sigmoid": (lambda z: 1 / (1 + math.exp(-z)), lambda z, a: a * (1 - a), r"a(1-a)"),
-    "linear": (lambda z: z, lambda z, a: 1.0, r"1"),
-    "leaky_relu": (lambda z: z if z > 0 else 0.01 * z, lambda z, a: 1.0 if z > 0 else 0.01, r"[z>0]+0.01[z\le0]"),
-    "gelu": (lambda z: 0.5 * z * (1 + math.erf(z / math.sqrt(2))),
-             lambda z, a: 0.5 * (1 + math.erf(z / math.sqrt(2))) + z * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
-             r"\Phi(z)+z\,\varphi(z)"),
-}
-_MODULE_ACT = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: "linear",
-               nn.LeakyReLU: "leaky_relu", nn.GELU: "gelu"}
+from .activations import ACTIVATIONS, key_of
+from .losses import LOSSES
 
 
 class TraceError(ValueError):
@@ -73,8 +59,8 @@ def _layers(model: nn.Module) -> list[tuple[int, nn.Linear, str]]:
     for i, m in enumerate(mods):
         if isinstance(m, nn.Linear):
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            out.append((i, m, _MODULE_ACT.get(type(nxt), "linear") if type(nxt) in _MODULE_ACT else "linear"))
-        elif type(m) not in _MODULE_ACT:
+            out.append((i, m, key_of(nxt) or "linear"))
+        elif key_of(m) is None:
             raise TraceError(f"Layer {i + 1} ({type(m).__name__}) has no hand-written backward rule here; "
                              "step-through works with Linear and activation layers only.")
     if sum(m.out_features for _, m, _ in out) > 40:
@@ -130,14 +116,14 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
                               f"{nodes[zid].label} = {terms} + b{sup}", f"= {nums} + {_fmt(b[j])} \\\\ = {_fmt(z)}"))
             current.append(zid)
         if not last:
-            acts = []
+            acts, fn = [], ACTIVATIONS[act].make()
             for j, zid in enumerate(current):
                 aid, sup = f"a{li}_{j}", f"^{{({li})}}_{{{j + 1}}}"
-                a = float(_ACT[act][0](nodes[zid].value))
+                a = float(fn(torch.tensor(nodes[zid].value, dtype=torch.float64)))
                 nodes[aid] = Node(aid, "act", col + 1, j, "a" + sup, _short("a", li, j + 1), a)
                 edges.append((zid, aid, None))
                 steps.append(Step("forward", aid, f"Activation of neuron {j + 1}, layer {li} "
-                                                  f"({ACTIVATIONS[act][0]})",
+                                                  f"({ACTIVATIONS[act].label})",
                                   f"a{sup} = f(z{sup})", f"= f({_fmt(nodes[zid].value)}) = {_fmt(a)}"))
                 acts.append(aid)
             prev, col = acts, col + 2
@@ -202,11 +188,12 @@ def _backward(layers, params, nodes, outputs, d_out, d_sym, steps) -> dict[str, 
         new_up = []
         for k, aid in enumerate(below):
             zid = f"z{li - 1}_{k}"
-            local = float(_ACT[act][1](nodes[zid].value, nodes[aid].value))
+            z_a = torch.tensor([nodes[zid].value, nodes[aid].value], dtype=torch.float64)
+            local = float(ACTIVATIONS[act].slope(*z_a))
             nodes[zid].grad = nodes[aid].grad * local
             steps.append(Step("backward", zid, f"Through the activation of neuron {k + 1}, layer {li - 1}",
                               rf"\frac{{\partial L}}{{\partial {nodes[zid].label}}} = \frac{{\partial L}}"
-                              rf"{{\partial {nodes[aid].label}}}\cdot f'(z),\quad f'(z) = {_ACT[act][2]}",
+                              rf"{{\partial {nodes[aid].label}}}\cdot f'(z),\quad f'(z) = {ACTIVATIONS[act].slope_tex}",
                               f"= {_fmt(nodes[aid].grad)} \\cdot {_fmt(local)} = {_fmt(nodes[zid].grad)}"))
             new_up.append(zid)
         upstream = new_up
@@ -251,9 +238,10 @@ def _double(model: nn.Module) -> nn.Module:
 
 
 def _loss(out: torch.Tensor, target: float, task: str) -> torch.Tensor:
-    if task == "classification":
-        return nn.functional.cross_entropy(out, torch.tensor([int(target)]))
-    return ((out[0, 0] - target) ** 2)
+    """The task's loss in the model's float64: regression targets are cast up to it."""
+    loss = LOSSES[task]
+    t = loss.target([target])
+    return loss.make()(out, t.to(out.dtype) if t.is_floating_point() else t)
 
 
 def max_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:

@@ -4,57 +4,152 @@ A checkpoint is a plain dict of strings and tensors written by torch.save and
 read with `weights_only=True`, so an uploaded file can never run code. The
 spec travels with the weights (as nanoGPT keeps its config), so a loaded file
 rebuilds exactly the network it came from, and is checked against it.
+
+Loading is the app's edge with the outside world: whatever the bytes are,
+`load_bytes` raises only CheckpointError, whose message is a sentence or two
+for a learner. Torch's own messages (internals, escape codes, advice about
+`weights_only`) never reach the page; the reason is read from the bytes instead.
 """
 from __future__ import annotations
 
 import io
 import json
-import pickle
+import pickletools
+import re
 import zipfile
+from collections.abc import Mapping
 
 import torch
 
+from .layers import LAYERS
 from .spec import ModelSpec, SpecError, build
 
 FORMAT = "deep-learning-lab/1"
 MAX_BYTES = 50 * 2**20
+
+NOT_A_MODEL = "This is not a model saved by Deep Learning Lab; it is not a model file at all."
+DAMAGED = ("This model file is damaged or cut short, so it is not a model saved by Deep Learning Lab that can be "
+           "opened. Save or download it again.")
+UNSAFE = ("This file is not a model saved by Deep Learning Lab: it tries to run code when opened, so it was "
+          "refused for safety and nothing ran.")
+COMPRESSED = "This file is compressed; unpack it and load the model file inside."
+NO_TAG = "This file holds weights but is not a Deep Learning Lab model (its format tag is missing)."
+INCOMPLETE = "This Deep Learning Lab file is incomplete: part of the model is missing or unreadable."
+MISFIT = "The weights do not fit the network described in the file"
 
 
 class CheckpointError(ValueError):
     """An unusable model file; the message is for the learner."""
 
 
-def save_bytes(spec: ModelSpec, model: torch.nn.Module, meta: dict | None = None) -> bytes:
-    """Serialise spec, weights (on CPU) and JSON-able metadata."""
+def save_bytes(spec: ModelSpec, model: torch.nn.Module, meta: dict | None = None, lab: str | None = None) -> bytes:
+    """Serialise spec, weights (on CPU) and JSON-able metadata; `lab` records which lab made the file,
+    so another lab can refuse it by name instead of failing on a network it does not expect."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    blob = {"format": FORMAT, "spec": spec.to_json(), "meta": json.dumps(meta or {}), "state_dict": state}
+    if lab:
+        blob["lab"] = lab
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "spec": spec.to_json(), "meta": json.dumps(meta or {}), "state_dict": state}, buf)
+    torch.save(blob, buf)
     return buf.getvalue()
 
 
-def load_bytes(data: bytes) -> tuple[ModelSpec, torch.nn.Module, dict]:
-    """Rebuild (spec, model, meta) from `save_bytes` output, or raise CheckpointError."""
+def load_bytes(data: bytes, lab: str | None = None,
+               titles: Mapping[str, str] | None = None) -> tuple[ModelSpec, torch.nn.Module, dict]:
+    """Rebuild (spec, model, meta) from `save_bytes` output, or raise CheckpointError.
+
+    With `lab`, a file recorded as made by another lab is refused, named by `titles[key]` when given;
+    files without a lab tag (saved before tags existed) are accepted."""
     if not data:
         raise CheckpointError("The file is empty.")
     if len(data) > MAX_BYTES:
-        raise CheckpointError(f"The file is {len(data) / 2**20:.0f} MiB; models here are at most {MAX_BYTES // 2**20} MiB.")
+        raise CheckpointError(f"This file is too large to be a model from this app (the limit is {MAX_BYTES / 2**20:g} MB).")
     try:
+        _zip_pickle(data)  # torch does not check the zip's checksums: a flipped bit would load as a wrong weight
         blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as exc:
-        raise CheckpointError("This is not a model saved by Deep Learning Lab (the file could not be read safely: "
-                              f"{str(exc).splitlines()[0][:120]}).") from None
+    except Exception:  # any failure at all: torch raises IndexError, KeyError, ... on junk
+        raise CheckpointError(_unreadable(data)) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError("This file is not a Deep Learning Lab model (its format tag is missing).")
+        raise CheckpointError(NO_TAG)
+    made_in = blob.get("lab")
+    if lab and made_in is not None and made_in != lab:
+        raise CheckpointError(f"This model was saved in another lab{_lab_name(made_in, titles)}, so it cannot be "
+                              "opened here; open it there instead.")
+    state = blob.get("state_dict")
+    if not isinstance(blob.get("spec"), str) or not isinstance(state, dict):
+        raise CheckpointError(INCOMPLETE)
     try:
         spec = ModelSpec.from_json(blob["spec"])
-        meta = json.loads(blob.get("meta", "{}"))
         model = build(spec)
-        model.load_state_dict(blob["state_dict"], strict=True)
-    except SpecError as exc:
-        raise CheckpointError(f"The model inside the file is invalid: {exc}") from None
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"The file is incomplete ({exc}).") from None
-    except RuntimeError as exc:
-        raise CheckpointError("The weights do not fit the model described in the file "
-                              f"({str(exc).splitlines()[0][:160]}).") from None
+    except Exception as exc:  # SpecError, or a description of the wrong types
+        where = f" (layer {exc.layer})" if isinstance(exc, SpecError) and exc.layer else ""
+        raise CheckpointError(f"The network described in this file is invalid{where}, so it cannot be rebuilt.") from None
+    try:
+        meta = json.loads(blob.get("meta", "{}"))
+    except Exception:  # not text, or not JSON
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(INCOMPLETE)
+    _check_fit(spec, model, state)
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception:
+        raise CheckpointError(MISFIT + ".") from None
     return spec, model, meta
+
+
+def _zip_pickle(data: bytes) -> bytes | None:
+    """The pickle inside a torch zip file, after checking every member's checksum (None: not a zip).
+    Torch stores members uncompressed; refusing compressed ones keeps a zip bomb from unpacking."""
+    if data[:4] != b"PK\x03\x04":
+        return None
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        if any(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist()) or zf.testzip() is not None:
+            raise zipfile.BadZipFile("checksum")
+        return zf.read(next(n for n in zf.namelist() if n.endswith("data.pkl")))
+
+
+def _unreadable(data: bytes) -> str:
+    """Why torch could not load `data`, told from the bytes themselves."""
+    if data[:2] == b"\x1f\x8b":
+        return COMPRESSED
+    if data[:4] == b"PK\x03\x04":  # a zip: torch's own (data.pkl near the start) or any other
+        try:
+            pickled = _zip_pickle(data)
+        except StopIteration:
+            return NOT_A_MODEL
+        except Exception:
+            return DAMAGED if b"data.pkl" in data[:256] else NOT_A_MODEL
+        return UNSAFE if _calls_code(pickled) else DAMAGED
+    return UNSAFE if _calls_code(data) else NOT_A_MODEL
+
+
+def _calls_code(pickled: bytes) -> bool:
+    """A complete pickle that names functions or classes; torch refused it, so one of them was not
+    a plain weight type: opening the file would have called it (nothing was called)."""
+    try:
+        ops = {op.name for op, _, _ in pickletools.genops(pickled)}
+    except Exception:  # not a whole pickle: text, random bytes
+        return False
+    return bool(ops & {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ"})
+
+
+def _check_fit(spec: ModelSpec, model: torch.nn.Module, state: dict) -> None:
+    """Refuse weights of other names or shapes, naming the first layer where they differ."""
+    want = model.state_dict()
+    for key in [*want, *(k for k in state if k not in want)]:
+        got = state.get(key)
+        if isinstance(got, torch.Tensor) and key in want and got.shape == want[key].shape:
+            continue
+        found = re.fullmatch(r"layers\.(\d+)\..+", key) if isinstance(key, str) else None
+        index = int(found[1]) if found else len(spec.layers)
+        if index >= len(spec.layers):
+            raise CheckpointError(MISFIT + ".")
+        raise CheckpointError(f"{MISFIT}: they differ at layer {index + 1}, {LAYERS[spec.layers[index].kind].label}.")
+
+
+def _lab_name(key, titles: Mapping[str, str] | None) -> str:
+    """', “title”' for a message; the key comes from the file, so only a short plain word is echoed."""
+    if titles and isinstance(key, str) and key in titles:
+        return f", “{titles[key]}”"
+    return f", “{key}”" if isinstance(key, str) and re.fullmatch(r"[a-z0-9_-]{1,24}", key) else ""

@@ -14,29 +14,25 @@ import torch
 from torch import nn
 
 from . import images
+from .inference import predict
 from .presets import preset_spec
 from .probes import confusion_matrix
 from .spec import ModelSpec, build, summarize
 from .training import TensorData, TrainConfig, TrainingJob
 
-OFFLINE_SETS = {"digits": "Handwritten digits (offline)", "shapes": "Shapes (offline, generated)"}
-DATASET_LABELS = OFFLINE_SETS | {k: f"{v[0]} (torchvision)" for k, v in images.TORCHVISION.items()}
-
 
 @dataclass(frozen=True)
 class CNNData:
+    """A choice of images: an images.IMAGE_DATASETS key and the settings it offers."""
+
     dataset: str = "digits"
-    size: int = 16  # digits are 8×8, upsampled; shapes are drawn at this size
+    size: int = images.IMAGE_DATASETS["digits"].default_size  # digits are 8×8, upsampled; shapes drawn at this size
     spurious: float = 0.0
     seed: int = 0
 
 
 def load(choice: CNNData, download: bool = True) -> images.ImageDataset:
-    if choice.dataset == "digits":
-        return images.digits(choice.size, choice.seed)
-    if choice.dataset == "shapes":
-        return images.shapes(1200, choice.size, 0.1, choice.spurious, choice.seed)
-    return images.torchvision_dataset(choice.dataset, download=download, seed=choice.seed)
+    return images.IMAGE_DATASETS[choice.dataset].load(choice.size, choice.spurious, choice.seed, download)
 
 
 def tensors(ds: images.ImageDataset, device="cpu") -> TensorData:
@@ -76,7 +72,7 @@ def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = DEF
     if cuda_conv:
         model = model.to(memory_format=torch.channels_last)
         data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
-    return TrainingJob(model, data, config, CNNProbe(data, len(ds.classes)))
+    return TrainingJob.supervised(model, data, config, CNNProbe(data, len(ds.classes)))
 
 
 def preset(key: str, ds: images.ImageDataset) -> ModelSpec:
@@ -104,16 +100,6 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> list[np.ndarray]:
             h.remove()
         model.train(was)
     return [o.numpy() for o in outs]
-
-
-def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """Class probabilities for a batch of images (eval mode)."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        p = model(torch.as_tensor(x, dtype=torch.float32, device=next(model.parameters()).device)).softmax(1)
-    model.train(was)
-    return p.cpu().numpy()
 
 
 def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, row: int, col: int,

@@ -174,6 +174,20 @@ def feature_matrix(points, keys) -> np.ndarray:
     return torch.stack(cols, 1)
 
 
+def input_code(keys: tuple[str, ...]):
+    """The chosen features as exported code (a spec.InputCode): a `features(points)` that
+    computes them, and random points of the plane as demo data."""
+    from .spec import InputCode  # here, like torch above: the data alone load without torch
+
+    return InputCode("\n".join([
+        "def features(points):",
+        f'    """(N, 2) tensor of (x, y) points -> (N, {len(keys)}) network inputs: '
+        f'{", ".join(FEATURES[k].label for k in keys)}."""',
+        "    x, y = points[:, 0], points[:, 1]",
+        f"    return torch.stack([{', '.join(FEATURES[k].code for k in keys)}], dim=1)",
+    ]), f"torch.rand(200, 2) * {2 * DOMAIN:g} - {DOMAIN:g}")
+
+
 @dataclass(frozen=True)
 class Dataset2D:
     """Points, targets and which of them are for training."""

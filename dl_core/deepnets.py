@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from . import layerstats
+from .activations import ACTIVATIONS
+from .losses import LOSSES
 from .spec import LayerSpec, ModelSpec
 
 MAX_DEPTH = 30
@@ -24,13 +26,9 @@ INITS: dict[str, tuple[str, Callable[[nn.Linear, str], None] | None]] = {
     "small": ("Too small (normal, std 0.01)", lambda m, fn: nn.init.normal_(m.weight, std=0.01)),
     "large": ("Too large (normal, std 1)", lambda m, fn: nn.init.normal_(m.weight, std=1.0)),
     "xavier": ("Xavier/Glorot (for tanh, sigmoid)",
-               lambda m, fn: nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(_gain_name(fn)))),
+               lambda m, fn: nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(ACTIVATIONS[fn].gain))),
     "kaiming": ("Kaiming/He (for ReLU)", lambda m, fn: nn.init.kaiming_normal_(m.weight, nonlinearity="relu")),
 }
-
-
-def _gain_name(fn: str) -> str:
-    return {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "leaky_relu": "leaky_relu"}.get(fn, "linear")
 
 
 def deep_spec(n_inputs: int, depth: int, width: int, activation: str, n_outputs: int, batchnorm: bool = False,
@@ -71,9 +69,7 @@ def initialise(model: nn.Module, scheme: str, activation: str, seed: int = 0) ->
 def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str = "classification") -> list[float]:
     """‖∂L/∂W‖ of every weight matrix, input side first, for one batch (no update is made)."""
     model.zero_grad(set_to_none=True)
-    out = model(x)
-    loss = nn.functional.cross_entropy(out, y) if task == "classification" else nn.functional.mse_loss(out, y)
-    loss.backward()
+    LOSSES[task].make()(model(x), y).backward()
     return [float(p.grad.norm()) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
 
 

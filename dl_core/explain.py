@@ -23,7 +23,7 @@ from captum import attr as ca
 from captum.log import log_usage
 from torch import nn
 
-from .cnn import predict
+from .inference import predict
 
 BASELINES = {"black": "Black (all zeros)", "blurred": "Blurred input", "noise": "Uniform noise"}
 TUNNELS = {"none": "None", "smoothgrad": "SmoothGrad", "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad"}

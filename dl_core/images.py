@@ -5,7 +5,8 @@ generated *shapes* set whose optional spurious cue (a corner patch coloured
 by class in training data only) lets later labs teach bias and explanation.
 Real: torchvision's MNIST family and CIFAR-10, read from a local data folder
 (downloaded there on first use when a network is available). Yours: a zip of
-one folder per class. Every loader returns the same ImageDataset.
+one folder per class. Every loader returns the same ImageDataset, and the
+IMAGE_DATASETS registry at the end is the one list of what the CNN Lab offers.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -63,14 +65,16 @@ def resize(x: np.ndarray, size: int) -> np.ndarray:
                          align_corners=False).clamp(0, 1).numpy()
 
 
+DIGITS = tuple(str(k) for k in range(10))
+
+
 def digits(size: int = 8, seed: int = 0) -> ImageDataset:
     """scikit-learn's 1,797 handwritten digits (8×8, 17 grey levels), bundled: no download."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x = resize((d.images / 16.0)[:, None].astype(np.float32), size)
-    return ImageDataset("digits", x, d.target.astype(np.int64), tuple(str(k) for k in range(10)),
-                        split_labels(len(x), seed))
+    return ImageDataset("digits", x, d.target.astype(np.int64), DIGITS, split_labels(len(x), seed))
 
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -112,15 +116,6 @@ def shapes(n: int = 1200, size: int = 28, noise: float = 0.1, spurious: float = 
                         f"spurious corner cue in {spurious:.0%} of training images" if spurious else "")
 
 
-TORCHVISION = {  # key: (torchvision class name, class names)
-    "mnist": ("MNIST", tuple(str(k) for k in range(10))),
-    "fashion": ("FashionMNIST", ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-                                 "bag", "boot")),
-    "kmnist": ("KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
-    "cifar10": ("CIFAR10", ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
-}
-
-
 def torchvision_dataset(key: str, root: Path | str | None = None, max_train: int = 6000, max_test: int = 1000,
                         download: bool = True, seed: int = 0) -> ImageDataset:
     """Read a torchvision dataset from `root` (default DATA_DIR; fetching it there if allowed
@@ -128,8 +123,8 @@ def torchvision_dataset(key: str, root: Path | str | None = None, max_train: int
     import torchvision.datasets as tvd
 
     root = Path(root or DATA_DIR)
-
-    cls_name, classes = TORCHVISION[key]
+    source = IMAGE_DATASETS[key]
+    cls_name = source.torchvision
     cls = getattr(tvd, cls_name)
     parts = []
     for train in (True, False):
@@ -143,7 +138,7 @@ def torchvision_dataset(key: str, root: Path | str | None = None, max_train: int
         except Exception as exc:  # offline, missing or broken files: one plain message
             raise DataError(f"{cls_name} is not in {root} and could not be downloaded ({str(exc)[:80]}). "
                             f"Copy it into {Path(root) / cls_name} (torchvision's layout), or use the offline "
-                            "sets: digits or shapes.") from None
+                            f"sets: {' or '.join(k for k, s in IMAGE_DATASETS.items() if s.offline)}.") from None
         data = np.asarray(ds.data)
         data = data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2)
         targets = np.asarray(ds.targets, np.int64)
@@ -153,7 +148,7 @@ def torchvision_dataset(key: str, root: Path | str | None = None, max_train: int
     split = np.concatenate([np.zeros(len(xtr), np.int8), np.full(len(xte), 2, np.int8)])
     n_val = round(len(xtr) * 0.15)
     split[np.random.default_rng(seed).permutation(len(xtr))[:n_val]] = 1
-    return ImageDataset(key, np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), classes, split)
+    return ImageDataset(key, np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), source.classes, split)
 
 
 def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
@@ -207,3 +202,44 @@ def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
 def class_balance(ds: ImageDataset) -> dict[str, list[int]]:
     """Images per class in each split."""
     return {name: [int(((ds.split == s) & (ds.y == k)).sum()) for s in range(3)] for k, name in enumerate(ds.classes)}
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image dataset the CNN Lab offers: its select-box label, how it loads, what it holds."""
+
+    label: str
+    load: Callable[[int, float, int, bool], ImageDataset]  # (size, spurious cue share, seed, may download)
+    classes: tuple[str, ...]
+    channels: int
+    sizes: tuple[int, ...]  # image sizes (pixels) a learner may pick; one: fixed by the files
+    default_size: int
+    torchvision: str = ""  # the torchvision class whose files it reads from DATA_DIR; "" if made offline
+    spurious_cue: bool = False  # offers the spurious corner cue (see `shapes`)
+
+    @property
+    def offline(self) -> bool:
+        """True: always available. False: needs local files, fetched on first use when online."""
+        return not self.torchvision
+
+
+def _from_torchvision(key: str) -> Callable[[int, float, int, bool], ImageDataset]:
+    return lambda size, spurious, seed, download: torchvision_dataset(key, download=download, seed=seed)
+
+
+IMAGE_DATASETS: dict[str, ImageSource] = {
+    "digits": ImageSource("Handwritten digits (offline)", lambda size, spurious, seed, download: digits(size, seed),
+                          DIGITS, 1, (8, 16, 28), 16),
+    "shapes": ImageSource("Shapes (offline, generated)",
+                          lambda size, spurious, seed, download: shapes(1200, size, 0.1, spurious, seed),
+                          SHAPES, 3, (16, 28, 32), 28, spurious_cue=True),
+    "mnist": ImageSource("MNIST (torchvision)", _from_torchvision("mnist"), DIGITS, 1, (28,), 28, "MNIST"),
+    "fashion": ImageSource("FashionMNIST (torchvision)", _from_torchvision("fashion"),
+                           ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                            "boot"), 1, (28,), 28, "FashionMNIST"),
+    "kmnist": ImageSource("KMNIST (torchvision)", _from_torchvision("kmnist"),
+                          ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), 1, (28,), 28, "KMNIST"),
+    "cifar10": ImageSource("CIFAR10 (torchvision)", _from_torchvision("cifar10"),
+                           ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                           3, (32,), 32, "CIFAR10"),
+}

@@ -4,40 +4,11 @@ Kept apart from the job's thread logic (training.py) so each reads in one sittin
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
-OPTIMIZERS: dict[str, tuple[str, Callable, str]] = {  # key: (label, factory, PyTorch source for exported code)
-    "sgd": ("SGD", lambda ps, c: torch.optim.SGD(ps, lr=c.lr), "torch.optim.SGD(model.parameters(), lr={lr})"),
-    "momentum": ("SGD + momentum", lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum),
-                 "torch.optim.SGD(model.parameters(), lr={lr}, momentum={momentum})"),
-    "adam": ("Adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr), "torch.optim.Adam(model.parameters(), lr={lr})"),
-    "rmsprop": ("RMSprop", lambda ps, c: torch.optim.RMSprop(ps, lr=c.lr),
-                "torch.optim.RMSprop(model.parameters(), lr={lr})"),
-}
-SCHEDULES: dict[str, tuple[str, Callable]] = {  # torch.optim.lr_scheduler, stepped once per epoch
-    "constant": ("Constant", lambda opt, c: None),
-    "step": ("Step: ×0.3 every third of the run",
-             lambda opt, c: torch.optim.lr_scheduler.StepLR(opt, max(1, (c.max_epochs or 30) // 3), gamma=0.3)),
-    "cosine": ("Cosine: glide down to zero",
-               lambda opt, c: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, c.max_epochs or 30))),
-    "onecycle": ("One-cycle: warm up, then anneal", lambda opt, c: torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda e, n=max(2, c.max_epochs or 30): _one_cycle(e, n))),
-}
-
-
-def _one_cycle(epoch: int, total: int, warm: float = 0.3, low: float = 0.04) -> float:
-    """Smith's one-cycle shape as a factor of the chosen rate: cosine up from `low` over the first
-    30 % of the run, cosine down towards zero after; past the end it stays at the bottom."""
-    t = min(epoch, total - 1) / (total - 1)
-    if t < warm:
-        return low + (1 - low) * (1 - math.cos(math.pi * t / warm)) / 2
-    return 1e-3 + (1 - 1e-3) * (1 + math.cos(math.pi * (t - warm) / (1 - warm))) / 2
-LOSSES = {"classification": nn.CrossEntropyLoss, "regression": nn.MSELoss}
 
 
 @dataclass(frozen=True)
@@ -45,7 +16,10 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 0.03
     batch_size: int = 32
-    momentum: float = 0.9
+    momentum: float = 0.9  # these four feed dl_core.optim.OPTIMIZERS: each optimizer reads its own
+    beta1: float = 0.9
+    beta2: float = 0.999  # Adam's second-moment decay, RMSprop's α
+    weight_decay: float = 0.01  # AdamW's decoupled decay
     l1: float = 0.0  # penalties on weights (not biases), as TensorFlow Playground applies them
     l2: float = 0.0
     max_epochs: int | None = None  # None: train until paused or stopped
@@ -54,7 +28,7 @@ class TrainConfig:
     # False: report the running mean over the epoch's batches, as Keras does, and measure
     # only the held-out set — for image data, where a full pass would cost ~40 % extra.
     full_train_eval: bool = True
-    schedule: str = "constant"  # a SCHEDULES key
+    schedule: str = "constant"  # a dl_core.optim.SCHEDULES key
     early_stop_patience: int | None = None  # stop when validation loss has not improved for this many epochs
     augment: tuple[str, ...] = ()  # keys of dl_core.augment.AUGMENTATIONS, applied to each training batch
     # float16 autocast + loss scaling on CUDA (bfloat16 autocast elsewhere): tensor cores run
@@ -62,6 +36,11 @@ class TrainConfig:
     mixed_precision: bool = False
     snapshot_interval_s: float = 0.25
     seed: int = 0
+
+    def optimizer_settings(self) -> dict:
+        """What dl_core.optim.OPTIMIZERS reads; each optimizer takes the ones it uses."""
+        return {"lr": self.lr, "momentum": self.momentum, "beta1": self.beta1, "beta2": self.beta2,
+                "weight_decay": self.weight_decay}
 
 
 @dataclass
@@ -88,11 +67,16 @@ class TensorData:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # step | epoch | snapshot | finished | stopped | failed | paused | started
+    """What a job reports. `data` carries the measurements (step losses, an epoch's metrics, a
+    snapshot), so whoever receives the events, in this process or another, can rebuild the
+    job's whole history with History.apply."""
+
+    kind: str  # step | stats | epoch | snapshot | finished | stopped | failed | paused | started
     step: int
     epoch: int
     time: float
     message: str = ""
+    data: dict | None = None
 
 
 @dataclass
@@ -103,6 +87,22 @@ class History:
     epochs: list = field(default_factory=list)  # dicts: epoch, step, train_loss, test_loss, train_acc, test_acc
     grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
     activations: list = field(default_factory=list)  # (step, [(mean, std, flat share) per activation layer])
+    snapshot: dict | None = None  # the latest probe result
+
+    def apply(self, event: Event) -> None:
+        """Record what `event` measured (lifecycle events carry nothing to record)."""
+        d = event.data or {}
+        if event.kind == "step":
+            self.steps.extend(enumerate(d["losses"], d["first"]))
+        elif event.kind == "stats":
+            if d.get("grad_norms") is not None:
+                self.grad_norms.append((event.step, d["grad_norms"]))
+            if d.get("activations"):
+                self.activations.append((event.step, d["activations"]))
+        elif event.kind == "epoch":
+            self.epochs.append(d)
+        elif event.kind == "snapshot":
+            self.snapshot = d
 
 
 class Precision:

@@ -14,6 +14,8 @@ from typing import Callable
 
 from torch import nn
 
+from .activations import ACTIVATIONS
+
 MAX_WIDTH = 4096  # neurons or channels in one layer
 
 
@@ -30,17 +32,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x):
         return self.out(x + self.body(x))
-
-
-ACTIVATIONS: dict[str, tuple[str, Callable[[], nn.Module], str]] = {
-    # key: (label, factory, PyTorch source)
-    "relu": ("ReLU", nn.ReLU, "nn.ReLU()"),
-    "tanh": ("tanh", nn.Tanh, "nn.Tanh()"),
-    "sigmoid": ("sigmoid", nn.Sigmoid, "nn.Sigmoid()"),
-    "linear": ("linear (none)", nn.Identity, "nn.Identity()"),
-    "gelu": ("GELU", nn.GELU, "nn.GELU()"),
-    "leaky_relu": ("LeakyReLU", lambda: nn.LeakyReLU(0.01), "nn.LeakyReLU(0.01)"),
-}
 
 
 class DenseResidual(nn.Module):
@@ -204,9 +195,9 @@ LAYERS: dict[str, LayerType] = {
     ),
     "dense_residual": LayerType(
         "Residual dense layer (x + f(Wx + b))",
-        build=lambda s, p: DenseResidual(nn.Linear(s[0], s[0]), ACTIVATIONS[p["fn"]][1]()),
+        build=lambda s, p: DenseResidual(nn.Linear(s[0], s[0]), ACTIVATIONS[p["fn"]].make()),
         out_shape=lambda s, p: s,
-        code=lambda s, p: f"DenseResidual(nn.Linear({s[0]}, {s[0]}), {ACTIVATIONS[p['fn']][2]})",
+        code=lambda s, p: f"DenseResidual(nn.Linear({s[0]}, {s[0]}), {ACTIVATIONS[p['fn']].code()})",
         check=lambda s, p: _flat(s, p) or _activation_check(s, p),
         params=lambda s, p: s[0] * s[0] + s[0],
         macs=lambda s, p: s[0] * s[0],
@@ -232,9 +223,9 @@ LAYERS: dict[str, LayerType] = {
     ),
     "activation": LayerType(
         "Activation",
-        build=lambda s, p: ACTIVATIONS[p["fn"]][1](),
+        build=lambda s, p: ACTIVATIONS[p["fn"]].make(),
         out_shape=lambda s, p: s,
-        code=lambda s, p: ACTIVATIONS[p["fn"]][2],
+        code=lambda s, p: ACTIVATIONS[p["fn"]].code(),
         check=_activation_check,
         defaults=(("fn", "relu"),),
     ),

@@ -12,27 +12,23 @@ plain model) and ordinary batches pay nothing.
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
+from .activations import ACTIVATIONS
 from .layers import DenseResidual, ResidualBlock
 
 FLAT_SLOPE = 0.05  # a unit counts as "flat" where its slope is under this share of the largest slope
 
-_SLOPES: dict[type, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    # module type: (module, input, output) -> slope relative to the largest slope, elementwise
-    nn.ReLU: lambda m, x, y: (x > 0).float(),
-    nn.LeakyReLU: lambda m, x, y: torch.where(x > 0, 1.0, m.negative_slope),
-    nn.Tanh: lambda m, x, y: 1 - y * y,
-    nn.Sigmoid: lambda m, x, y: 4 * y * (1 - y),
-    # GELU's slope is Φ(x) + x·φ(x); its largest value is about 1.13
-    nn.GELU: lambda m, x, y: (0.5 * (1 + torch.erf(x / math.sqrt(2))) +
-                              x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)) / 1.129,
-    ResidualBlock: lambda m, x, y: (y > 0).float(),  # ends in a ReLU
+_SLOPES: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    # module type: (input, output) -> slope relative to the largest slope, elementwise.
+    # An identity passes every gradient unchanged: nothing to watch there.
+    **{a.cls: (lambda x, y, a=a: a.slope(x, y) / a.max_slope)
+       for a in ACTIVATIONS.values() if a.cls is not nn.Identity},
+    ResidualBlock: lambda x, y: (y > 0).float(),  # ends in a ReLU
 }
 
 
@@ -74,7 +70,7 @@ def recording(model: nn.Module) -> Iterator[list[tuple[float, float, float]]]:
     def hook(module, inputs, output):
         with torch.no_grad():
             y = output.detach().float()
-            slope = _SLOPES[type(module)](module, inputs[0].detach().float(), y)
+            slope = _SLOPES[type(module)](inputs[0].detach().float(), y)
             stats.append((float(y.mean()), float(y.std()) if y.numel() > 1 else 0.0,
                           float((slope < FLAT_SLOPE).float().mean())))
 

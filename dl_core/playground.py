@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .data2d import DATASETS, FEATURES, DataError, Dataset2D, feature_matrix, make_dataset
+from .data2d import DATASETS, FEATURES, DataError, Dataset2D, feature_matrix, input_code, make_dataset
 from .probes import PlaygroundProbe
 from .spec import ModelSpec, build, mlp_spec
 from .training import TensorData, TrainConfig, TrainingJob
@@ -59,11 +59,12 @@ def make_job(setup: Setup, ds: Dataset2D | None = None, device="cpu", model=None
         raise DataError("The training set is empty: add points or lower the test share.")
     spec = model_spec(setup, ds) if spec is None else spec
     feats = spec.input_names
+    spec = replace(spec, input_code=input_code(feats))  # a loaded model's spec too: checkpoints hold no code
     model = (build(spec, setup.seed) if model is None else model).to(device)
     (xtr, ytr), (xte, yte) = ds.train, ds.test
     data = TensorData.from_arrays(feature_matrix(xtr, feats), ytr, feature_matrix(xte, feats), yte, ds.task, device)
     probe = PlaygroundProbe(spec, feats, setup.resolution, ds.curve, ds.test, device)
-    return TrainingJob(model, data, setup.train_config(), probe), spec, ds
+    return TrainingJob.supervised(model, data, setup.train_config(), probe), spec, ds
 
 
 __all__ = ["Setup", "make_data", "make_job", "model_spec", "usable_features", "DATASETS"]

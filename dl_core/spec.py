@@ -44,6 +44,17 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class InputCode:
+    """How a lab turns raw data into a network's inputs, as PyTorch source for exported scripts.
+
+    Supplied by whoever builds the spec (the Playground: its feature transform, from
+    data2d), so the exporter writes any lab's inputs without knowing them."""
+
+    source: str  # defines features(raw) -> the network's (N, *input_shape) float32 inputs
+    example: str  # an expression for a batch of raw data, for the script's demo
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Input shape, layers, and what the inputs and outputs mean."""
 
@@ -51,6 +62,9 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     task: str = "classification"  # or "regression"
     input_names: tuple[str, ...] = field(default=())
+    # None: raw data are the inputs. How the app feeds the network, not part of it: neither
+    # saved in checkpoints nor compared; the lab that builds a job attaches it.
+    input_code: InputCode | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         return {

@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .optim import DEFAULT_SETTINGS, OPTIMIZERS
+
 
 @dataclass(frozen=True)
 class Surface:
@@ -46,29 +48,6 @@ SURFACES: dict[str, Surface] = {
 }
 
 
-@dataclass(frozen=True)
-class OptimizerType:
-    label: str
-    make: Callable[[list, dict], torch.optim.Optimizer]
-    settings: tuple[str, ...]  # which of lr, momentum, beta1, beta2, weight_decay it uses
-
-
-OPTIMIZERS: dict[str, OptimizerType] = {
-    "sgd": OptimizerType("SGD", lambda p, s: torch.optim.SGD(p, lr=s["lr"]), ("lr",)),
-    "momentum": OptimizerType("SGD + momentum", lambda p, s: torch.optim.SGD(p, lr=s["lr"], momentum=s["momentum"]),
-                              ("lr", "momentum")),
-    "nesterov": OptimizerType("Nesterov", lambda p, s: torch.optim.SGD(p, lr=s["lr"], momentum=s["momentum"],
-                                                                       nesterov=True), ("lr", "momentum")),
-    "rmsprop": OptimizerType("RMSprop", lambda p, s: torch.optim.RMSprop(p, lr=s["lr"], alpha=s["beta2"]),
-                             ("lr", "beta2")),
-    "adagrad": OptimizerType("Adagrad", lambda p, s: torch.optim.Adagrad(p, lr=s["lr"]), ("lr",)),
-    "adam": OptimizerType("Adam", lambda p, s: torch.optim.Adam(p, lr=s["lr"], betas=(s["beta1"], s["beta2"])),
-                          ("lr", "beta1", "beta2")),
-    "adamw": OptimizerType("AdamW", lambda p, s: torch.optim.AdamW(p, lr=s["lr"], betas=(s["beta1"], s["beta2"]),
-                                                                   weight_decay=s["weight_decay"]),
-                           ("lr", "beta1", "beta2", "weight_decay")),
-}
-DEFAULT_SETTINGS = {"lr": 0.01, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "weight_decay": 0.01}
 
 
 def trajectory(surface: str, optimizer: str, settings: dict | None = None, steps: int = 100,

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .jobparts import SCHEDULES, TrainConfig
+from .jobparts import TrainConfig
+from .optim import SCHEDULES, scheduler
 from .training import TrainingJob
 
 
@@ -73,13 +74,12 @@ def suggested_lr(rates: np.ndarray, losses: np.ndarray) -> float:
 def schedule_curve(key: str, lr: float, epochs: int) -> list[float]:
     """The learning rate at each epoch under SCHEDULES[key], read from torch's own scheduler."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-    sched = SCHEDULES[key][1](opt, TrainConfig(lr=lr, max_epochs=epochs))
+    sched = scheduler(opt, lambda e: SCHEDULES[key].factor(e, epochs))
     out = []
     for _ in range(epochs):
         out.append(opt.param_groups[0]["lr"])
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
     return out
 
 

@@ -33,6 +33,6 @@ def runner():
 
 def pytest_sessionfinish(session, exitstatus):
     """No training thread may outlive the tests (torch aborts on exit under a live thread)."""
-    from dl_core.runner import SESSIONS
+    from dl_core.runs import RUNS
 
-    SESSIONS.stop_all()
+    RUNS.stop_all()

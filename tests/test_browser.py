@@ -1,44 +1,22 @@
 """The app in a real browser: headless Chromium (Debian's) against `streamlit run` on 127.0.0.1.
 
-Screenshots of every page land in test-artifacts/ for a human to look at.
-Without Chromium the tests skip locally, but fail under CI (CI=true), where
-.ci/run installs it: a browser test that silently never runs is a defect.
+Screenshots of every page land in test-artifacts/ for a human to look at. The server and
+browser fixtures (and the skip-locally, fail-under-CI rule for a missing Chromium) live in
+browser_fixtures.py, shared with test_browser_runs.py.
 """
-import os
 import re
 import time
 
 import pytest
 
-from benchmarks.browser import CHROMIUM_ARGS, chromium, streamlit_server
-from conftest import ROOT
+from browser_fixtures import ARTIFACTS, browser, server  # noqa: F401  (fixtures)
+from browser_fixtures import epoch as _epoch
+from browser_fixtures import idle as _idle
+from browser_fixtures import no_exception as _no_exception
+from browser_fixtures import open_page as _open
+from ui.labs import LABS
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        with streamlit_server({"DLLAB_SESSION_GRACE_S": "2"}) as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    path = chromium()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing; .ci/run should have installed it")
-        pytest.skip("Chromium not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -49,42 +27,19 @@ def page(browser):
     ctx.close()
 
 
-def _open(page, url):
-    page.goto(url)
-    page.wait_for_selector("[data-testid='stSidebar']", timeout=60_000)
-    page.wait_for_selector("h1", timeout=60_000)
-    _idle(page)
-
-
-def _idle(page):
-    """Wait until no script run is in flight (Streamlit shows its status widget while running)."""
-    time.sleep(0.5)
-    page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
-
-
-def _no_exception(page):
-    assert page.locator("[data-testid='stException']").count() == 0
-
-
 # Direct links first: a fresh server must route a shared link through app.py's navigation.
-@pytest.mark.parametrize("path, heading", [("playground", "Network Playground"), ("", "Deep Learning Lab"),
-                                           ("cnn", "CNN Lab"), ("explain", "Explainability Lab"),
-                                           ("backprop", "Backpropagation"), ("gradflow", "gradient flow"),
-                                           ("optimizers", "Optimizers")])
-def test_each_page_opens_and_is_screenshotted(server, page, path, heading):
-    _open(page, f"{server}/{path}")
-    page.get_by_role("heading", name=re.compile(heading)).first.wait_for(timeout=30_000)
+@pytest.mark.parametrize("key", sorted(LABS, key=lambda k: LABS[k].default))
+def test_each_page_opens_and_is_screenshotted(server, page, key):
+    lab = LABS[key]
+    _open(page, f"{server}/{lab.url_path}")
+    current = page.locator("[data-testid='stSidebarNavLink'][aria-current='page']")
+    current.filter(has_text=lab.title).wait_for(timeout=30_000)  # the router opened this lab
     page.get_by_text("Compute").first.wait_for()  # the app's sidebar, not a bare page
     time.sleep(2)
     _no_exception(page)
     assert page.get_by_text("Page not found").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"page-{path or 'start'}.png"), full_page=True)
-
-
-def _epoch(page) -> int:
-    text = page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first.inner_text()
-    return int(re.search(r"Epoch\s+([\d,]+)", text).group(1).replace(",", ""))
+    page.screenshot(path=str(ARTIFACTS / f"page-{key}.png"), full_page=True)
 
 
 def test_training_in_the_playground_moves_the_counter_and_the_loss_chart(server, page):

@@ -1,6 +1,5 @@
 import io
 import struct
-import zipfile
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ import torch
 from PIL import Image
 
 from conftest import wait_for
+from modelfiles import zip_bytes
 from dl_core import cnn, images
 from dl_core.presets import PRESETS, preset_spec
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, build, summarize
@@ -82,9 +82,23 @@ def _write_idx(path, array, magic):
         f.write(array.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("key", ["mnist", "fashion", "kmnist"])
+OFFLINE = [k for k, s in images.IMAGE_DATASETS.items() if s.offline]
+FROM_FILES = [k for k, s in images.IMAGE_DATASETS.items() if not s.offline]
+
+
+@pytest.mark.parametrize("key", OFFLINE)
+def test_every_offline_image_set_loads_at_every_size_it_offers(key):
+    source = images.IMAGE_DATASETS[key]
+    assert source.default_size in source.sizes
+    for size in source.sizes:
+        ds = source.load(size, 0.5 if source.spurious_cue else 0.0, 0, False)
+        assert ds.shape == (source.channels, size, size) and ds.classes == source.classes
+        assert set(np.unique(ds.y)) == set(range(len(source.classes))) and 0 <= ds.x.min() <= ds.x.max() <= 1
+
+
+@pytest.mark.parametrize("key", [k for k in FROM_FILES if images.IMAGE_DATASETS[k].channels == 1])
 def test_torchvision_loader_reads_tiny_idx_files(tmp_path, key):
-    folder = tmp_path / images.TORCHVISION[key][0] / "raw"
+    folder = tmp_path / images.IMAGE_DATASETS[key].torchvision / "raw"
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 40), ("t10k", 10)):
         _write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 0x803)
@@ -92,20 +106,16 @@ def test_torchvision_loader_reads_tiny_idx_files(tmp_path, key):
     ds = images.torchvision_dataset(key, tmp_path, download=False)
     assert ds.x.shape == (50, 1, 28, 28) and ds.x.max() <= 1
     assert (ds.split == 2).sum() == 10 and (ds.split == 1).sum() == 6
-    assert ds.classes == images.TORCHVISION[key][1]
+    assert ds.classes == images.IMAGE_DATASETS[key].classes
 
 
-def test_missing_torchvision_data_offline_says_what_to_do(tmp_path):
-    with pytest.raises(images.DataError, match="offline sets"):
-        images.torchvision_dataset("cifar10", tmp_path, download=False)
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
+@pytest.mark.parametrize("key", FROM_FILES)
+def test_missing_torchvision_data_offline_says_what_to_do(tmp_path, monkeypatch, key):
+    monkeypatch.setattr(images, "DATA_DIR", tmp_path)  # an empty folder, and no download
+    source = images.IMAGE_DATASETS[key]
+    assert source.sizes == (source.default_size,)
+    with pytest.raises(images.DataError, match=f"{source.torchvision} is not in .*offline sets: digits or shapes"):
+        source.load(source.default_size, 0.0, 0, False)
 
 
 def _png(colour) -> bytes:
@@ -117,7 +127,7 @@ def _png(colour) -> bytes:
 def test_zip_of_class_folders_loads_and_skips_corrupt_files():
     files = {f"pets/{c}/{i}.png": _png(col) for c, col in (("cat", "red"), ("dog", "blue")) for i in range(3)}
     files["pets/dog/broken.png"] = b"not an image"
-    ds = images.zip_folders(_zip(files), size=16)
+    ds = images.zip_folders(zip_bytes(files), size=16)
     assert ds.classes == ("cat", "dog") and ds.x.shape == (6, 3, 16, 16)
     assert "1 file skipped" in ds.note
     assert ds.x[ds.y == 0][:, 0].mean() > 0.9  # red cats
@@ -125,8 +135,8 @@ def test_zip_of_class_folders_loads_and_skips_corrupt_files():
 
 @pytest.mark.parametrize("data, message", [
     (b"garbage", "not a zip"),
-    (_zip({"cat/1.png": _png("red"), "cat/2.png": _png("red")}), "at least two classes"),
-    (_zip({"a/1.png": _png("red"), "b/1.png": _png("blue"), "b/2.png": _png("blue")}), "at least two readable"),
+    (zip_bytes({"cat/1.png": _png("red"), "cat/2.png": _png("red")}), "at least two classes"),
+    (zip_bytes({"a/1.png": _png("red"), "b/1.png": _png("blue"), "b/2.png": _png("blue")}), "at least two readable"),
 ])
 def test_bad_zips_are_refused_with_a_message(data, message):
     with pytest.raises(images.DataError, match=message):

@@ -5,8 +5,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from test_pages import open_page, poll
+from test_pages import open_page, poll, switch_to
 from ui import state
+from ui.shell import run_key
 
 
 def captions(at) -> list[str]:
@@ -14,7 +15,7 @@ def captions(at) -> list[str]:
 
 
 def test_the_grid_has_one_map_per_method_and_input_with_its_cost():
-    at = open_page("pages/explain.py")
+    at = open_page("explain")
     assert not at.exception and not at.error
     methods = at.multiselect(key="xp_methods").value
     n_inputs = at.slider(key="xp_f_count").value
@@ -28,7 +29,7 @@ def test_the_grid_has_one_map_per_method_and_input_with_its_cost():
 
 
 def test_filters_choose_the_inputs_and_an_empty_filter_says_so():
-    at = open_page("pages/explain.py")
+    at = open_page("explain")
     at.selectbox(key="xp_f_class").set_value(3).run()
     rows = [c for c in captions(at) if "says" in c and "true" in c]
     assert rows and all("true 3" in c for c in rows)
@@ -44,7 +45,7 @@ def test_an_uploaded_picture_is_explained_beside_the_test_images():
     img = np.zeros((40, 40), np.uint8)
     img[5:35, 18:23] = 255  # a "1"
     Image.fromarray(img).save(buf, "PNG")
-    at = open_page("pages/explain.py")
+    at = open_page("explain")
     at.session_state["xp_own_source"] = "upload"
     at.run()
     at.file_uploader(key="xp_own_upload").set_value(("one.png", buf.getvalue(), "image/png")).run()
@@ -52,7 +53,7 @@ def test_an_uploaded_picture_is_explained_beside_the_test_images():
 
 
 def test_trust_sections_report_faithfulness_and_sanity_checks():
-    at = open_page("pages/explain.py")
+    at = open_page("explain")
     at.multiselect(key="xp_methods").set_value(["saliency", "guided_backprop"]).run()
     faith = at.dataframe[0].value
     assert list(faith["method"]) == ["Saliency", "Guided Backprop"] and (faith["infidelity ↓"] >= 0).all()
@@ -69,22 +70,22 @@ def test_trust_sections_report_faithfulness_and_sanity_checks():
 
 
 def test_the_learners_cnn_and_playground_models_can_be_explained():
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.button(key="ctl_epoch").click().run()
-    job = at.session_state[state.CNN_JOB]
+    job = at.session_state[run_key("cnn")].job
     poll(at, lambda a: job.epoch == 1 and not job.active)
-    at.switch_page("pages/explain.py").run()
+    switch_to(at, "explain")
     at.radio(key="xp_model").set_value("cnn").run()
     assert not at.exception and any("Your CNN Lab network, trained" in c.value for c in at.caption)
     assert at.session_state[state.XP_EXPLAINER].version == ("cnn", id(job), job.step)
-    at.switch_page("pages/playground.py").run()
+    switch_to(at, "playground")
     at.button(key="ctl_step").click().run()
-    pg = at.session_state[state.JOB]
+    pg = at.session_state[run_key("playground")].job
     poll(at, lambda a: pg.step == 1 and not pg.active)
-    at.switch_page("pages/explain.py").run()
+    switch_to(at, "explain")
     at.radio(key="xp_model").set_value("playground").run()
     assert not at.exception
-    features = at.session_state[state.JOB_SPEC].input_names
+    features = at.session_state[run_key("playground")].extra["spec"].input_names
     assert [c for c in captions(at) if any(f"caption: \"{f}\"" in c for f in features)]
     at.selectbox(key="xp_pg_method").set_value("integrated_gradients").run()
     assert not at.exception

@@ -5,7 +5,7 @@ import torch
 
 from conftest import wait_for
 from dl_core import cnn, deepnets, images, layerstats
-from dl_core.layers import ACTIVATIONS
+from dl_core.activations import ACTIVATIONS
 from dl_core.spec import build, mlp_spec
 from dl_core.training import TensorData, TrainConfig, TrainingJob
 
@@ -13,11 +13,11 @@ from dl_core.training import TensorData, TrainConfig, TrainingJob
 @pytest.mark.parametrize("fn", [k for k in ACTIVATIONS if k != "linear"])
 def test_recorded_flat_share_follows_autograds_slope(fn):
     """The slope formula of each activation equals autograd's derivative (relative to its largest value)."""
-    module = ACTIVATIONS[fn][1]()
+    module = ACTIVATIONS[fn].make()
     x = torch.linspace(-8, 8, 4001, requires_grad=True)
     y = module(x)
     (slope,) = torch.autograd.grad(y.sum(), x)
-    rel = layerstats._SLOPES[type(module)](module, x.detach(), y.detach())
+    rel = layerstats._SLOPES[type(module)](x.detach(), y.detach())
     torch.testing.assert_close(rel, slope / slope.max(), atol=2e-3, rtol=0)
 
 
@@ -46,7 +46,7 @@ def _flat_shares_after_steps(runner, weight_scale: float) -> tuple[list, Trainin
                 m.weight.mul_(weight_scale)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(256, 2, generator=g), torch.randint(0, 2, (256,), generator=g)
-    job = TrainingJob(model, TensorData.from_arrays(x, y, x[:32], y[:32], "classification"),
+    job = TrainingJob.supervised(model, TensorData.from_arrays(x, y, x[:32], y[:32], "classification"),
                       TrainConfig(snapshot_interval_s=0.0), runner=runner)
     job.step_batch(3)
     wait_for(lambda: job.step == 3)
@@ -79,7 +79,7 @@ def test_mixed_precision_path_trains_a_cnn(runner):
     job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds), TrainConfig(batch_size=64, lr=0.003, max_epochs=8,
                                                                     mixed_precision=True))
     job.runner = runner
-    assert job._precision.enabled and job._precision.dtype == torch.bfloat16
+    assert job._precision["model"].enabled and job._precision["model"].dtype == torch.bfloat16
     job.start()
     wait_for(lambda: job.status()["state"] == "finished", timeout=120)
     job.join(5)

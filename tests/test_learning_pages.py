@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from test_pages import open_page, poll
+from test_pages import open_page, poll, switch_to
 from dl_core import surfaces
 from ui import backprop_figures as bf
 from ui import state
+from ui.shell import run_key
 
 
 def metric(at, label):
@@ -16,7 +17,7 @@ def metric(at, label):
 @pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid"])
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_stepping_through_the_whole_backward_pass_without_an_exception(act, task):
-    at = open_page("pages/backprop.py")
+    at = open_page("backprop")
     at.selectbox(key="bp_act").set_value(act).run()
     at.radio(key="bp_task").set_value(task).run()
     seen = set()
@@ -34,7 +35,7 @@ def test_stepping_through_the_whole_backward_pass_without_an_exception(act, task
 
 
 def test_updates_lower_the_loss_and_an_edited_weight_changes_it():
-    at = open_page("pages/backprop.py")
+    at = open_page("backprop")
     before = float(metric(at, "Loss"))
     at.button(key="bp_sgd10").click().run()
     losses = at.session_state[state.BP_LOSSES]
@@ -48,27 +49,27 @@ def test_updates_lower_the_loss_and_an_edited_weight_changes_it():
 
 
 def test_the_playground_network_can_be_stepped_through():
-    at = open_page("pages/playground.py")
-    at.switch_page("pages/backprop.py").run()
+    at = open_page("playground")
+    switch_to(at, "backprop")
     at.toggle(key="bp_use_pg").set_value(True).run()
     assert not at.exception
     assert float(metric(at, "Largest |hand − autograd|")) < 1e-6
 
 
 def test_gradient_flow_presets_show_vanishing_and_its_fixes():
-    at = open_page("pages/gradflow.py")
+    at = open_page("gradflow")
     vanishing = float(metric(at, "First layer ÷ last layer"))
     for preset in ("he", "bn", "res"):
         at.button(key=f"gf_preset_{preset}").click().run()
         assert float(metric(at, "First layer ÷ last layer")) > 1e4 * vanishing, preset
     at.button(key="ctl_epoch").click().run()
-    job = at.session_state[state.GF_JOB]
+    job = at.session_state[run_key("gradflow")].job
     poll(at, lambda a: job.epoch >= 1 and not job.active)
     assert not at.exception and job.view()["activations"] and job.snapshot()["histograms"]
 
 
 def test_changing_the_optimizer_changes_the_race():
-    at = open_page("pages/optimizers.py")
+    at = open_page("optimizers")
     first = at.dataframe[0].value
     at.multiselect(key="opt_keys").set_value(["adagrad", "rmsprop", "nesterov", "adamw"]).run()
     second = at.dataframe[0].value
@@ -87,7 +88,7 @@ def test_every_optimizer_has_its_own_path_style():
 
 
 def test_batch_sizes_and_the_landscape_run_on_request():
-    at = open_page("pages/optimizers.py")
+    at = open_page("optimizers")
     at.button(key="opt_batch_run").click().run()
     runs = at.session_state[state.OPT_BATCH]
     assert runs["batch 1"]["updates"] > runs["batch 256"]["updates"]
@@ -101,29 +102,29 @@ def test_batch_sizes_and_the_landscape_run_on_request():
 
 
 @pytest.mark.parametrize("page, kind, key, value", [
-    ("pages/cnn.py", "selectbox", "cnn_dataset", "shapes"),
-    ("pages/explain.py", "selectbox", "xp_f_outcome", "wrong"),
-    ("pages/backprop.py", "selectbox", "bp_act", "sigmoid"),
-    ("pages/gradflow.py", "slider", "gf_depth", 10),
-    ("pages/optimizers.py", "selectbox", "opt_surface", "beale"),
+    ("cnn", "selectbox", "cnn_dataset", "shapes"),
+    ("explain", "selectbox", "xp_f_outcome", "wrong"),
+    ("backprop", "selectbox", "bp_act", "sigmoid"),
+    ("gradflow", "slider", "gf_depth", 10),
+    ("optimizers", "selectbox", "opt_surface", "beale"),
 ])
 def test_a_labs_settings_survive_a_visit_to_another_page(page, kind, key, value):
     at = open_page(page)
     getattr(at, kind)(key=key).set_value(value).run()
-    at.switch_page("pages/start.py").run()
-    at.switch_page(page).run()
+    switch_to(at, "start")
+    switch_to(at, page)
     assert getattr(at, kind)(key=key).value == value and not at.exception
 
 
 def test_the_gradient_flow_network_is_still_there_after_a_visit_elsewhere():
-    at = open_page("pages/gradflow.py")
+    at = open_page("gradflow")
     at.button(key="ctl_epoch").click().run()
-    job = at.session_state[state.GF_JOB]
+    job = at.session_state[run_key("gradflow")].job
     poll(at, lambda a: job.epoch >= 1 and not job.active)
     at.slider(key="gf_depth").set_value(12).run()  # a new network for the new depth, then train it
-    job = at.session_state[state.GF_JOB]
+    job = at.session_state[run_key("gradflow")].job
     at.button(key="ctl_epoch").click().run()
     poll(at, lambda a: job.epoch >= 1 and not job.active)
-    at.switch_page("pages/optimizers.py").run()
-    at.switch_page("pages/gradflow.py").run()
-    assert at.session_state[state.GF_JOB] is job and job.epoch >= 1 and not at.exception
+    switch_to(at, "optimizers")
+    switch_to(at, "gradflow")
+    assert at.session_state[run_key("gradflow")].job is job and job.epoch >= 1 and not at.exception

@@ -5,32 +5,37 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, wait_for
 from dl_core.checkpoint import save_bytes
-from dl_core.runner import SESSIONS
+from dl_core.runs import RUNS
 from ui import state
+from ui.shell import previous_key, run_key, upload_key
+from ui.labs import LABS
 
-PAGES = ["pages/start.py", "pages/playground.py", "pages/cnn.py", "pages/explain.py", "pages/backprop.py",
-         "pages/gradflow.py", "pages/optimizers.py"]
 
-
-def open_page(page: str, **params) -> AppTest:
+def open_page(key: str, **params) -> AppTest:
+    """The app through its router, on the lab LABS[key] (query params set first)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     for k, v in params.items():
         at.query_params[k] = v
     at.run()
-    if page != "pages/start.py":
-        at.switch_page(page)
-        at.run()
-    return at
+    return at if LABS[key].default else switch_to(at, key)
+
+
+def switch_to(at: AppTest, key: str) -> AppTest:
+    return at.switch_page(LABS[key].file).run()
 
 
 @pytest.fixture(autouse=True)
 def _stop_jobs():
     yield
-    SESSIONS.stop_all()
+    RUNS.stop_all()
 
 
-def job(at):
-    return at.session_state[state.JOB]
+def run(at, lab="playground"):
+    return at.session_state[run_key(lab)]
+
+
+def job(at, lab="playground"):
+    return run(at, lab).job
 
 
 def poll(at, predicate, timeout=30):
@@ -45,16 +50,16 @@ def metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_without_an_exception(page):
-    at = open_page(page)
+@pytest.mark.parametrize("key", LABS)
+def test_every_page_renders_without_an_exception(key):
+    at = open_page(key)
     assert not at.exception
     assert at.title and at.title[0].value
     assert any("Compute" in m.value for m in at.sidebar.markdown)
 
 
 def test_train_advances_the_epoch_counter_and_fills_the_loss_history():
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     assert metric(at, "Epoch") == "0"
     at.button(key="ctl_train").click().run()
     assert at.button(key="ctl_pause")  # the button turned into Pause
@@ -67,21 +72,21 @@ def test_train_advances_the_epoch_counter_and_fills_the_loss_history():
 
 
 def test_step_takes_exactly_one_batch():
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     at.button(key="ctl_step").click().run()
     poll(at, lambda a: job(a).status()["state"] == "paused")
     assert job(at).step == 1
 
 
 def test_a_lesson_link_applies_its_settings():
-    at = open_page("pages/playground.py", lesson="three_classes")
+    at = open_page("playground", lesson="three_classes")
     assert at.selectbox(key="dataset").value == "spiral3"
     assert at.number_input(key="n1").value == 16
     assert job(at).data.task == "classification" and job(at).model.layers[-1].out_features == 3
 
 
 def test_diverging_learning_rate_is_explained_in_the_page():
-    at = open_page("pages/playground.py", lesson="lr_too_high")
+    at = open_page("playground", lesson="lr_too_high")
     at.button(key="ctl_train").click().run()
     poll(at, lambda a: any("Learning rate too high" in e.value for e in a.error))
     assert not at.exception
@@ -90,7 +95,7 @@ def test_diverging_learning_rate_is_explained_in_the_page():
 
 
 def test_bad_csv_upload_shows_an_error_not_a_traceback():
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     at.file_uploader(key="pg_csv_0").set_value(("points.csv", b"x,y,label\n1,2\n", "text/csv")).run()
     assert not at.exception
     assert any("Could not use points.csv" in e.value for e in at.error)
@@ -98,15 +103,15 @@ def test_bad_csv_upload_shows_an_error_not_a_traceback():
 
 def test_good_csv_upload_becomes_the_training_data():
     rows = "\n".join(f"{x},{y},{int(x > 0)}" for x, y in [(-2, 1), (-3, 2), (2, 1), (3, -2), (-1, -1), (1, 3)])
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     at.file_uploader(key="pg_csv_0").set_value(("mine.csv", f"x,y,label\n{rows}\n".encode(), "text/csv")).run()
     assert not at.exception
     assert at.selectbox(key="dataset").value == state.UPLOAD
-    assert len(at.session_state[state.JOB_DATA].points) == 6
+    assert len(run(at).extra["data"].points) == 6
 
 
 def test_impossible_network_is_refused_and_the_old_one_kept():
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     before = job(at)
     at.pills(key="features").set_value([]).run()
     assert not at.exception
@@ -115,34 +120,34 @@ def test_impossible_network_is_refused_and_the_old_one_kept():
 
 
 def test_changing_the_network_keeps_the_trained_one_for_undo():
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     at.button(key="ctl_epoch").click().run()
     poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
     trained = job(at)
     at.number_input(key="layers").set_value(2).run()
     assert job(at) is not trained and len(job(at).model.layers) == 5
-    at.button(key="ctl_undo").click().run()
+    at.button(key="shell_playground_undo").click().run()
     assert job(at) is trained and at.number_input(key="layers").value == 3
 
 
 def test_saved_model_loads_back_and_a_corrupt_one_is_refused():
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     at.button(key="ctl_epoch").click().run()
     poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
-    j, spec = job(at), at.session_state[state.JOB_SPEC]
-    values = state.widget_values(at.session_state[state.JOB_VALUES]) | {"layers": 3}
+    j, spec = job(at), run(at).extra["spec"]
+    values = state.widget_values(run(at).settings) | {"layers": 3}
     blob = save_bytes(spec, j.model, {"values": values, "seed": 1})
-    fresh = open_page("pages/playground.py")
-    fresh.file_uploader(key="pg_model_0").set_value(("m.pt", b"garbage", "application/octet-stream")).run()
+    fresh = open_page("playground")
+    fresh.file_uploader(key=upload_key("playground", 0)).set_value(("m.pt", b"garbage", "application/octet-stream")).run()
     assert any("Could not load m.pt" in e.value for e in fresh.error) and not fresh.exception
-    fresh.file_uploader(key="pg_model_1").set_value(("m.pt", blob, "application/octet-stream")).run()
+    fresh.file_uploader(key=upload_key("playground", 1)).set_value(("m.pt", blob, "application/octet-stream")).run()
     assert not fresh.exception and not fresh.error
     loaded = job(fresh).model.state_dict()
     assert all((loaded[k] == v).all() for k, v in j.model.state_dict().items())
 
 
 def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
-    at = open_page("pages/playground.py", hide=["lr", "teacher"], lr="0.1")
+    at = open_page("playground", hide=["lr", "teacher"], lr="0.1")
     assert not [s for s in at.selectbox if s.key == "lr"]
     assert job(at).config.lr == 0.1
     assert not any("For teachers" in e.label for e in at.expander)
@@ -152,7 +157,7 @@ def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
 def test_every_dataset_trains_and_draws_in_the_page(name):
     from dl_core.data2d import DATASETS
 
-    at = open_page("pages/playground.py")
+    at = open_page("playground")
     at.selectbox(key="dataset").set_value(name).run()
     at.button(key="ctl_step").click().run()
     poll(at, lambda a: job(a).step == 1 and job(a).status()["state"] == "paused")
@@ -163,11 +168,11 @@ def test_every_dataset_trains_and_draws_in_the_page(name):
 
 
 def test_cnn_lab_builds_trains_and_shows_feature_maps():
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     assert not at.exception and not at.error
     n_layers = len(at.session_state[state.CNN_LAYERS])
     at.button(key="ctl_epoch").click().run()
-    cnn_job = at.session_state[state.CNN_JOB]
+    cnn_job = job(at, "cnn")
     poll(at, lambda a: cnn_job.epoch == 1 and cnn_job.status()["state"] == "paused")
     assert any(m.label == "Validation accuracy" for m in at.metric)
     maps = [m for m in at.markdown if m.value.startswith("**Layer ")]
@@ -179,24 +184,24 @@ def test_cnn_lab_builds_trains_and_shows_feature_maps():
 def test_cnn_lab_edits_a_layer_in_place_and_shows_layer_statistics():
     from ui import builder
 
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     first = at.session_state[state.CNN_LAYERS][0]
     prefix = builder._edit_prefix(0, first)
     at.number_input(key=prefix + "out_channels").set_value(12).run()
     at.button(key=prefix + "apply").click().run()
     layers = at.session_state[state.CNN_LAYERS]
     assert layers[0].p == {**first.p, "out_channels": 12} and not at.exception
-    assert at.session_state[state.CNN_JOB].model.layers[0].out_channels == 12
+    assert job(at, "cnn").model.layers[0].out_channels == 12
     at.button(key="ctl_step").click().run()
-    job = at.session_state[state.CNN_JOB]
-    poll(at, lambda a: job.step == 1 and not job.active)
-    assert job.view()["activations"] and len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) >= 4
+    trained = job(at, "cnn")
+    poll(at, lambda a: trained.step == 1 and not trained.active)
+    assert trained.view()["activations"] and len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) >= 4
 
 
 def test_cnn_lab_explains_an_impossible_stack_and_keeps_training_off():
     from dl_core.spec import LayerSpec
 
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     layers = at.session_state[state.CNN_LAYERS]
     at.session_state[state.CNN_LAYERS] = [LayerSpec.of("conv2d", out_channels=4, kernel=20, stride=1, padding=0),
                                           *layers]
@@ -211,7 +216,7 @@ def test_cnn_lab_offline_torchvision_choice_falls_back_with_a_message(tmp_path, 
 
     monkeypatch.setattr(images, "DATA_DIR", tmp_path)
     monkeypatch.setenv("DLLAB_OFFLINE", "1")
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.selectbox(key="cnn_dataset").set_value("fashion").run()
     assert not at.exception
     assert any("offline sets" in w.value for w in at.warning)
@@ -224,7 +229,7 @@ def test_cnn_lab_reads_an_uploaded_picture_and_refuses_a_broken_one():
 
     buf = io.BytesIO()
     Image.new("L", (30, 30), 255).save(buf, "PNG")
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.session_state["cnn_in_source"] = "upload"
     at.run()
     at.file_uploader(key="cnn_in_upload").set_value(("seven.png", buf.getvalue(), "image/png")).run()
@@ -235,11 +240,11 @@ def test_cnn_lab_reads_an_uploaded_picture_and_refuses_a_broken_one():
 
 
 def test_cnn_lab_schedule_and_early_stopping_reach_the_job():
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.selectbox(key="cnn_schedule").set_value("cosine").run()
     at.number_input(key="cnn_patience").set_value(3).run()
     at.multiselect(key="cnn_augment").set_value(["flip", "noise"]).run()
-    config = at.session_state[state.CNN_JOB].config
+    config = job(at, "cnn").config
     assert config.schedule == "cosine" and config.early_stop_patience == 3 and not at.exception
     assert config.augment == ("flip", "noise")
     assert any("six random variations" in str(i.proto) for i in at.get("image"))
@@ -250,54 +255,54 @@ def test_cnn_lab_loads_matching_weights_and_refuses_others():
     from dl_core.spec import build
     from dl_core import cnn as cnn_core
 
-    at = open_page("pages/cnn.py")
-    job_ = at.session_state[state.CNN_JOB]
-    spec = at.session_state[state.CNN_JOB_KEY][1]
+    at = open_page("cnn")
+    job_ = job(at, "cnn")
+    spec = run(at, "cnn").extra["spec"]
     trained = build(spec, seed=123)
-    at.file_uploader(key="cnn_weights").set_value(("w.pt", save_bytes(spec, trained), "application/octet-stream"))
+    at.file_uploader(key=upload_key("cnn", 0)).set_value(("w.pt", save_bytes(spec, trained), "application/octet-stream"))
     at.run()
-    assert not at.exception and any("Loaded the weights" in s.value for s in at.success)
+    assert not at.exception and any("its weights are in your network" in s.value for s in at.success)
     assert all((job_.model.state_dict()[k] == v).all() for k, v in trained.state_dict().items())
     other = cnn_core.preset("linear", __import__("dl_core.images", fromlist=["digits"]).digits(16))
-    at.file_uploader(key="cnn_weights").set_value(("o.pt", save_bytes(other, build(other)), "application/octet-stream"))
+    at.file_uploader(key=upload_key("cnn", 1)).set_value(("o.pt", save_bytes(other, build(other)), "application/octet-stream"))
     at.run()
     assert any("different network" in e.value for e in at.error) and not at.exception
 
 
 def test_cnn_reset_keeps_the_trained_network_for_undo():
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.button(key="ctl_epoch").click().run()
-    trained = at.session_state[state.CNN_JOB]
+    trained = job(at, "cnn")
     poll(at, lambda a: trained.epoch == 1 and trained.status()["state"] == "paused")
     at.button(key="ctl_reset").click().run()
-    assert at.session_state[state.CNN_JOB] is not trained and at.session_state[state.CNN_JOB].step == 0
-    at.button(key="cnn_undo").click().run()
-    assert at.session_state[state.CNN_JOB] is trained and not at.exception
+    assert job(at, "cnn") is not trained and job(at, "cnn").step == 0
+    at.button(key="shell_cnn_undo").click().run()
+    assert job(at, "cnn") is trained and not at.exception
 
 
 def test_changed_layers_keep_the_trained_cnn_until_a_fresh_one_is_asked_for():
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.button(key="ctl_step").click().run()
-    trained = at.session_state[state.CNN_JOB]
+    trained = job(at, "cnn")
     poll(at, lambda a: trained.step == 1 and not trained.active)
     at.button(key="cnn_del_0").click().run()  # the layers change: the trained network stays, with a warning
-    assert at.session_state[state.CNN_JOB] is trained
+    assert job(at, "cnn") is trained
     assert any("until you start a fresh one" in w.value for w in at.warning)
     at.button(key="cnn_fresh").click().run()
-    fresh = at.session_state[state.CNN_JOB]
-    assert fresh is not trained and fresh.step == 0 and at.session_state[state.CNN_PREVIOUS][0] is trained
+    fresh = job(at, "cnn")
+    assert fresh is not trained and fresh.step == 0 and at.session_state[previous_key("cnn")].job is trained
     assert not at.exception
 
 
 def test_cnn_new_images_keep_the_trained_network_with_its_own_images():
     """Colour shapes trained, then the digits picked: the kept network must not be fed the
     one-channel digits (it crashed with a channel mismatch)."""
-    at = open_page("pages/cnn.py")
+    at = open_page("cnn")
     at.selectbox(key="cnn_dataset").set_value("shapes").run()
     at.button(key="ctl_epoch").click().run()
-    job = at.session_state[state.CNN_JOB]
-    poll(at, lambda a: job.epoch >= 1 and not job.active)
+    trained = job(at, "cnn")
+    poll(at, lambda a: trained.epoch >= 1 and not trained.active)
     at.selectbox(key="cnn_dataset").set_value("digits").run()
     assert not at.exception
     assert any("kept, with the images it was trained on" in w.value for w in at.warning)
-    assert at.session_state[state.CNN_JOB] is job and at.session_state[state.CNN_DATA].name.lower().startswith("shape")
+    assert job(at, "cnn") is trained and run(at, "cnn").extra["data"].name.lower().startswith("shape")

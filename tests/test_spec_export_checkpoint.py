@@ -1,4 +1,5 @@
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
 from dl_core.export import script
-from dl_core.layers import ACTIVATIONS
+from dl_core.activations import ACTIVATIONS
 from dl_core.spec import (LAYERS, PARAM_BUDGET, LayerSpec, ModelSpec, SpecError, build, mlp_spec,
                           summarize)
 
@@ -82,10 +83,10 @@ def test_spec_json_round_trip_and_malformed_json():
 
 @pytest.mark.parametrize("task, features", [("classification", ("x", "y", "xy", "sinx")), ("regression", ("x", "y2"))])
 def test_exported_code_reproduces_the_model(task, features):
-    from dl_core.data2d import feature_matrix
+    from dl_core.data2d import feature_matrix, input_code
 
-    spec = mlp_spec(len(features), [6, 5], "tanh", 3 if task == "classification" else 1, task,
-                    batchnorm=True, input_names=features)
+    spec = replace(mlp_spec(len(features), [6, 5], "tanh", 3 if task == "classification" else 1, task,
+                            batchnorm=True, input_names=features), input_code=input_code(features))
     model = build(spec, seed=3)
     with torch.no_grad():  # make batch-norm statistics non-trivial
         model.train()
@@ -103,6 +104,27 @@ def test_exported_code_reproduces_the_model(task, features):
     trained = ns["train"](ns["features"](torch.tensor(pts)), torch.tensor((pts[:, 0] > 0).astype(np.int64))
                           if task == "classification" else torch.tensor(pts[:, :1]), epochs=2)
     assert isinstance(trained, torch.nn.Module)
+
+
+def _image_spec():
+    from dl_core.presets import preset_spec
+
+    return preset_spec("tiny_vgg", (1, 8, 8), 3)
+
+
+def _playground_spec():
+    from dl_core import playground
+
+    return playground.make_job(playground.Setup(features=("x", "sinx", "xy"), hidden=(4,)))[1]
+
+
+@pytest.mark.parametrize("make_spec", [_image_spec, _playground_spec], ids=["image, no features", "features"])
+def test_exported_script_runs_as_a_program_with_or_without_an_input_transform(make_spec, capsys):
+    spec = make_spec()
+    code = script(spec)
+    assert ("def features(" in code) == (spec.input_code is not None)
+    exec(compile(code, "model.py", "exec"), {"__name__": "__main__"})
+    assert "tensor(" in capsys.readouterr().out  # it trained, then printed the first outputs
 
 
 def test_checkpoint_round_trip_keeps_spec_weights_and_meta():
@@ -146,14 +168,15 @@ def test_checkpoints_that_are_corrupt_or_foreign_are_refused_without_running_cod
         load_bytes(bad.getvalue())
 
 
-@pytest.mark.parametrize("optimizer", list(__import__("dl_core.training", fromlist=["OPTIMIZERS"]).OPTIMIZERS))
+@pytest.mark.parametrize("optimizer", list(__import__("dl_core.optim", fromlist=["OPTIMIZERS"]).OPTIMIZERS))
 def test_exported_code_trains_with_the_jobs_own_optimizer(optimizer):
-    from dl_core.training import OPTIMIZERS, TrainConfig
+    from dl_core.optim import OPTIMIZERS
+    from dl_core.training import TrainConfig
 
     spec = mlp_spec(2, [4], "relu", 2, input_names=("x", "y"))
     code = script(spec, TrainConfig(optimizer=optimizer, lr=0.05, batch_size=7))
-    assert OPTIMIZERS[optimizer][2].format(lr=0.05, momentum=0.9) in code and "range(0, len(inputs), 7)" in code
+    assert OPTIMIZERS[optimizer].code(TrainConfig(lr=0.05).optimizer_settings()) in code and "range(0, len(inputs), 7)" in code
     ns: dict = {}
     exec(compile(code, "model.py", "exec"), ns)
     pts = torch.rand(20, 2)
-    assert isinstance(ns["train"](ns["features"](pts), (pts[:, 0] > 0.5).long(), epochs=1), torch.nn.Module)
+    assert isinstance(ns["train"](pts, (pts[:, 0] > 0.5).long(), epochs=1), torch.nn.Module)

@@ -7,7 +7,7 @@ import torch
 
 from conftest import ROOT, wait_for
 from dl_core.playground import Setup, make_job
-from dl_core.runner import JobRunner, SessionJobs
+from dl_core.runner import JobRunner
 from dl_core.spec import LayerSpec, ModelSpec, build
 from dl_core.training import TensorData, TrainConfig, TrainingJob
 
@@ -83,7 +83,7 @@ def test_hyperparameters_change_while_paused_and_apply_to_the_next_batch(runner)
     assert all(torch.equal(before[k], v) for k, v in job.model.state_dict().items())  # lr 0: no change
     assert job._pos == pos + 7
     job.set_config(optimizer="adam", lr=0.01)
-    assert type(job._optimizer).__name__ == "Adam"
+    assert type(job._optimizers["model"]).__name__ == "Adam"
     with pytest.raises(ValueError, match="Unknown optimizer"):
         job.set_config(optimizer="lbfgs-ish")
     job.stop()
@@ -142,32 +142,6 @@ def test_the_concurrency_cap_queues_jobs_and_shows_their_place():
     assert runner.running == 0
 
 
-def test_session_end_stops_jobs_after_grace_unless_the_session_comes_back(runner):
-    sessions = SessionJobs(grace_s=0.2)
-    a, b = job_for(runner), job_for(runner)
-    sessions.register("s1", "playground", a)
-    sessions.register("s2", "playground", b)
-    a.start()
-    b.start()
-    sessions.session_ended("s1")
-    sessions.session_ended("s2")
-    sessions.touch("s2")  # s2 reconnected within the grace period
-    wait_for(lambda: a.status()["state"] == "stopped", timeout=5)
-    threading.Event().wait(0.4)
-    assert b.status()["state"] == "running" and sessions.jobs("s2")
-    assert not sessions.jobs("s1")
-    b.stop()
-
-
-def test_replacing_a_session_job_stops_the_old_one(runner):
-    sessions = SessionJobs()
-    a, b = job_for(runner), job_for(runner)
-    sessions.register("s", "playground", a)
-    a.start()
-    sessions.register("s", "playground", b)
-    wait_for(lambda: a.status()["state"] == "stopped")
-
-
 def test_snapshots_hold_output_and_every_neuron_map(runner):
     job = job_for(runner, dataset="spiral3", hidden=(5, 3), resolution=16)
     snap = job.snapshot(fresh=True)
@@ -199,7 +173,7 @@ def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
     xy = lambda split: np.array([[p["x"], p["y"]] for p in ref[split]], np.float32)
     lab = lambda split: np.array([p["label"] for p in ref[split]], np.float32)
     data = TensorData.from_arrays(xy("train"), lab("train"), xy("test"), lab("test"), "regression")
-    job = TrainingJob(model, data, TrainConfig(optimizer="sgd", lr=0.015, batch_size=10, shuffle=False,
+    job = TrainingJob.supervised(model, data, TrainConfig(optimizer="sgd", lr=0.015, batch_size=10, shuffle=False,
                                                max_epochs=30), runner=runner)
     job.start()
     wait_for(lambda: job.status()["state"] == "finished", timeout=60)
@@ -213,7 +187,7 @@ def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
 def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(runner):
     """full_train_eval=False (image data): train loss = mean over the epoch's batches, no extra pass."""
     ds_job = job_for(runner, n_samples=256, train_ratio=0.5, batch_size=32)  # 128 points: 4 equal batches
-    job = TrainingJob(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False), runner=runner)
+    job = TrainingJob.supervised(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False), runner=runner)
     job.step_epoch()
     wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused")
     epoch = job.view()["epochs"][-1]
@@ -256,5 +230,5 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights(runne
     best_loss, best_epoch, best_weights = job._best
     assert best_epoch == 1
     now = job.model.state_dict()
-    assert all(torch.equal(best_weights[k], v) for k, v in now.items())  # the best weights are back
-    assert any(not torch.equal(job._good_state[k], v) for k, v in now.items())  # not the last trained ones
+    assert all(torch.equal(best_weights["model"][k], v) for k, v in now.items())  # the best weights are back
+    assert any(not torch.equal(job._good_state["model"][k], v) for k, v in now.items())  # not the last trained ones

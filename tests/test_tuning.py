@@ -6,7 +6,7 @@ import torch
 
 from conftest import wait_for
 from dl_core import landscape, playground, tuning
-from dl_core.jobparts import SCHEDULES
+from dl_core.optim import SCHEDULES
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +33,16 @@ def test_the_landscape_is_the_models_own_loss_at_every_point(trained):
     job, _ = trained
     model, x, y = job.model, job.data.x_train, job.data.y_train
     d1, d2 = landscape.random_direction(model, 0), landscape.random_direction(model, 1)
-    alphas, surface = landscape.loss_surface(model, x, y, job.loss_fn, d1, d2, 0.5, 11)
+    alphas, surface = landscape.loss_surface(model, x, y, job.trainer.loss_fn, d1, d2, 0.5, 11)
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for bi, ai in [(5, 5), (0, 10), (7, 2)]:
         with torch.no_grad():  # oracle: move the real weights there and evaluate normally
             for k, p in model.named_parameters():
                 p.copy_(saved[k] + alphas[ai] * d1[k] + alphas[bi] * d2[k])
-            expected = float(job.loss_fn(model.eval()(x), y))
+            expected = float(job.trainer.loss_fn(model.eval()(x), y))
         model.load_state_dict(saved)
         assert surface[bi, ai] == pytest.approx(expected, rel=1e-4)
-    _, line = landscape.loss_surface(model, x, y, job.loss_fn, d1, None, 0.5, 11)
+    _, line = landscape.loss_surface(model, x, y, job.trainer.loss_fn, d1, None, 0.5, 11)
     assert line[5] == pytest.approx(surface[5, 5], rel=1e-6)  # the 1-D slice is the 2-D one at β = 0
 
 
@@ -70,7 +70,7 @@ def test_per_example_gradients_average_to_the_full_batch_gradient(trained):
 
 def test_lr_range_test_rises_exponentially_and_suggests_a_rate_inside_it(trained):
     job, _ = trained
-    rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.loss_fn, steps=60)
+    rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.trainer.loss_fn, steps=60)
     assert np.all(np.diff(np.log(rates)) > 0) and len(losses) == len(rates)
     assert rates[0] <= tuning.suggested_lr(rates, losses) <= rates[-1]
     assert tuning.suggested_lr(rates, losses) == pytest.approx(max(rates[np.argmin(losses)] / 10, rates[0]))
@@ -81,15 +81,15 @@ def test_the_range_test_runs_the_networks_own_optimizer_and_its_suggestion_train
     the optimizer factory is what steps the weights (Adam and SGD give different curves)."""
     from dataclasses import replace
 
-    from dl_core.jobparts import OPTIMIZERS
+    from dl_core.optim import OPTIMIZERS
     from dl_core.runner import JobRunner
 
     setup = playground.Setup(dataset="spiral", seed=1)
     job, _, _ = playground.make_job(setup)
     data = job.data
-    adam = lambda ps: OPTIMIZERS["adam"][1](ps, setup.train)  # noqa: E731
-    rates, losses = tuning.lr_range_test(job.model, data.x_train, data.y_train, job.loss_fn, optimizer=adam)
-    _, sgd_losses = tuning.lr_range_test(job.model, data.x_train, data.y_train, job.loss_fn)
+    adam = lambda ps: OPTIMIZERS["adam"].make(ps, setup.train.optimizer_settings())  # noqa: E731
+    rates, losses = tuning.lr_range_test(job.model, data.x_train, data.y_train, job.trainer.loss_fn, optimizer=adam)
+    _, sgd_losses = tuning.lr_range_test(job.model, data.x_train, data.y_train, job.trainer.loss_fn)
     n = min(len(losses), len(sgd_losses))
     assert not np.allclose(losses[:n], sgd_losses[:n])
     lr = tuning.suggested_lr(rates, losses)

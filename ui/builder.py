@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dl_core import cnn
-from dl_core.layers import ACTIVATIONS, LAYERS
+from dl_core.activations import ACTIVATIONS
+from dl_core.layers import LAYERS
 from dl_core.spec import LayerSpec
 
 from . import state
@@ -70,7 +71,7 @@ def _param_inputs(kind: str, prefix: str, values: dict, slots) -> None:
         where, value = next(slots), values.get(name, default)
         if name == "fn":
             where.selectbox("function", list(ACTIVATIONS), index=list(ACTIVATIONS).index(value),
-                            format_func=lambda k: ACTIVATIONS[k][0], key=prefix + name)
+                            format_func=lambda k: ACTIVATIONS[k].label, key=prefix + name)
         elif name == "p":
             where.slider("dropout rate", 0.0, 0.9, float(value), 0.05, key=prefix + name)
         else:

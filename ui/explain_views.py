@@ -1,5 +1,5 @@
 """Explainability Lab views: method settings built from the registry, the methods × inputs
-grid, GradCAM across depth, and "Can you trust it?" (used by pages/explain.py)."""
+grid, GradCAM across depth, and "Can you trust it?" (used by labs/explain.py)."""
 from __future__ import annotations
 
 import hashlib

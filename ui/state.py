@@ -16,42 +16,24 @@ import streamlit as st
 
 from dl_core.data2d import DATASETS, FEATURES
 from dl_core.playground import Setup
-from dl_core.layers import ACTIVATIONS
-from dl_core.training import OPTIMIZERS, TrainConfig
+from dl_core.activations import ACTIVATIONS
+from dl_core.optim import OPTIMIZERS
+from dl_core.training import TrainConfig
 
 # ---- session-state keys that are not widgets ----
-JOB = "pg_job"  # the Playground's TrainingJob
-JOB_SETUP = "pg_job_setup"  # the Setup it was built from
-JOB_SPEC = "pg_job_spec"
-JOB_DATA = "pg_job_data"  # its Dataset2D
-JOB_VALUES = "pg_job_values"  # the control values it was built from (restored by undo, saved with the model)
-WAS_ACTIVE = "pg_was_active"  # the live view polled last time (so it knows when to stop)
 LESSON_SEEN = "pg_lesson_seen"  # the lesson a link already applied
-PREVIOUS = "pg_previous"  # (job, setup, spec, data, widget values) kept for "undo"
 CUSTOM_DATA = "pg_custom_data"  # an uploaded or edited Dataset2D
-NOTICE = "pg_notice"  # one-shot message for the next run
 UPLOAD_NONCE = "pg_upload_nonce"
 DEVICE, SEED = "device", "seed"  # global settings, rendered by app.py's sidebar
 
 # CNN Lab
 CNN_LAYERS = "cnn_layers"  # the learner's layer stack: list[LayerSpec] (input and output sizes come from the data)
-CNN_JOB = "cnn_job"
-CNN_JOB_KEY = "cnn_job_key"  # (data choice, spec) the job was built for
 CNN_UPLOAD = "cnn_upload"  # an ImageDataset from a zip
-CNN_PREVIOUS = "cnn_previous"  # (job, key, layers, data) replaced by a reset, kept for one undo
-CNN_NOTICE = "cnn_notice"
-CNN_WAS_ACTIVE = "cnn_was_active"
-CNN_DATA = "cnn_data"  # the ImageDataset the CNN job trains on (the Explainability Lab reads it)
 
 # Backpropagation lab
 BP_MODEL = "bp_model"  # the step-through network (its weights change with each update)
 BP_STEP = "bp_step"  # index into the trace's steps
 BP_LOSSES = "bp_losses"  # loss after each update taken so far
-
-# Gradient-flow lab
-GF_JOB = "gf_job"
-GF_KEY = "gf_key"  # (data, seed, spec, init) the job was built for
-GF_WAS_ACTIVE = "gf_was_active"
 
 # Optimizers lab
 OPT_BATCH = "opt_batch"  # results of the batch-size comparison
@@ -126,12 +108,12 @@ PLAYGROUND: dict[str, Setting] = {s.key: s for s in [
     Setting("layers", "Hidden layers", "number", 3, lo=0, hi=MAX_LAYERS, step=1),
     *[Setting(f"n{i}", f"#{i}", "number", 8, lo=1, hi=MAX_NEURONS, step=1)
       for i in range(1, MAX_LAYERS + 1)],
-    Setting("activation", "Activation", "select", "gelu", tuple(ACTIVATIONS), fmt=lambda k: ACTIVATIONS[k][0],
+    Setting("activation", "Activation", "select", "gelu", tuple(ACTIVATIONS), fmt=lambda k: ACTIVATIONS[k].label,
             help="The non-linearity after each hidden layer. 'linear' makes any depth a straight-line model."),
     Setting("dropout", "Dropout", "slider", 0.0, lo=0.0, hi=0.5, step=0.05,
             help="Randomly silence this share of neurons while training: a regulariser."),
     Setting("batchnorm", "Batch norm", "toggle", False, help="Normalise each hidden layer's inputs per batch."),
-    Setting("optimizer", "Optimizer", "select", "adam", tuple(OPTIMIZERS), fmt=lambda k: OPTIMIZERS[k][0],
+    Setting("optimizer", "Optimizer", "select", "adam", tuple(OPTIMIZERS), fmt=lambda k: OPTIMIZERS[k].label,
             role="hyper"),
     Setting("lr", "Learning rate", "select", 0.03, LEARNING_RATES, fmt=lambda v: f"{v:g}", role="hyper",
             help="How far each step moves the weights. Too high and the loss explodes; too low and it crawls."),

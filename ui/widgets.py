@@ -1,4 +1,4 @@
-"""Widgets every page shares: the sidebar (device, seed), job ownership, job controls."""
+"""Widgets every page shares: the sidebar (device, seed), the session's presence, job controls."""
 from __future__ import annotations
 
 import os
@@ -8,21 +8,10 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from dl_core.device import available_kinds, configure_threads, pick_device
-from dl_core.runner import RUNNER, SESSIONS
+from dl_core.runner import RUNNER
+from dl_core.runs import RUNS
 
 from . import state
-
-
-def route_through_app() -> None:
-    """Call first in every page. On a fresh server Streamlit starts in its old
-    `pages/`-folder mode until app.py has called st.navigation once, so the first
-    link straight to a page would run that file bare (no sidebar, no device).
-    Switch the old mode off and rerun: the rerun goes through app.py's router."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def session_id() -> str:
@@ -32,7 +21,7 @@ def session_id() -> str:
 
 def _released(sid: str) -> None:
     """Runs on the server's event loop when the tab's connection drops: schedule only, never block."""
-    SESSIONS.session_ended(sid)
+    RUNS.session_ended(sid)
 
 
 @st.cache_resource(scope="session", on_release=_released, show_spinner=False)
@@ -44,12 +33,7 @@ def keep_alive() -> None:
     """Called on every run and poll: the session is here, cancel any scheduled stop."""
     sid = session_id()
     _session_marker(sid)
-    SESSIONS.touch(sid)
-
-
-def own(name: str, job) -> None:
-    """This session owns `job`: it stops once the session has been gone for the grace period."""
-    SESSIONS.register(session_id(), name, job)
+    RUNS.touch(sid)
 
 
 def sidebar() -> None:
@@ -136,3 +120,12 @@ def rerun_when_idle(job, key: str) -> None:
         st.session_state[key] = False
         st.rerun()
     st.session_state[key] = job.active
+
+
+def share_link() -> str:
+    """This page's address with its settings but without the run id: a link for a class."""
+    from urllib.parse import urlencode, urlsplit
+
+    base = urlsplit(st.context.url or "")
+    query = [(k, v) for k in st.query_params for v in st.query_params.get_all(k) if k != "run"]
+    return f"{base.scheme}://{base.netloc}{base.path}" + (f"?{urlencode(query)}" if query else "")

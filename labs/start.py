@@ -1,9 +1,7 @@
 """Start here: what deep learning is, in a few honest sentences, and a map of the labs."""
 import streamlit as st
 
-from ui import widgets
-
-widgets.route_through_app()
+from ui.labs import LABS
 
 st.title("🧠 Deep Learning Lab")
 st.markdown(
@@ -31,18 +29,9 @@ hours. (This app runs on a CPU too; the sidebar shows which device you have.)
 )
 
 st.subheader("The labs")
-st.page_link("pages/playground.py", label="**Network Playground** — build a network layer by layer on 2-D data "
-             "and watch it learn: neurons, depth, features, learning rate, overfitting, gradients.", icon="🕸️")
-st.page_link("pages/backprop.py", label="**Backprop, step by step** — follow one example forward and backward "
-             "through a small network, every number checked against PyTorch's autograd.", icon="⛓️")
-st.page_link("pages/gradflow.py", label="**Deep nets: gradient flow** — watch gradients vanish through 20 layers, "
-             "then fix it with ReLU + He init, batch norm or residual connections.", icon="🌊")
-st.page_link("pages/optimizers.py", label="**Optimizers** — race SGD, momentum, Adam and friends on loss surfaces; "
-             "learning-rate range test, schedules, batch size, loss landscapes.", icon="🏔️")
-st.page_link("pages/cnn.py", label="**CNN Lab** — build a convolutional network for images layer by layer, train "
-             "it live, and see what each layer detects: filters, feature maps, predictions.", icon="🧩")
-st.page_link("pages/explain.py", label="**Explainability Lab** — ask a trained network *why*, with Captum "
-             "attribution maps, and test whether each explanation deserves your trust.", icon="🔎")
+for lab in LABS.values():
+    if not lab.default:  # every lab but this page
+        st.page_link(lab.file, label=f"**{lab.title}** — {lab.blurb}", icon=lab.icon)
 st.markdown(
     """
 **Tip for a first visit:** open the Playground, pick lesson 1 in the *Lesson* box, press ▶ Train, and follow

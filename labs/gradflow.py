@@ -7,15 +7,17 @@ import torch
 
 from dl_core import data2d, deepnets
 from dl_core.jobparts import TensorData, TrainConfig
-from dl_core.layers import ACTIVATIONS
+from dl_core.activations import ACTIVATIONS
 from dl_core.spec import build
 from dl_core.training import TrainingJob
 from ui import backprop_figures as bf
 from ui import charts, state, views, widgets
+from ui.shell import Shell
 
 ss = st.session_state
 POLL_S = 0.5
-ACTS = ["sigmoid", "tanh", "relu", "gelu"]
+SETTINGS = ("gf_data", "gf_depth", "gf_width", "gf_act", "gf_init", "gf_bn", "gf_res", state.SEED)
+shell = Shell("gradflow")
 PRESETS = {  # one click to each lesson's starting point
     "vanish": ("😵 Vanishing: 20 sigmoid layers", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=False)),
     "he": ("🔧 Fix 1: ReLU + He init", dict(gf_act="relu", gf_init="kaiming", gf_bn=False, gf_res=False)),
@@ -30,8 +32,7 @@ def apply_preset(key: str):
 
 
 def on_reset():
-    ss.pop(state.GF_JOB, None)
-    ss.pop(state.GF_KEY, None)
+    shell.run.extra["key"] = None  # the next run builds a fresh network; the trained one stays for undo
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -39,8 +40,7 @@ def dataset(name: str, seed: int) -> data2d.Dataset2D:
     return data2d.make_dataset(name, 500, 0.1, 0.7, seed)
 
 
-widgets.route_through_app()
-widgets.keep_alive()
+shell.attach()
 st.title("🌊 Deep networks: gradient flow")
 st.caption("Backpropagation multiplies one factor per layer on the way back. Twenty factors below one and the "
            "first layers receive almost nothing: they cannot learn. See it, then fix it three ways.")
@@ -56,7 +56,8 @@ name = c[0].selectbox("Data", [k for k, v in data2d.DATASETS.items() if not v.cu
                       format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("gf_data"))
 depth = c[1].slider("Hidden layers", 5, deepnets.MAX_DEPTH, key=state.kept("gf_depth"))
 width = c[2].select_slider("Neurons per layer", [8, 16, 32], key=state.kept("gf_width"))
-act = c[3].selectbox("Activation", ACTS, format_func=lambda k: ACTIVATIONS[k][0], key=state.kept("gf_act"))
+act = c[3].selectbox("Activation", [k for k, a in ACTIVATIONS.items() if a.gradient_flow],
+                     format_func=lambda k: ACTIVATIONS[k].label, key=state.kept("gf_act"))
 init = c[4].selectbox("Initialisation", list(deepnets.INITS), format_func=lambda k: deepnets.INITS[k][0],
                       key=state.kept("gf_init"))
 bn = c[5].toggle("Batch norm", key=state.kept("gf_bn"))
@@ -67,17 +68,16 @@ x = torch.as_tensor(data2d.feature_matrix(ds.train[0], ("x", "y")), dtype=torch.
 y = torch.as_tensor(ds.train[1]).long()
 spec = deepnets.deep_spec(2, depth, width, act, 2, bn, res, input_names=("x", "y"))
 key = (name, widgets.seed(), spec, init)
-job = ss.get(state.GF_JOB)
-if job is None or ss.get(state.GF_KEY) != key:
-    if job is not None:
-        job.stop()
+run = shell.run
+if run is None or run.extra["key"] != key:
     model = deepnets.initialise(build(spec, seed=widgets.seed()), init, act, widgets.seed())
     xt = torch.as_tensor(data2d.feature_matrix(ds.test[0], ("x", "y")), dtype=torch.float32)
     data = TensorData(x, y, xt, torch.as_tensor(ds.test[1]).long(), "classification")
-    job = ss[state.GF_JOB] = TrainingJob(model, data, TrainConfig(optimizer="adam", lr=0.003, batch_size=32,
-                                                                  seed=widgets.seed()), deepnets.FlowProbe(x))
-    ss[state.GF_KEY] = key
-widgets.own("gradflow", job)
+    run = shell.install(TrainingJob.supervised(model, data, TrainConfig(optimizer="adam", lr=0.003, batch_size=32,
+                                                                        seed=widgets.seed()), deepnets.FlowProbe(x)),
+                        {k: ss.get(k) for k in SETTINGS}, key=key)
+job = run.job
+shell.header()
 
 st.markdown("#### How much gradient reaches each layer? (current weights, one pass over the data)")
 with job.lock:
@@ -99,12 +99,10 @@ st.caption("Each bar is one weight matrix, input side on the left, on a log scal
            "a million times smaller. With sigmoid every layer can pass back at most a quarter of what it gets.")
 
 st.markdown("#### Train it and watch")
-widgets.job_controls(job, on_reset=on_reset)
+shell.controls(on_reset)
 
 
-@st.fragment(run_every=POLL_S if job.active else None)
-def live():
-    widgets.keep_alive()
+def live(job):
     status, view = job.status(), job.view()
     views.metrics(status, view, "classification")
     widgets.job_status(status)
@@ -120,7 +118,6 @@ def live():
                                                     [job.activation_labels[i] for i in shown]))
         st.caption("Sigmoids piled up at 0 or 1, or ReLUs stuck at 0, pass no gradient back.")
         views.curves(view, "classification")
-    widgets.rerun_when_idle(job, state.GF_WAS_ACTIVE)
 
 
-live()
+shell.live(live, POLL_S)

@@ -11,7 +11,7 @@ from dl_core import explain, reference
 from dl_core.data2d import feature_matrix
 from dl_core.probes import grid_points
 from ui import explain_views as xv
-from ui import figures, picture, state, widgets
+from ui import figures, picture, shell, state, widgets
 
 ss = st.session_state
 SOURCES = {"reference": "Reference digits CNN (built in)", "cnn": "Your CNN Lab network",
@@ -42,22 +42,21 @@ def explainer_for(model, lock, version, background) -> explain.Explainer:
     return current
 
 
-widgets.route_through_app()
 widgets.keep_alive()
 st.title("🔎 Explainability Lab")
 st.caption("Why did the network say that? Attribution maps colour each pixel by how much it pushed the score of a "
            "class up (blue) or down (orange). Then check whether the map deserves your trust.")
 
-cnn_job, pg_job = ss.get(state.CNN_JOB), ss.get(state.JOB)
-choices = [k for k in SOURCES if k == "reference" or (k == "cnn" and cnn_job is not None and
-                                                       ss.get(state.CNN_DATA) is not None)
-           or (k == "playground" and pg_job is not None)]
+cnn = next(iter(shell.networks("image-classifier")), None)
+pg = next(iter(shell.networks("points")), None)
+cnn_job, pg_job = cnn and cnn.job, pg and pg.job
+choices = [k for k in SOURCES if k == "reference" or (k == "cnn" and cnn) or (k == "playground" and pg)]
 source = st.radio("Model to explain", choices, format_func=SOURCES.get, horizontal=True, key=state.kept("xp_model"))
 if len(choices) < len(SOURCES):
     st.caption("Train a network in the CNN Lab or the Playground and it appears here too.")
 
 if source == "playground":
-    spec, data = ss[state.JOB_SPEC], ss[state.JOB_DATA]
+    spec, data = pg.extra["spec"], pg.extra["data"]
     background = torch.as_tensor(feature_matrix(data.train[0][:20], spec.input_names))
     ex = explainer_for(pg_job.model, pg_job.lock, ("playground", id(pg_job), pg_job.step), background)
     st.markdown("#### Which input features matter, and where on the plane?")
@@ -85,8 +84,8 @@ if source == "reference":
     st.caption(f"A small CNN ({len(reference.SPEC.layers)} layers) trained on the offline digits at 28×28: "
                f"{meta['test_accuracy']:.0%} on its test images.")
 else:
-    base, ds, lock = cnn_job.model, ss[state.CNN_DATA], cnn_job.lock
-    spec, version = ss[state.CNN_JOB_KEY][1], ("cnn", id(cnn_job), cnn_job.step)
+    base, ds, lock = cnn_job.model, cnn.extra["data"], cnn_job.lock
+    spec, version = cnn.extra["spec"], ("cnn", id(cnn_job), cnn_job.step)
     st.caption(f"Your CNN Lab network, trained {cnn_job.step:,} steps ({cnn_job.epoch} epochs) on {ds.name}. "
                "The explanations use a frozen copy: training on in the CNN Lab makes a new version here.")
 xtr, _ = ds.part("train")

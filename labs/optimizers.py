@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from dl_core import data2d, landscape, playground, surfaces, tuning
-from dl_core.jobparts import OPTIMIZERS, SCHEDULES
+from dl_core.optim import OPTIMIZERS, SCHEDULES
 from dl_core.runner import JobRunner
 from ui import backprop_figures as bf
-from ui import charts, state, widgets
+from ui import charts, shell, state, widgets
 
 ss = st.session_state
 LOCAL_RUNNER = JobRunner(4)  # short demo runs on this page never queue behind the classroom's jobs
@@ -32,9 +32,9 @@ def real_setup() -> tuple[playground.Setup, str]:
     """The learner's Playground set-up when there is one, else the Playground's default network on
     data chosen here: the spiral first, because on the easy circle every schedule and batch size
     ends at the same loss and there is nothing to compare."""
-    setup = ss.get(state.JOB_SETUP)
-    if setup is not None:
-        return setup, "your Playground network"
+    pg = next(iter(shell.networks("points")), None)
+    if pg is not None:
+        return pg.extra["setup"], "your Playground network"
     names = [k for k, v in data2d.DATASETS.items() if not v.curve]
     name = st.columns([1, 3])[0].selectbox("Data", names, names.index("spiral"),
                                            format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("opt_real_data"),
@@ -59,7 +59,6 @@ def fresh_job(setup: playground.Setup, **changes):
     return job, spec, ds
 
 
-widgets.route_through_app()
 widgets.keep_alive()
 st.title("🏔️ Optimizers")
 st.caption("Gradient descent walks downhill. How it walks — step size, momentum, per-weight scaling — decides "
@@ -114,13 +113,13 @@ t = st.tabs(["Learning-rate range test", "Schedules", "Batch size"])
 with t[0]:
     job, _, _ = fresh_job(setup)
     optimizer = OPTIMIZERS[setup.train.optimizer]
-    rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.loss_fn,
-                                         seed=widgets.seed(), optimizer=lambda ps: optimizer[1](ps, setup.train))
+    rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.trainer.loss_fn,
+                                         seed=widgets.seed(), optimizer=lambda ps: optimizer.make(ps, setup.train.optimizer_settings()))
     best = tuning.suggested_lr(rates, losses)
     top = 1.2 * max(losses[0], 4 * losses.min())  # the last, blown-up points would flatten the rest
     st.vega_lite_chart(spec=charts.series_lines(np.log10(rates), {"loss": losses}, "log₁₀ learning rate",
                                                 "smoothed loss", height=240, y_domain=(0, top)))
-    st.caption(f"{optimizer[0]}, one batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
+    st.caption(f"{optimizer.label}, one batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
                f" each step (Smith, 2017). The loss is lowest near {rates[np.argmin(losses)]:.2g}, at the edge of "
                f"where training turns unstable; a tenth of it, **{best:.2g}**, is the usual safe choice. Where the "
                "curve turns up, training blows up.")
@@ -128,14 +127,14 @@ with t[1]:
     epochs = st.slider("Epochs", 5, 100, 30, key=state.kept("opt_sched_epochs"))
     base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key=state.kept("opt_sched_lr"),
                               help="High on purpose: a constant large rate keeps bouncing, a schedule settles.")
-    curves = {SCHEDULES[k][0]: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES}
+    curves = {SCHEDULES[k].label: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES}
     st.vega_lite_chart(spec=charts.series_lines(range(epochs), curves, "epoch", "learning rate", height=240))
     st.caption("Large steps early cover ground; small steps late settle into a minimum. One-cycle also warms up "
                "first, which keeps the early, chaotic updates small. The CNN Lab applies these same schedulers.")
     if widgets.action("Train with each schedule", key="opt_sched_run"):
         ss[state.OPT_SCHEDULES] = tuning.compare_runs(
             lambda cfg: fresh_job(setup, **{f: getattr(cfg, f) for f in ("lr", "schedule", "max_epochs")})[0],
-            {SCHEDULES[k][0]: replace(setup.train, lr=base_lr, schedule=k, max_epochs=epochs) for k in SCHEDULES})
+            {SCHEDULES[k].label: replace(setup.train, lr=base_lr, schedule=k, max_epochs=epochs) for k in SCHEDULES})
     compare_chart(ss.get(state.OPT_SCHEDULES))
 with t[2]:
     st.caption("Same network, same start, 10 epochs each. Small batches take many cheap, noisy steps; large "
@@ -165,8 +164,8 @@ if widgets.action("Compute the landscape", key="opt_land_run", type="primary"):
         d1, d2, coords, explained = landscape.pca_directions(path, final)
         span = max(span, float(np.abs(coords).max()) * 1.2)
     x, y = job.data.x_train, job.data.y_train
-    alphas, one_d = landscape.loss_surface(job.model, x, y, job.loss_fn, d1, None, span)
-    _, two_d = landscape.loss_surface(job.model, x, y, job.loss_fn, d1, d2, span)
+    alphas, one_d = landscape.loss_surface(job.model, x, y, job.trainer.loss_fn, d1, None, span)
+    _, two_d = landscape.loss_surface(job.model, x, y, job.trainer.loss_fn, d1, d2, span)
     ss[state.OPT_LANDSCAPE] = (alphas, one_d, two_d, coords, explained, kind)
 shown = ss.get(state.OPT_LANDSCAPE)
 if shown:

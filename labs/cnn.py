@@ -10,18 +10,25 @@ import torch
 
 from dl_core import cnn, images
 from dl_core.augment import AUGMENTATIONS, augment_batch
-from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
+from dl_core.checkpoint import CheckpointError
 from dl_core.export import script
 from dl_core.layers import LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
-from dl_core.training import OPTIMIZERS, SCHEDULES
+from dl_core.optim import OPTIMIZERS, SCHEDULES
 from ui import builder, charts, figures, picture, state, views, widgets
+from ui.shell import Shell
 
 ss = st.session_state
 POLL_S = 0.5
 UPLOAD = "upload"
-SIZES = {"digits": (8, 16, 28), "shapes": (16, 28, 32)}
+shell = Shell("cnn")
+
+
+def settings() -> dict:
+    """What a run remembers of the controls (kept widget keys) and the layer stack."""
+    return {k: ss[k] for k in ss.get(state.KEPT, ()) if k.startswith("cnn_") and k in ss} | \
+        {state.CNN_LAYERS: list(ss[state.CNN_LAYERS])}
 
 
 @st.cache_data(show_spinner="Loading images…", max_entries=8)
@@ -42,48 +49,27 @@ def on_zip():
         ss[state.CNN_UPLOAD] = images.zip_folders(file.getvalue(), size=ss.get("cnn_zip_size", 32))
         ss["cnn_dataset"] = UPLOAD
         note = ss[state.CNN_UPLOAD].note
-        ss[state.CNN_NOTICE] = ("success", f"Loaded {len(ss[state.CNN_UPLOAD].x)} images from {file.name}."
-                                + (f" {note}." if note else ""))
+        shell.notify("success", f"Loaded {len(ss[state.CNN_UPLOAD].x)} images from {file.name}."
+                     + (f" {note}." if note else ""))
     except images.DataError as exc:
-        ss[state.CNN_NOTICE] = ("error", f"Could not use {file.name}: {exc}")
-
-
-def keep_for_undo():
-    """The current network steps aside (paused, kept for one undo) instead of being thrown away."""
-    old = ss.pop(state.CNN_JOB, None)
-    if old is not None:
-        old.pause()
-        if old.step > 0:
-            ss[state.CNN_PREVIOUS] = (old, ss.get(state.CNN_JOB_KEY), list(ss[state.CNN_LAYERS]),
-                                      ss.get(state.CNN_DATA))
-    ss.pop(state.CNN_JOB_KEY, None)
+        shell.notify("error", f"Could not use {file.name}: {exc}")
 
 
 def on_reset():
-    keep_for_undo()
+    """Fresh random weights for the same layers and images; the trained network stays for undo."""
+    run = shell.run
+    shell.install(cnn.make_job(run.extra["data"], run.extra["spec"], run.job.config, widgets.device()),
+                  run.settings, **run.extra)
 
 
-def on_undo():
-    job, key, layers, data = ss.pop(state.CNN_PREVIOUS)
-    keep_for_undo()
-    ss[state.CNN_JOB], ss[state.CNN_JOB_KEY], ss[state.CNN_LAYERS], ss[state.CNN_DATA] = job, key, layers, data
-
-
-def on_weights(spec: ModelSpec):
+def on_weights(spec: ModelSpec, saved: ModelSpec, model, meta: dict):
     """Weights-only loading, accepted only for exactly these layers and this input size."""
-    file = ss.get("cnn_weights")
-    if file is None:
-        return
-    try:
-        saved, model, _ = load_bytes(file.getvalue())
-        if saved != spec:
-            raise CheckpointError("it was saved for a different network or image size; build the same layers "
-                                  "first (its layers: " + ", ".join(LAYERS[l.kind].label for l in saved.layers) + ")")
-        with ss[state.CNN_JOB].lock:
-            ss[state.CNN_JOB].model.load_state_dict(model.state_dict())
-        ss[state.CNN_NOTICE] = ("success", f"Loaded the weights from {file.name}.")
-    except CheckpointError as exc:
-        ss[state.CNN_NOTICE] = ("error", f"Could not load {file.name}: {exc}")
+    if saved != spec:
+        raise CheckpointError("It was saved for a different network or image size: build the same layers first "
+                              "(its layers: " + ", ".join(LAYERS[l.kind].label for l in saved.layers) + ").")
+    with shell.run.job.lock:
+        shell.run.job.model.load_state_dict(model.state_dict())
+    return "its weights are in your network now."
 
 
 def on_cell():
@@ -95,7 +81,7 @@ def on_cell():
 
 def choose_data() -> tuple[images.ImageDataset, tuple]:
     """The data controls; falls back to the offline digits with a plain message."""
-    labels = cnn.DATASET_LABELS | {UPLOAD: "Your images (zip of class folders)"}
+    labels = {k: s.label for k, s in images.IMAGE_DATASETS.items()} | {UPLOAD: "Your images (zip of class folders)"}
     name = st.selectbox("Images", list(labels), format_func=labels.get, key=state.kept("cnn_dataset"))
     if name == UPLOAD:
         st.file_uploader("Zip with one folder per class", type=["zip"], key="cnn_zip", on_change=on_zip)
@@ -104,29 +90,26 @@ def choose_data() -> tuple[images.ImageDataset, tuple]:
             return ss[state.CNN_UPLOAD], (UPLOAD, id(ss[state.CNN_UPLOAD]))
         st.info("Upload a zip: one folder per class, e.g. cats/…png and dogs/…jpg. Showing the digits meanwhile.")
         name = "digits"
-    size = st.select_slider("Image size (pixels)", SIZES[name], SIZES[name][1], key=state.kept(f"cnn_size_{name}")) \
-        if name in SIZES else 28
+    source = images.IMAGE_DATASETS[name]
+    size = st.select_slider("Image size (pixels)", source.sizes, source.default_size,
+                            key=state.kept(f"cnn_size_{name}")) if len(source.sizes) > 1 else source.default_size
     spurious = st.slider("Spurious corner cue", 0.0, 1.0, 0.0, 0.1, key=state.kept("cnn_spurious"),
                          help="Share of training images with a corner patch that gives the class away. Test images "
                               "never have it: a network that learns the patch fails the test.") \
-        if name == "shapes" else 0.0
+        if source.spurious_cue else 0.0
     choice = cnn.CNNData(name, size, spurious, widgets.seed())
     try:
         return load_data(choice, allow_download()), choice
     except images.DataError as exc:
         st.warning(str(exc), icon="📴")
-        fallback = cnn.CNNData("digits", 16, 0.0, widgets.seed())
+        fallback = cnn.CNNData(seed=widgets.seed())  # the offline digits
         return load_data(fallback, False), fallback
 
 
-widgets.route_through_app()
-widgets.keep_alive()
+shell.attach()
 st.title("🧩 CNN Lab")
 st.caption("Stack convolution, pooling and dense layers, train them on images, then open the network up and see "
            "what each layer detects.")
-notice = ss.pop(state.CNN_NOTICE, None)
-if notice:
-    getattr(st, notice[0])(notice[1])
 
 data_col, build_col = st.columns([1, 2.2], gap="large")
 with data_col:
@@ -185,10 +168,10 @@ with build_col:
 
 st.markdown("#### 3 · Train")
 h = st.columns(6)
-optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=lambda k: OPTIMIZERS[k][0],
+optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=lambda k: OPTIMIZERS[k].label,
                            key=state.kept("cnn_opt"))
 lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key=state.kept("cnn_lr"))
-schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k][0], key=state.kept("cnn_schedule"),
+schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k].label, key=state.kept("cnn_schedule"),
                           help="How the learning rate changes over the run (torch.optim.lr_scheduler).")
 batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key=state.kept("cnn_batch"))
 epochs = h[4].number_input("Epochs", 1, 500, 20, key=state.kept("cnn_epochs"))
@@ -200,33 +183,28 @@ config = replace(cnn.DEFAULT_CONFIG, optimizer=optimizer, lr=lr, batch_size=batc
 
 if error is not None:
     st.stop()
-job = ss.get(state.CNN_JOB)
-key = (data_key, spec)
-if job is None or ss.get(state.CNN_JOB_KEY) != key:
-    if job is not None and job.step > 0 and not widgets.action("🔨 Start a fresh network with these layers and "
-                                                                "images", key="cnn_fresh", type="primary"):
+run, key = shell.run, (data_key, spec)
+if run is None or run.extra["key"] != key:
+    if run is not None and run.job.step > 0 and not widgets.action("🔨 Start a fresh network with these layers and "
+                                                                    "images", key="cnn_fresh", type="primary"):
         st.warning("You changed the layers or the images. The trained network below is kept, with the images it "
                    "was trained on, until you start a fresh one.")
-        spec, ds = ss[state.CNN_JOB_KEY][1], ss[state.CNN_DATA]  # the kept network only fits its own images
+        spec, ds = run.extra["spec"], run.extra["data"]  # the kept network only fits its own images
     else:
-        keep_for_undo()
-        job = ss[state.CNN_JOB] = cnn.make_job(ds, spec, config, widgets.device())
-        ss[state.CNN_JOB_KEY], ss[state.CNN_DATA] = key, ds
-elif job.config != config:
-    job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
-                   max_epochs=config.max_epochs, schedule=config.schedule,
-                   early_stop_patience=config.early_stop_patience, augment=config.augment)
-widgets.own("cnn", job)
-widgets.job_controls(job, on_reset=on_reset)
-previous = ss.get(state.CNN_PREVIOUS)
-if previous:
-    st.button(f"↶ Undo: bring back the previous network (trained {previous[0].step:,} steps)", on_click=on_undo,
-              key="cnn_undo", help="Its layers and images come back with it.")
+        run = shell.install(cnn.make_job(ds, spec, config, widgets.device()), settings(), kind="image-classifier",
+                            key=key, spec=spec, data=ds)
+else:
+    if run.job.config != config:
+        run.job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
+                           max_epochs=config.max_epochs, schedule=config.schedule,
+                           early_stop_patience=config.early_stop_patience, augment=config.augment)
+    shell.remember(settings())
+job = run.job
+shell.header()
+shell.controls(on_reset)
 
 
-@st.fragment(run_every=POLL_S if job.active else None)
-def live():
-    widgets.keep_alive()
+def live(job):
     status, view = job.status(), job.view()
     epochs_seen = view["epochs"]
     last = epochs_seen[-1]
@@ -254,10 +232,9 @@ def live():
         if snap["filters"] is not None:
             st.markdown("**First-layer filters** — the patterns the first convolution looks for")
             st.image(figures.filter_image(snap["filters"]))
-    widgets.rerun_when_idle(job, state.CNN_WAS_ACTIVE)
 
 
-live()
+shell.live(live, POLL_S)
 
 st.markdown("#### 4 · How good is it? (the test images it never trained on)")
 with job.lock:
@@ -329,10 +306,7 @@ if convs:
         st.caption(f"PyTorch's own value for this cell: {cell['network_value']:.4f}")
 
 with st.expander("📦 Model & code"):
-    c = st.columns(3)
-    c[0].download_button("⬇ Trained model (.pt)", lambda: save_bytes(spec, job.model, {"classes": list(ds.classes)}),
-                         "cnn-model.pt", "application/octet-stream")
     code = script(spec, job.config)
-    c[1].download_button("⬇ PyTorch code (.py)", code, "cnn_model.py", "text/x-python")
-    c[2].file_uploader("Load saved weights", type=["pt"], key="cnn_weights", on_change=on_weights, args=(spec,))
+    shell.model_files(spec, code, "cnn", {"classes": list(ds.classes)},
+                      on_load=lambda saved, model, meta: on_weights(spec, saved, model, meta))
     st.code(code, language="python")

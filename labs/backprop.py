@@ -9,10 +9,11 @@ import streamlit as st
 import torch
 
 from dl_core import backprop, data2d, tuning
-from dl_core.layers import ACTIVATIONS
+from dl_core.activations import ACTIVATIONS
+from dl_core.losses import LOSSES
 from dl_core.spec import build, mlp_spec
 from ui import backprop_figures as bf
-from ui import charts, state, widgets
+from ui import charts, shell, state, widgets
 
 ss = st.session_state
 SHAPES = {"2-3-2": [3], "2-2-2": [2], "2-4-3-2": [4, 3], "2-3-3-2": [3, 3]}
@@ -46,7 +47,6 @@ def on_edit_weight(name: str, j: int, i: int, key: str):
     ss.pop(state.BP_LOSSES, None)
 
 
-widgets.route_through_app()
 widgets.keep_alive()
 st.title("⛓️ Backpropagation, step by step")
 st.caption("A network learns by nudging every weight against its gradient ∂L/∂w. Backpropagation finds all those "
@@ -54,21 +54,21 @@ st.caption("A network learns by nudging every weight against its gradient ∂L/�
 
 c = st.columns([1, 1, 1, 1.2, 1.2])
 shape = c[0].selectbox("Network", list(SHAPES), key=state.kept("bp_shape"), on_change=reset_model)
-act = c[1].selectbox("Activation", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k][0], key=state.kept("bp_act"),
-                     on_change=reset_model)
-task = c[2].radio("Task", ["classification", "regression"], key=state.kept("bp_task"), on_change=reset_model,
-                  help="Classification: 2 class scores, softmax and cross-entropy. Regression: 1 output, "
-                       "squared error.")
+act = c[1].selectbox("Activation", list(ACTIVATIONS), format_func=lambda k: ACTIVATIONS[k].label,
+                     key=state.kept("bp_act"), on_change=reset_model)
+task = c[2].radio("Task", list(LOSSES), format_func=lambda k: f"{k} ({LOSSES[k].label})", key=state.kept("bp_task"),
+                  on_change=reset_model, help="Classification: 2 class scores, then softmax. Regression: 1 output.")
 x1 = c[3].slider("Input x₁", -3.0, 3.0, 1.0, 0.1, key=state.kept("bp_x1"))
 x2 = c[4].slider("Input x₂", -3.0, 3.0, -0.5, 0.1, key=state.kept("bp_x2"))
 target = (st.radio("True class", [0, 1], horizontal=True, key=state.kept("bp_target")) if task == "classification"
           else st.slider("Target value", -2.0, 2.0, 0.5, 0.1, key=state.kept("bp_target_value")))
 x = np.array([x1, x2])
-pg_job = ss.get(state.JOB)
+pg = next(iter(shell.networks("points")), None)
+pg_job = pg.job if pg else None
 use_pg = st.toggle("Use my Playground network instead", key=state.kept("bp_use_pg"), on_change=reset_model,
                    disabled=pg_job is None, help="Its current weights, and one of its training points as the example.")
 if use_pg and pg_job is not None:
-    pg_data, pg_spec = ss[state.JOB_DATA], ss[state.JOB_SPEC]
+    pg_data, pg_spec = pg.extra["data"], pg.extra["spec"]
     pick = st.slider("Training point", 0, len(pg_data.train[0]) - 1, 0, key="bp_pg_point")
     x, target, task = data2d.feature_matrix(pg_data.train[0][pick:pick + 1], pg_spec.input_names)[0], \
         pg_data.train[1][pick], pg_data.task
@@ -165,9 +165,7 @@ else:
     ds, names_in = data2d.make_dataset("circle" if task == "classification" else "curve", 500, 0.1, 0.8,
                                        widgets.seed()), ("x", "y")
 xs = torch.as_tensor(data2d.feature_matrix(ds.train[0], names_in), dtype=torch.float32)
-ys = torch.as_tensor(ds.train[1]).long() if task == "classification" else torch.as_tensor(ds.train[1]).float()
-loss_fn = (torch.nn.functional.cross_entropy if task == "classification"
-           else lambda out, t: torch.nn.functional.mse_loss(out[:, 0], t))
+ys, loss_fn = LOSSES[task].target(ds.train[1]), LOSSES[task].make()
 per_example = tuning.per_example_grads(model, xs, ys, loss_fn, name)[:, j * shape_w[1] + col_i]
 spread = tuning.minibatch_spread(per_example[:, None], [1, 8, 32, 128], draws=150, seed=widgets.seed())
 st.vega_lite_chart(spec=bf.spread_chart(spread, float(per_example.mean())))

@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
+from dl_core.checkpoint import CheckpointError
 from dl_core.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
 from dl_core.export import script
 from dl_core.playground import make_job
 from dl_core.spec import SpecError, summarize
 from ui import figures, state, views, widgets
+from ui.shell import Shell
 from ui.lessons import LESSONS, lesson_values
 
 ss = st.session_state
 POLL_S = 0.3
+
+
+def restore(values: dict) -> None:
+    """A run's settings back into the controls (undo, reload, a loaded model)."""
+    state.apply_values(state.widget_values(values))
+
+
+shell = Shell("playground", restore)
 
 
 # ---------- callbacks (run before the next script run draws any widget) ----------
@@ -40,21 +49,21 @@ def on_csv():
     try:
         ss[state.CUSTOM_DATA] = parse_csv(file.getvalue(), ss.get("train_pct", 50) / 100, widgets.seed())
         ss["dataset"] = state.UPLOAD
-        ss[state.NOTICE] = ("success", f"Loaded {len(ss[state.CUSTOM_DATA].points)} points from {file.name}.")
+        shell.notify("success", f"Loaded {len(ss[state.CUSTOM_DATA].points)} points from {file.name}.")
     except DataError as exc:
-        ss[state.NOTICE] = ("error", f"Could not use {file.name}: {exc}")
+        shell.notify("error", f"Could not use {file.name}: {exc}")
     ss[state.UPLOAD_NONCE] = ss.get(state.UPLOAD_NONCE, 0) + 1  # clear the uploader
 
 
 def add_points(points: list) -> None:
     """Add points with the chosen label and split; the data become 'your data'."""
     try:
-        data = ss[state.JOB_DATA]
+        data = shell.run.extra["data"]
         value = ss["pg_add_label"] if data.task == "classification" else ss["pg_add_target"]
         ss[state.CUSTOM_DATA] = data.with_points(points, [value] * len(points), train=ss["pg_add_split"] == "train")
         ss["dataset"] = state.UPLOAD
     except (DataError, ValueError) as exc:
-        ss[state.NOTICE] = ("error", str(exc))
+        shell.notify("error", str(exc))
 
 
 def on_add_point():
@@ -68,42 +77,28 @@ def on_click_point():
         add_points(clicked[:1])
 
 
-def on_model_upload():
-    file = ss.get(f"pg_model_{ss.get(state.UPLOAD_NONCE, 0)}")
-    if file is None:
-        return
-    ss[state.UPLOAD_NONCE] = ss.get(state.UPLOAD_NONCE, 0) + 1
+def on_model_loaded(spec, model, meta):
+    """A Playground model file: its network, settings and (own) points come back as a new run."""
+    if not spec.input_names or not set(spec.input_names) <= set(FEATURES) or "values" not in meta:
+        raise CheckpointError("This model was not made in the Network Playground.")
     try:
-        spec, model, meta = load_bytes(file.getvalue())
-        if not spec.input_names or not set(spec.input_names) <= set(FEATURES) or "values" not in meta:
-            raise CheckpointError("This model was not made in the Network Playground.")
-        values = meta["values"]
+        values = meta["values"] | {state.SEED: int(meta.get("seed", 1))}
         ds = parse_csv(meta["data_csv"].encode()) if meta.get("data_csv") else None
-        setup = state.setup_from(values, int(meta.get("seed", 1)))
+        setup = state.setup_from(values, values[state.SEED])
         job, spec, ds = make_job(setup, ds, widgets.device(), model=model, spec=spec)
-    except (CheckpointError, DataError, SpecError, KeyError, TypeError) as exc:
-        ss[state.NOTICE] = ("error", f"Could not load {file.name}: {exc}")
-        return
+    except (DataError, SpecError, KeyError, TypeError, ValueError):
+        raise CheckpointError("Its saved settings are damaged, so the Playground cannot rebuild its data.") from None
     if ds.name == "upload":
         ss[state.CUSTOM_DATA] = ds
-    state.apply_values(values | {state.SEED: int(meta.get("seed", 1))})
+    restore(values)
     _install(job, setup, spec, ds, values)
-    ss[state.NOTICE] = ("success", f"Loaded {file.name}: the trained network and its settings are back.")
-
-
-def on_undo():
-    prev = ss.pop(state.PREVIOUS, None)
-    if prev:
-        job, setup, spec, ds, values = prev
-        if ds.name == "upload":
-            ss[state.CUSTOM_DATA] = ds
-        state.apply_values(values | {state.SEED: setup.seed})
-        _install(job, setup, spec, ds, values)
+    return "the trained network and its settings are back."
 
 
 def on_reset():
-    new, spec, ds = make_job(ss[state.JOB_SETUP], ss[state.JOB_DATA], widgets.device(), spec=ss[state.JOB_SPEC])
-    _install(new, ss[state.JOB_SETUP], spec, ds, ss[state.JOB_VALUES])
+    extra = shell.run.extra
+    new, spec, ds = make_job(extra["setup"], extra["data"], widgets.device(), spec=extra["spec"])
+    _install(new, extra["setup"], spec, ds, shell.run.settings)
 
 
 def on_regenerate():
@@ -112,30 +107,24 @@ def on_regenerate():
 
 # ---------- job bookkeeping ----------
 def _install(job, setup, spec, ds, values):
-    """Make `job` current; the one it replaces is kept for one undo (nothing trained is lost)."""
-    old = ss.get(state.JOB)
-    if old is not None and old is not job:
-        old.pause()
-        if old.step > 0:
-            ss[state.PREVIOUS] = (old, ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA], ss[state.JOB_VALUES])
-    ss[state.JOB], ss[state.JOB_SETUP], ss[state.JOB_SPEC], ss[state.JOB_DATA] = job, setup, spec, ds
-    ss[state.JOB_VALUES] = values
-    widgets.own("playground", job)
+    """Make `job` the current run; the one it replaces is kept for one undo (nothing trained is lost)."""
+    kind = "points-classifier" if ds.task == "classification" else "points-regressor"
+    shell.install(job, values | {state.SEED: setup.seed}, kind=kind, setup=setup, spec=spec, data=ds)
 
 
 def current_job(values: dict):
     """The job for these settings: the same one (taking new hyperparameters) or a fresh network."""
     setup = state.setup_from(values, widgets.seed())
-    job = ss.get(state.JOB)
+    run = shell.run
     custom = ss.get(state.CUSTOM_DATA) if values["dataset"] == state.UPLOAD else None
-    same_data = custom is None or custom is ss.get(state.JOB_DATA)
-    if job is not None and state.structure(setup) == state.structure(ss[state.JOB_SETUP]) and same_data:
-        if setup.train != ss[state.JOB_SETUP].train:
+    same_data = run is not None and (custom is None or custom is run.extra["data"])
+    if same_data and state.structure(setup) == state.structure(run.extra["setup"]):
+        if setup.train != run.extra["setup"].train:
             t = setup.train
-            job.set_config(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2)
-            ss[state.JOB_SETUP], ss[state.JOB_VALUES] = setup, values
-        widgets.own("playground", job)
-        return job
+            run.job.set_config(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2)
+            run.extra["setup"] = setup
+        shell.remember(values | {state.SEED: setup.seed})
+        return run.job
     if values["dataset"] == state.UPLOAD and custom is None:
         st.warning("No data of your own yet: upload a CSV or add points below. Showing the circle meanwhile.")
         setup = state.setup_from(values | {"dataset": "circle"}, widgets.seed())
@@ -143,24 +132,20 @@ def current_job(values: dict):
         new, spec, ds = make_job(setup, custom, widgets.device())
     except (DataError, SpecError, ValueError) as exc:
         st.error(f"Can't build this network: {exc}")
-        if job is None:
+        if run is None:
             st.stop()
         st.info("The previous network is still here, unchanged.")
-        return job
+        return run.job
     _install(new, setup, spec, ds, values)
     return new
 
 
 # ---------- page ----------
-widgets.route_through_app()
-widgets.keep_alive()
+shell.attach()
 st.title("🕸️ Network Playground")
 st.caption("Pick the data, shape the network, press **▶ Train** and watch it learn. Every number is a real "
            "PyTorch model training on this server.")
 lesson_from_link()
-notice = ss.pop(state.NOTICE, None)
-if notice:
-    getattr(st, notice[0])(notice[1])
 
 lesson_col, text_col = st.columns([1, 2.2])
 lesson = lesson_col.selectbox("Lesson", list(LESSONS), format_func=lambda k: LESSONS[k][0], key="lesson",
@@ -206,7 +191,8 @@ with left:
     values["discretize"] = state.control("discretize")
 
 job = current_job(values)
-spec, ds = ss[state.JOB_SPEC], ss[state.JOB_DATA]
+shell.header()
+spec, ds = shell.run.extra["spec"], shell.run.extra["data"]
 with own_points:
     if not ds.curve:
         st.caption("Click the plane to add a point with the label below (the data become *your data*).")
@@ -226,17 +212,10 @@ with own_points:
                      key=f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
     st.download_button("⬇ These points as CSV", to_csv(ds), "playground-data.csv", "text/csv")
 with bar:
-    widgets.job_controls(job, on_reset)
-    prev = ss.get(state.PREVIOUS)
-    if prev:
-        st.button(f"↶ Undo: bring back the previous network (trained {prev[0].step:,} steps)", on_click=on_undo,
-                  key="ctl_undo")
+    shell.controls(on_reset)
 
 
-@st.fragment(run_every=POLL_S if job.active else None)
-def live():
-    widgets.keep_alive()
-    job = ss[state.JOB]
+def live(job):
     status, view = job.status(), job.view()
     snap = job.snapshot() or job.snapshot(fresh=True)
     views.metrics(status, view, ds.task)
@@ -259,11 +238,10 @@ def live():
             st.caption("Regression has no classes; the loss curve tells the story.")
     with tabs[2]:
         views.layer_stats(view, job)
-    widgets.rerun_when_idle(job, state.WAS_ACTIVE)
 
 
 with right:
-    live()
+    shell.live(live, POLL_S)
 
 with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
     rows = summarize(spec)
@@ -271,27 +249,18 @@ with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
                   for r in rows], hide_index=True)
     st.caption(f"{sum(r.params for r in rows):,} parameters in total.")
 
-    def checkpoint() -> bytes:
-        with job.lock:
-            meta = {"values": state.widget_values(ss[state.JOB_VALUES]), "seed": ss[state.JOB_SETUP].seed,
-                    "data_csv": to_csv(ds) if ds.name == "upload" else None, "epoch": job.epoch}
-            return save_bytes(spec, job.model, meta)
-
-    c = st.columns(3)
-    c[0].download_button("⬇ Trained model (.pt)", checkpoint, "playground-model.pt", "application/octet-stream",
-                         help="Weights and the network description. Load it back here, or in PyTorch with "
-                              "torch.load(..., weights_only=True).")
     code = script(spec, job.config)
-    c[1].download_button("⬇ PyTorch code (.py)", code, "model.py", "text/x-python")
-    c[2].file_uploader("Load a saved model", type=["pt"], on_change=on_model_upload,
-                       key=f"pg_model_{ss.get(state.UPLOAD_NONCE, 0)}")
+    meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.extra["setup"].seed,
+            "data_csv": to_csv(ds) if ds.name == "upload" else None}
+    shell.model_files(spec, code, "playground", meta, on_model_loaded)
     st.code(code, language="python")
 
 if "teacher" not in state.hidden():
     with st.expander("🧑‍🏫 For teachers: share this exact setup"):
-        st.markdown("The address bar always holds the current settings: copy it and share it. Students who open "
-                    "it get the same data, network and starting weights. Uploaded or clicked-in points are not "
-                    "part of the link.")
+        st.markdown("Share this link: students who open it get the same data, network and starting weights. It "
+                    "carries the settings only, never your trained network (the address bar also names your run, "
+                    "so that a reload finds it). Uploaded or clicked-in points are not part of the link.")
+        st.code(widgets.share_link(), language=None)
         state.control("hide")
         st.caption("Hidden controls keep the values in the link. Hide 'this teacher box' too for a clean "
                    "student view.")

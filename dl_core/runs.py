@@ -1,0 +1,131 @@
+"""Runs that survive a reload: every training run on the server, by an unguessable id.
+
+A browser session owns its runs. The address bar carries a lab's run id, so a reload
+(which is a new session) or a tab reopened within the grace period finds its run again,
+still training. A link is not a key, though: while the owner is still connected, anyone
+else opening the same address gets an independent copy of the network as it is at that
+moment, never control of the owner's job.
+
+When a session goes away its runs' jobs are only *scheduled* to stop, because a Wi-Fi
+blip drops and restores the same session; the next poll cancels the stop. Stopped runs
+stay (weights and history, no thread) for `keep_s`, so a reload after the grace period
+still finds the trained network.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Run:
+    id: str
+    lab: str  # the key of the lab that made it
+    job: object  # a TrainingJob (or anything with stop/join/clone)
+    owner: str  # browser session id
+    settings: dict = field(default_factory=dict)  # the lab's control values, restored on reattach
+    extra: dict = field(default_factory=dict)  # what the lab needs besides the job (spec, data, …)
+
+
+class RunRegistry:
+    """Runs by id, owned by sessions; see the module docstring."""
+
+    def __init__(self, grace_s: float = 30.0, keep_s: float = 3600.0, reattach_wait_s: float = 1.5):
+        self.grace_s, self.keep_s, self.reattach_wait_s = grace_s, keep_s, reattach_wait_s
+        self._cond = threading.Condition()
+        self._runs: dict[str, Run] = {}
+        self._gone: dict[str, float] = {}  # session -> when its connection dropped
+        self._timers: dict[str, threading.Timer] = {}
+
+    def create(self, session: str, lab: str, job, settings: dict | None = None, extra: dict | None = None) -> Run:
+        run = Run(secrets.token_urlsafe(16), lab, job, session, dict(settings or {}), dict(extra or {}))
+        with self._cond:
+            self._prune()
+            self._runs[run.id] = run
+        return run
+
+    def get(self, run_id: str | None) -> Run | None:
+        with self._cond:
+            return self._runs.get(run_id or "")
+
+    def open(self, run_id: str | None, session: str) -> tuple[Run | None, str]:
+        """What a session gets for a run id from its address bar: ("own" | "reattached" |
+        "copied" | "missing", with the run). A reload's old session usually reports its end
+        within milliseconds; wait briefly for that before deciding the owner is still here."""
+        with self._cond:
+            run = self._runs.get(run_id or "")
+            if run is None:
+                return None, "missing"
+            if run.owner == session:
+                return run, "own"
+            self._cond.wait_for(lambda: run.owner in self._gone, timeout=self.reattach_wait_s)
+            if run.owner in self._gone:
+                run.owner = session
+                return run, "reattached"
+        twin = self.create(session, run.lab, run.job.clone(), run.settings, run.extra)
+        return twin, "copied"
+
+    def runs_of(self, session: str, lab: str | None = None) -> list[Run]:
+        with self._cond:
+            return [r for r in self._runs.values() if r.owner == session and (lab is None or r.lab == lab)]
+
+    def discard(self, run: Run) -> None:
+        """Forget a run (its job stops; nothing else refers to it)."""
+        with self._cond:
+            self._runs.pop(run.id, None)
+        run.job.stop()
+
+    def touch(self, session: str) -> None:
+        """The session is alive: cancel any stop scheduled for it."""
+        with self._cond:
+            self._gone.pop(session, None)
+            timer = self._timers.pop(session, None)
+        if timer:
+            timer.cancel()
+
+    def session_ended(self, session: str, grace_s: float | None = None) -> None:
+        """Schedule the session's jobs to stop; never blocks (it runs on the server's event loop)."""
+        timer = threading.Timer(self.grace_s if grace_s is None else grace_s, self._expire, (session,))
+        timer.daemon = True
+        with self._cond:
+            self._gone[session] = time.monotonic()
+            old = self._timers.pop(session, None)
+            self._timers[session] = timer
+            self._cond.notify_all()
+        if old:
+            old.cancel()
+        timer.start()
+
+    def stop_all(self, join_timeout: float = 5.0) -> None:
+        """Stop every job and wait for their threads (server or test shutdown)."""
+        with self._cond:
+            jobs = [r.job for r in self._runs.values()]
+        for job in jobs:
+            job.stop()
+        for job in jobs:
+            job.join(join_timeout)
+
+    def _expire(self, session: str) -> None:
+        """The grace period is over: stop the jobs this session still owns (a run taken over
+        by a reload belongs to the new session by now and trains on)."""
+        with self._cond:
+            self._timers.pop(session, None)
+            jobs = [r.job for r in self._runs.values() if r.owner == session]
+        for job in jobs:
+            job.stop()
+
+    def _prune(self) -> None:
+        """Drop runs whose owner has been gone for longer than keep_s (called with the lock)."""
+        now = time.monotonic()
+        for run_id, run in list(self._runs.items()):
+            gone = self._gone.get(run.owner)
+            if gone is not None and now - gone > self.keep_s:
+                del self._runs[run_id]
+                run.job.stop()
+
+
+RUNS = RunRegistry(float(os.environ.get("DLLAB_SESSION_GRACE_S", "30")),
+                   float(os.environ.get("DLLAB_RUN_KEEP_S", "3600")))

@@ -1,0 +1,118 @@
+"""What a training job trains: the pluggable step.
+
+A job (training.py) owns everything that is the same for every kind of training: the
+thread, start/pause/step/stop, events, snapshots, divergence, schedules, early stopping,
+precision and device. A trainer owns what differs: its networks, its loss, its metrics and
+its probes. A GAN trainer (two networks, each with its own optimizer) or a sequence trainer
+plugs into the same job by providing what `SupervisedTrainer` provides:
+
+- `models`: named networks; the job gives each its own optimizer and schedule.
+- `n_train`: examples per epoch; the job shuffles indices and hands out batches of them.
+- `train_step(idx, ctx)`: one step on those examples; calls `ctx.update(name, loss)` once per
+  network it updates and returns the step's loss as a tensor on the device. It must not read
+  numbers back to the host: the job does that in bulk (on a GPU each `.item()` stalls).
+- `running_metrics()`, `evaluate(train)`: an epoch's numbers, read once per epoch.
+- `probe()`, `grad_norms()`, `take_activations()`, labels: what the live views show.
+- `clone()`: an independent copy with the same weights (another browser's copy of a run).
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import layerstats
+from .augment import augment_batch
+from .jobparts import TensorData
+from .losses import LOSSES
+
+
+class SupervisedTrainer:
+    """Inputs → one network → targets, with cross-entropy (classes) or squared error (values)."""
+
+    def __init__(self, model: nn.Module, data: TensorData, probe: Callable[[nn.Module], dict] | None = None):
+        self.model, self.data, self.probe_fn = model, data, probe
+        self.models = {"model": model}
+        self.loss_fn = LOSSES[data.task].make()
+        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        named = [(n, p) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+        self._weights = [p for _, p in named]
+        self.gradient_labels = layerstats.weight_labels(model, [n for n, _ in named])
+        self.activation_labels = layerstats.labels(model)
+        self._x_all = torch.cat([data.x_train, data.x_test])
+        self._acts: list | None = None
+        self._reset_running()
+
+    @property
+    def n_train(self) -> int:
+        return len(self.data.x_train)
+
+    def _reset_running(self) -> None:
+        zero = torch.zeros((), device=self.data.x_train.device)
+        self._sum_loss, self._correct, self._seen = zero.clone(), zero.clone(), 0
+
+    def train_step(self, idx: torch.Tensor, ctx) -> torch.Tensor | None:
+        """One update on examples `idx`; None when the batch cannot be used (see below)."""
+        if self.has_batchnorm and len(idx) < 2:  # batch norm cannot normalise one example
+            return None
+        cfg, data = ctx.config, self.data
+        xb, yb = data.x_train[idx], data.y_train[idx]
+        if cfg.augment:
+            xb = augment_batch(xb, cfg.augment, ctx.generator)
+        with layerstats.recording(self.model) if ctx.measuring else nullcontext() as acts, ctx.autocast("model"):
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+        self._acts = acts or None
+        with torch.no_grad():  # an epoch's running means, kept on the device
+            self._sum_loss += loss.detach().float() * len(idx)
+            self._seen += len(idx)
+            if data.task == "classification":
+                self._correct += (out.argmax(1) == yb).sum()
+        if cfg.l1 or cfg.l2:
+            loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
+        ctx.update("model", loss)
+        return loss.detach()
+
+    def running_metrics(self) -> dict:
+        """This epoch's mean batch loss (and accuracy), as Keras reports them; then start over."""
+        seen = max(self._seen, 1)
+        out = {"train_loss": float(self._sum_loss) / seen,
+               "train_acc": float(self._correct) / seen if self.data.task == "classification" else None}
+        self._reset_running()
+        return out
+
+    def evaluate(self, train: bool = True) -> dict:
+        """Loss (and accuracy for classes) on the test set, and on the train set unless `train`
+        is False, in eval mode, from one forward pass. The caller holds the job's lock."""
+        d, n = self.data, len(self.data.x_train) if train else 0
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            pred = self.model(self._x_all if train else d.x_test)
+        self.model.train(was_training)
+        out = {}
+        splits = (("train", pred[:n], d.y_train), ("test", pred[n:], d.y_test)) if train else \
+            (("test", pred, d.y_test),)
+        for split, p, y in splits:
+            empty = len(y) == 0
+            out[f"{split}_loss"] = None if empty else float(self.loss_fn(p, y))
+            out[f"{split}_acc"] = (None if empty or d.task != "classification"
+                                   else float((p.argmax(1) == y).float().mean()))
+        return out
+
+    def probe(self) -> dict | None:
+        return None if self.probe_fn is None else self.probe_fn(self.model)
+
+    def grad_norms(self) -> list[float]:
+        return [float(w.grad.norm()) if w.grad is not None else 0.0 for w in self._weights]
+
+    def take_activations(self) -> list | None:
+        acts, self._acts = self._acts, None
+        return acts
+
+    def clone(self) -> "SupervisedTrainer":
+        """Same data (read-only, shared), a deep copy of the network and of the probe's buffers."""
+        return SupervisedTrainer(copy.deepcopy(self.model), self.data, copy.deepcopy(self.probe_fn))

@@ -1,0 +1,88 @@
+"""What the browser tests share: one `streamlit run` per test module, one headless Chromium,
+and small readers of the page (Streamlit idle, the Epoch metric, the run id in the address bar).
+
+Import the fixtures into a test module (`from browser_fixtures import browser, server`).
+Without Chromium the tests skip locally, but fail under CI (CI=true), where .ci/run
+installs it: a browser test that silently never runs is a defect.
+"""
+import os
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from benchmarks.browser import CHROMIUM_ARGS, chromium, streamlit_server
+from conftest import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+GRACE_S = 2  # the server's DLLAB_SESSION_GRACE_S: a closed tab's jobs stop this long after
+
+
+@pytest.fixture(scope="module")
+def server():
+    try:
+        with streamlit_server({"DLLAB_SESSION_GRACE_S": str(GRACE_S)}) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing; .ci/run should have installed it")
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(page, url):
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stSidebar']", timeout=60_000)
+    page.wait_for_selector("h1", timeout=60_000)
+    idle(page)
+
+
+def idle(page):
+    """Wait until no script run is in flight (Streamlit shows its status widget while running)."""
+    time.sleep(0.5)
+    page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
+
+
+def no_exception(page):
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def epoch_metric(page):
+    return page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first
+
+
+def epoch(page) -> int:
+    text = epoch_metric(page).inner_text()
+    return int(re.search(r"Epoch\s+([\d,]+)", text).group(1).replace(",", ""))
+
+
+def wait_epoch(page, at_least: int, timeout: float = 60) -> int:
+    """Poll the live Epoch metric until it reaches `at_least`; fail with what it showed."""
+    deadline, seen = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            seen = epoch(page)
+        except Exception:  # the fragment is redrawing this instant  # noqa: BLE001
+            seen = None
+        if seen is not None and seen >= at_least:
+            return seen
+        time.sleep(0.25)
+    pytest.fail(f"the Epoch metric did not reach {at_least} within {timeout}s (it showed {seen})")
+
+
+def run_id(page) -> str | None:
+    """The run id the address bar names (?run=...)."""
+    return parse_qs(urlsplit(page.url).query).get("run", [None])[0]

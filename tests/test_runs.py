@@ -1,0 +1,64 @@
+"""Runs that survive: ownership by browser session, reattaching after a reload, copies for
+anyone else, and the grace period after a tab closes."""
+import threading
+
+from conftest import wait_for
+from dl_core.playground import Setup, make_job
+from dl_core.runs import RunRegistry
+
+
+def job(runner):
+    j, _, _ = make_job(Setup())
+    j.runner = runner
+    return j
+
+
+def test_run_ids_are_unguessable_and_distinct(runner):
+    runs = RunRegistry()
+    ids = {runs.create("s", "playground", job(runner)).id for _ in range(20)}
+    assert len(ids) == 20 and all(len(i) >= 20 for i in ids)
+
+
+def test_session_end_stops_jobs_after_grace_unless_the_session_comes_back(runner):
+    runs = RunRegistry(grace_s=0.2)
+    a = runs.create("s1", "playground", job(runner))
+    b = runs.create("s2", "playground", job(runner))
+    a.job.start()
+    b.job.start()
+    runs.session_ended("s1")
+    runs.session_ended("s2")
+    runs.touch("s2")  # s2 reconnected within the grace period
+    wait_for(lambda: a.job.status()["state"] == "stopped", timeout=5)
+    threading.Event().wait(0.4)
+    assert b.job.status()["state"] == "running"
+    assert runs.get(a.id) is a  # stopped, but its weights are still there for a late reload
+    b.job.stop()
+
+
+def test_a_reload_reattaches_the_running_job_and_it_keeps_training(runner):
+    runs = RunRegistry(grace_s=0.3, reattach_wait_s=2.0)
+    run = runs.create("old-tab", "cnn", job(runner), settings={"lr": 0.1})
+    run.job.start()
+    wait_for(lambda: run.job.step > 0)
+    threading.Timer(0.05, runs.session_ended, ("old-tab",)).start()  # the old tab's end arrives a bit later
+    got, how = runs.open(run.id, "new-tab")
+    assert (got, how) == (run, "reattached") and got.owner == "new-tab" and got.settings == {"lr": 0.1}
+    threading.Event().wait(0.6)  # past the old session's grace period
+    assert run.job.status()["state"] == "running"  # the stop was for the old owner only
+    assert runs.open(run.id, "new-tab") == (run, "own")
+    run.job.stop()
+
+
+def test_someone_else_opening_a_live_runs_address_gets_a_copy_never_the_job(runner):
+    runs = RunRegistry(reattach_wait_s=0.1)
+    run = runs.create("owner", "playground", job(runner), settings={"lr": 0.03})
+    run.job.step_batch(5)
+    wait_for(lambda: run.job.step == 5 and not run.job.active)
+    copy, how = runs.open(run.id, "visitor")
+    assert how == "copied" and copy.id != run.id and copy.owner == "visitor" and run.owner == "owner"
+    assert copy.job is not run.job and copy.job.step == 5 and copy.settings == run.settings
+    copy.job.step_batch(3)
+    wait_for(lambda: copy.job.step == 8 and not copy.job.active)
+    assert run.job.step == 5
+    assert runs.runs_of("visitor") == [copy] and runs.runs_of("owner", "playground") == [run]
+    assert runs.open("not-a-run", "visitor") == (None, "missing")

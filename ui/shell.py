@@ -1,0 +1,228 @@
+"""The lab shell: everything a training lab does around its own content, written once.
+
+A lab's run (its job, the settings it was built from, what the lab needs besides) lives
+in the server's run registry (dl_core.runs) and is current in this session under one
+key. The shell finds it again after a page change or a reload (through the run id in the
+address bar), keeps the previous run for one undo, shows notices, draws the training
+controls, the polling live view and the "Model & code" panel. Pages call it; no page
+copies it. Other labs reach a lab's networks through `networks(kind)`, never through
+another page's session keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import streamlit as st
+
+from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
+from dl_core.runs import RUNS, Run
+
+from . import state, widgets
+from .labs import LABS
+
+ss = st.session_state
+RUN_PARAM = "run"  # the address bar's run id
+SIDEBAR = (state.SEED, state.DEVICE)  # drawn before any page: settable only from callbacks
+
+
+def _key(lab: str, what: str) -> str:
+    return f"shell_{lab}_{what}"
+
+
+def run_key(lab: str) -> str:
+    """The session key of a lab's current run (tests read it; pages use current())."""
+    return _key(lab, "run")
+
+
+def previous_key(lab: str) -> str:
+    return _key(lab, "previous")
+
+
+def upload_key(lab: str, nonce: int = 0) -> str:
+    """The model uploader's key; it changes after each upload so the box empties itself."""
+    return _key(lab, f"upload{nonce}")
+
+
+def current(lab: str) -> Run | None:
+    """This session's current run in `lab` (None before the lab first built one)."""
+    return ss.get(_key(lab, "run"))
+
+
+@dataclass(frozen=True)
+class Network:
+    """A trained network another lab may use: which lab made it and what it is."""
+
+    lab: str
+    title: str
+    kind: str  # "image-classifier", "points-classifier", "points-regressor": what it takes and gives
+    run: Run
+
+    job = property(lambda self: self.run.job)
+    extra = property(lambda self: self.run.extra)
+
+
+def networks(kind: str | None = None) -> list[Network]:
+    """The networks this learner has now, one per lab, optionally of one kind ("points" matches
+    both points-classifier and points-regressor)."""
+    out = []
+    for lab in LABS.values():
+        run = current(lab.key)
+        if run is not None and run.extra.get("kind", "").startswith(kind or ""):
+            out.append(Network(lab.key, lab.title, run.extra.get("kind", ""), run))
+    return out
+
+
+def notify(lab: str, kind: str, text: str) -> None:
+    """A one-shot message shown at the top of the lab on its next run."""
+    ss[_key(lab, "notice")] = (kind, text)
+
+
+class Shell:
+    """One lab's side of the shell; see the module docstring."""
+
+    def __init__(self, lab: str, restore: Callable[[dict], None] | None = None):
+        """`restore(settings)` puts a run's control values back (before any widget draws);
+        by default each setting is written to the session key of the same name."""
+        self.lab, self.title = lab, LABS[lab].title
+        self._restore = restore or (lambda values: ss.update(values))
+
+    @property
+    def run(self) -> Run | None:
+        return current(self.lab)
+
+    @property
+    def previous(self) -> Run | None:
+        return ss.get(_key(self.lab, "previous"))
+
+    # ---- finding the run: call first, before the page's widgets ----
+    def attach(self) -> Run | None:
+        """This session's run, else the one the address bar names (a reload, or someone's link)."""
+        widgets.keep_alive()
+        run = self.run
+        if run is not None:  # controls that Streamlit forgot while the learner was on another page
+            missing = {k: v for k, v in run.settings.items() if k not in ss and k not in SIDEBAR}
+            if missing:
+                self._restore(missing)
+        wanted = st.query_params.get(RUN_PARAM)
+        if run is None and wanted:
+            run, how = RUNS.open(wanted, widgets.session_id())
+            if run is None or run.lab != self.lab:
+                notify(self.lab, "warning", "That link's training run is no longer on this server (runs are kept "
+                       "for an hour after their tab closes, and not across a restart). Here is a fresh network.")
+                return None
+            ss[_key(self.lab, "run")] = run
+            self._restore({k: v for k, v in run.settings.items() if k not in SIDEBAR})  # those are in the URL
+            notify(self.lab, *{
+                "reattached": ("success", f"Welcome back: your network is here, at epoch {run.job.epoch}."),
+                "own": ("success", f"Welcome back: your network is here, at epoch {run.job.epoch}."),
+                "copied": ("info", f"This link shows someone else's live run: you have your own copy of their "
+                                   f"network as it was just now (epoch {run.job.epoch}). Training it changes "
+                                   "only yours."),
+            }[how])
+        return run
+
+    def install(self, job, settings: dict, **extra) -> Run:
+        """Make `job` the lab's current run; the one it replaces steps aside, paused, for one undo."""
+        old = self.run
+        run = RUNS.create(widgets.session_id(), self.lab, job, settings, extra)
+        if old is not None:
+            old.job.pause()
+            dropped = self.previous
+            if old.job.step > 0:
+                ss[_key(self.lab, "previous")] = old
+                old = dropped
+            if old is not None:
+                RUNS.discard(old)
+        ss[_key(self.lab, "run")] = run
+        return run
+
+    def remember(self, settings: dict) -> None:
+        """The run now trains with these settings (hyperparameters changed live)."""
+        self.run.settings = dict(settings)
+
+    def undo(self) -> None:
+        """Callback: swap the current run with the previous one and put its settings back."""
+        prev = ss.pop(_key(self.lab, "previous"), None)
+        if prev is None:
+            return
+        now = self.run
+        if now is not None:
+            now.job.pause()
+            if now.job.step > 0:
+                ss[_key(self.lab, "previous")] = now
+        ss[_key(self.lab, "run")] = prev
+        self._restore(prev.settings)
+
+    def header(self) -> None:
+        """The address bar names the current run; a pending notice is shown once."""
+        if self.run is not None and st.query_params.get(RUN_PARAM) != self.run.id:
+            st.query_params[RUN_PARAM] = self.run.id
+        slot = st.empty()  # always there, so a notice never shifts what follows (open expanders stay open)
+        notice = ss.pop(_key(self.lab, "notice"), None)
+        if notice:
+            getattr(slot, notice[0])(notice[1])
+
+    def notify(self, kind: str, text: str) -> None:
+        notify(self.lab, kind, text)
+
+    # ---- training controls and the live view ----
+    def controls(self, on_reset: Callable[[], None]) -> None:
+        widgets.job_controls(self.run.job, on_reset)
+        prev = self.previous
+        if prev is not None:
+            st.button(f"↶ Undo: bring back the previous network (trained {prev.job.step:,} steps)",
+                      on_click=self.undo, key=_key(self.lab, "undo"),
+                      help="Its settings come back with it; the current one is kept for another undo.")
+
+    def live(self, render: Callable[[object], None], poll_s: float) -> None:
+        """Draw `render(job)` now and, while the job trains, every `poll_s` seconds in place."""
+        job, flag = self.run.job, _key(self.lab, "was_active")
+
+        @st.fragment(run_every=poll_s if job.active else None)
+        def frame():
+            widgets.keep_alive()
+            render(job)
+            widgets.rerun_when_idle(job, flag)
+
+        frame()
+
+    # ---- model & code ----
+    def model_files(self, spec, code: str, stem: str, meta: dict | None = None,
+                    on_load: Callable[[object, object, dict], None] | None = None, where=None) -> None:
+        """Download the model and its code, and load a saved model back (through `on_load(spec,
+        model, meta)`, which says what came back or raises CheckpointError in plain words). The download is built only when clicked, from values captured here: it
+        runs on a worker thread, where there is no session state to read."""
+        where = where or st
+        c = where.columns(3 if on_load else 2)
+        job, lab = self.run.job, self.lab
+        meta = dict(meta or {}) | {"epoch": job.epoch}
+
+        def checkpoint() -> bytes:
+            with job.lock:
+                return save_bytes(spec, job.model, meta, lab=lab)
+
+        c[0].download_button("⬇ Trained model (.pt)", checkpoint, f"{stem}-model.pt", "application/octet-stream",
+                             key=_key(lab, "download"), help="Weights and the network description. Load it back "
+                             "here, or in PyTorch with torch.load(..., weights_only=True).")
+        c[1].download_button("⬇ PyTorch code (.py)", code, f"{stem}_model.py", "text/x-python",
+                             key=_key(lab, "code"))
+        if on_load:
+            nonce = ss.get(_key(lab, "nonce"), 0)
+            c[2].file_uploader("Load a saved model", type=["pt"], key=upload_key(lab, nonce),
+                               on_change=self._load_file, args=(on_load,))
+
+    def _load_file(self, on_load) -> None:
+        nonce = ss.get(_key(self.lab, "nonce"), 0)
+        file = ss.get(upload_key(self.lab, nonce))
+        ss[_key(self.lab, "nonce")] = nonce + 1  # a fresh, empty uploader next run
+        if file is None:
+            return
+        try:
+            spec, model, meta = load_bytes(file.getvalue(), lab=self.lab,
+                                           titles={k: v.title for k, v in LABS.items()})
+            what = on_load(spec, model, meta)
+        except CheckpointError as exc:
+            self.notify("error", f"Could not load {file.name}. {exc}")
+            return
+        self.notify("success", f"Loaded {file.name}: {what}")
