@@ -16,8 +16,8 @@ from torch import nn
 from . import images
 from .inference import predict
 from .presets import preset_spec
-from .probes import confusion_matrix
 from .spec import ModelSpec, build, summarize
+from .trainers import SupervisedTrainer
 from .training import TensorData, TrainConfig, TrainingJob
 
 
@@ -41,22 +41,14 @@ def tensors(ds: images.ImageDataset, device="cpu") -> TensorData:
     return TensorData.from_arrays(xtr, ytr, xva, yva, "classification", device)
 
 
-class CNNProbe:
-    """Cheap live view: validation confusion matrix and first-layer filters."""
-
-    def __init__(self, data: TensorData, n_classes: int, max_images: int = 512):
-        self.x, self.y, self.k = data.x_test[:max_images], data.y_test[:max_images], n_classes
-
-    def __call__(self, model: nn.Module) -> dict:
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            pred = model(self.x).argmax(1)
-        model.train(was)
-        return {"confusion": confusion_matrix(pred, self.y, self.k), "filters": first_filters(model)}
+def probe(model: nn.Module) -> dict:
+    """The cheap live view: the first layer's filters. The validation confusion matrix comes
+    with each epoch's evaluation instead (it changes per epoch; a probe would predict again)."""
+    return {"filters": first_filters(model)}
 
 
-DEFAULT_CONFIG = TrainConfig(batch_size=64, lr=0.003, max_epochs=20, full_train_eval=False)
+# Snapshots as often as the page polls (0.5 s), no more: each one measures every layer.
+DEFAULT_CONFIG = TrainConfig(batch_size=64, lr=0.003, max_epochs=20, full_train_eval=False, snapshot_interval_s=0.5)
 
 
 def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = DEFAULT_CONFIG,
@@ -72,7 +64,7 @@ def make_job(ds: images.ImageDataset, spec: ModelSpec, config: TrainConfig = DEF
     if cuda_conv:
         model = model.to(memory_format=torch.channels_last)
         data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
-    return TrainingJob.supervised(model, data, config, CNNProbe(data, len(ds.classes)))
+    return TrainingJob(SupervisedTrainer(model, data, probe, confusion_classes=len(ds.classes)), config)
 
 
 def preset(key: str, ds: images.ImageDataset) -> ModelSpec:

@@ -28,13 +28,18 @@ from . import layerstats
 from .augment import augment_batch
 from .jobparts import TensorData
 from .losses import LOSSES
+from .probes import confusion_matrix
 
 
 class SupervisedTrainer:
     """Inputs → one network → targets, with cross-entropy (classes) or squared error (values)."""
 
-    def __init__(self, model: nn.Module, data: TensorData, probe: Callable[[nn.Module], dict] | None = None):
+    def __init__(self, model: nn.Module, data: TensorData, probe: Callable[[nn.Module], dict] | None = None,
+                 confusion_classes: int | None = None):
+        """`confusion_classes`: also count the held-out confusion matrix at each epoch, from the
+        predictions the epoch's evaluation makes anyway (a live probe would run them again)."""
         self.model, self.data, self.probe_fn = model, data, probe
+        self.confusion_classes = confusion_classes
         self.models = {"model": model}
         self.loss_fn = LOSSES[data.task].make()
         self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -101,6 +106,8 @@ class SupervisedTrainer:
             out[f"{split}_loss"] = None if empty else float(self.loss_fn(p, y))
             out[f"{split}_acc"] = (None if empty or d.task != "classification"
                                    else float((p.argmax(1) == y).float().mean()))
+        if self.confusion_classes:
+            out["confusion"] = confusion_matrix(pred[n:].argmax(1), d.y_test, self.confusion_classes)
         return out
 
     def probe(self) -> dict | None:
@@ -115,4 +122,5 @@ class SupervisedTrainer:
 
     def clone(self) -> "SupervisedTrainer":
         """Same data (read-only, shared), a deep copy of the network and of the probe's buffers."""
-        return SupervisedTrainer(copy.deepcopy(self.model), self.data, copy.deepcopy(self.probe_fn))
+        return SupervisedTrainer(copy.deepcopy(self.model), self.data, copy.deepcopy(self.probe_fn),
+                                 self.confusion_classes)

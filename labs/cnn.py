@@ -227,8 +227,8 @@ def live(job):
         views.layer_stats(view, job)
     snap = job.snapshot() or job.snapshot(fresh=True)
     with right:
-        st.vega_lite_chart(spec=figures.confusion_chart(snap["confusion"], list(ds.classes),
-                                                        "Validation set: true vs predicted"))
+        st.vega_lite_chart(spec=figures.confusion_chart(last["confusion"], list(ds.classes),
+                                                        f"Validation set after epoch {last['epoch']}: true vs predicted"))
         if snap["filters"] is not None:
             st.markdown("**First-layer filters** — the patterns the first convolution looks for")
             st.image(figures.filter_image(snap["filters"]))

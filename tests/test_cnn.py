@@ -226,3 +226,17 @@ def test_a_drawing_in_a_corner_is_framed_like_a_training_image():
     assert cnn.frame_drawing(np.zeros((50, 50, 4), np.uint8)) is None
     image = cnn.as_input(Image.fromarray(framed), (1, 16, 16))
     assert image.shape == (1, 16, 16) and image.max() > 0.5 and image[0, :, :3].max() == 0
+
+
+def test_each_epoch_counts_the_validation_confusion_matrix_as_scikit_learn_does(runner):
+    from sklearn.metrics import confusion_matrix
+
+    ds = images.digits(16, seed=0)
+    job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds))
+    job.runner = runner
+    job.advance(max_batches=-(-len(job.data.x_train) // job.config.batch_size), max_seconds=60)  # one epoch
+    counts = job.view()["epochs"][-1]["confusion"]
+    with job.lock:
+        pred = cnn.predict(job.model.eval(), job.data.x_test.numpy()).argmax(1)
+    expected = confusion_matrix(job.data.y_test.numpy(), pred, labels=range(len(ds.classes)))
+    assert job.epoch == 1 and (counts == expected).all() and counts.sum() == len(job.data.x_test)
