@@ -127,3 +127,64 @@ def test_a_copy_starts_with_the_weights_settings_and_history_and_then_goes_its_o
     twin.advance(max_batches=10, max_seconds=60)
     assert all(torch.equal(before[k], v) for k, v in job.model.state_dict().items())
     assert twin.step == job.step + 10
+
+
+class ToyAdversarialTrainer:
+    """Two networks, each with its own optimizer, on the unchanged job: the seam the GAN Lab's
+    trainer will use. G turns noise into numbers; D tells them from samples of N(3, 0.5²)."""
+
+    def __init__(self, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.real = 3 + 0.5 * torch.randn(512, 1, generator=g)
+        self.noise = torch.randn(512, 1, generator=g)
+        self.models = {"D": torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.LeakyReLU(0.2), torch.nn.Linear(16, 1)),
+                       "G": torch.nn.Linear(1, 1)}
+        self.n_train, self.probe_fn, self.gradient_labels, self.activation_labels = 512, None, [], []
+        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.d_steps = []
+
+    def train_step(self, idx, ctx):
+        d, g = self.models["D"], self.models["G"]
+        real, fake = self.real[idx], g(self.noise[idx])
+        ones, zeros = torch.ones(len(idx), 1), torch.zeros(len(idx), 1)
+        d_loss = self.bce(d(real), ones) + self.bce(d(fake.detach()), zeros)
+        ctx.update("D", d_loss)
+        g_loss = self.bce(d(fake), ones)
+        ctx.update("G", g_loss)
+        return (d_loss + g_loss).detach()
+
+    def running_metrics(self):
+        return {}
+
+    def evaluate(self, train=True):
+        with torch.no_grad():
+            return {"test_loss": float((self.models["G"](self.noise).mean() - 3).abs()), "fake_mean":
+                    float(self.models["G"](self.noise).mean())}
+
+    def probe(self):
+        return None
+
+    def grad_norms(self):
+        return []
+
+    def take_activations(self):
+        return None
+
+    def clone(self):
+        raise NotImplementedError
+
+
+def test_a_two_network_trainer_runs_on_the_same_job_each_network_with_its_own_optimizer(runner):
+    trainer = ToyAdversarialTrainer()
+    job = TrainingJob(trainer, TrainConfig(optimizer="adam", lr=0.02, batch_size=64, max_epochs=40,
+                                           schedule="cosine"), runner)
+    assert set(job._optimizers) == {"D", "G"} and set(job._schedulers) == {"D", "G"}
+    start = job.view()["epochs"][0]["fake_mean"]
+    job.start()
+    wait_for(lambda: job.status()["state"] == "finished", timeout=120)
+    epochs = job.view()["epochs"]
+    assert job.epoch == 40 and job.step == 40 * 8
+    assert abs(start - 3) > 1.5 and abs(epochs[-1]["fake_mean"] - 3) < 1.0, (start, epochs[-1])  # G learnt the mean
+    for name in ("D", "G"):  # both followed the schedule down
+        assert job._optimizers[name].param_groups[0]["lr"] == pytest.approx(0.02 * SCHEDULES["cosine"].factor(40, 40))
