@@ -28,6 +28,7 @@ class Run:
     owner: str  # browser session id
     settings: dict = field(default_factory=dict)  # the lab's control values, restored on reattach
     extra: dict = field(default_factory=dict)  # what the lab needs besides the job (spec, data, …)
+    shown_at: float = field(default_factory=time.monotonic)  # when its lab last made it the current run
 
 
 class RunRegistry:
@@ -62,15 +63,20 @@ class RunRegistry:
             if run.owner == session:
                 return run, "own"
             self._cond.wait_for(lambda: run.owner in self._gone, timeout=self.reattach_wait_s)
-            if run.owner in self._gone:
-                run.owner = session
+            if run.owner in self._gone:  # a reload: the same learner gets all their runs back
+                old = run.owner
+                for r in self._runs.values():
+                    if r.owner == old:
+                        r.owner = session
                 return run, "reattached"
         twin = self.create(session, run.lab, run.job.clone(), run.settings, run.extra)
         return twin, "copied"
 
     def runs_of(self, session: str, lab: str | None = None) -> list[Run]:
+        """A session's runs, the one its lab showed last first."""
         with self._cond:
-            return [r for r in self._runs.values() if r.owner == session and (lab is None or r.lab == lab)]
+            mine = [r for r in self._runs.values() if r.owner == session and (lab is None or r.lab == lab)]
+        return sorted(mine, key=lambda r: -r.shown_at)
 
     def discard(self, run: Run) -> None:
         """Forget a run (its job stops; nothing else refers to it)."""
@@ -100,9 +106,10 @@ class RunRegistry:
         timer.start()
 
     def stop_all(self, join_timeout: float = 5.0) -> None:
-        """Stop every job and wait for their threads (server or test shutdown)."""
+        """Stop every job, wait for their threads and forget every run (server or test shutdown)."""
         with self._cond:
             jobs = [r.job for r in self._runs.values()]
+            self._runs.clear()
         for job in jobs:
             job.stop()
         for job in jobs:

@@ -31,6 +31,16 @@ def runner():
     return JobRunner(8)
 
 
+@pytest.fixture(autouse=True)
+def _forget_runs():
+    """Every AppTest session has the same id, so one test's runs would reappear in the next
+    (the shell reattaches a session's own runs): stop and forget them after each test."""
+    yield
+    from dl_core.runs import RUNS
+
+    RUNS.stop_all()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """No training thread may outlive the tests (torch aborts on exit under a live thread)."""
     from dl_core.runs import RUNS

@@ -5,7 +5,6 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, wait_for
 from dl_core.checkpoint import save_bytes
-from dl_core.runs import RUNS
 from ui import state
 from ui.shell import previous_key, run_key, upload_key
 from ui.labs import LABS
@@ -22,12 +21,6 @@ def open_page(key: str, **params) -> AppTest:
 
 def switch_to(at: AppTest, key: str) -> AppTest:
     return at.switch_page(LABS[key].file).run()
-
-
-@pytest.fixture(autouse=True)
-def _stop_jobs():
-    yield
-    RUNS.stop_all()
 
 
 def run(at, lab="playground"):

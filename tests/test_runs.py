@@ -62,3 +62,15 @@ def test_someone_else_opening_a_live_runs_address_gets_a_copy_never_the_job(runn
     assert run.job.step == 5
     assert runs.runs_of("visitor") == [copy] and runs.runs_of("owner", "playground") == [run]
     assert runs.open("not-a-run", "visitor") == (None, "missing")
+
+
+def test_a_reload_brings_back_the_runs_of_every_lab_and_the_last_shown_comes_first(runner):
+    runs = RunRegistry(reattach_wait_s=0.1)
+    cnn = runs.create("old", "cnn", job(runner))
+    older = runs.create("old", "playground", job(runner))
+    newer = runs.create("old", "playground", job(runner))
+    runs.session_ended("old")
+    assert runs.open(cnn.id, "new") == (cnn, "reattached")
+    assert runs.runs_of("new", "playground") == [newer, older] and runs.runs_of("old") == []
+    older.shown_at = newer.shown_at + 1  # the learner had undone back to the older one
+    assert runs.runs_of("new", "playground")[0] is older

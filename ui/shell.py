@@ -10,6 +10,7 @@ another page's session keys.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -105,13 +106,18 @@ class Shell:
             if missing:
                 self._restore(missing)
         wanted = st.query_params.get(RUN_PARAM)
+        if run is None and not wanted:  # a lab visited after a reload elsewhere: the runs came along
+            mine = RUNS.runs_of(widgets.session_id(), self.lab)
+            if mine:
+                run, wanted, how = mine[0], mine[0].id, "own"
         if run is None and wanted:
             run, how = RUNS.open(wanted, widgets.session_id())
             if run is None or run.lab != self.lab:
                 notify(self.lab, "warning", "That link's training run is no longer on this server (runs are kept "
                        "for an hour after their tab closes, and not across a restart). Here is a fresh network.")
                 return None
-            ss[_key(self.lab, "run")] = run
+        if run is not None and self.run is None:
+            self._show(run)
             self._restore({k: v for k, v in run.settings.items() if k not in SIDEBAR})  # those are in the URL
             notify(self.lab, *{
                 "reattached": ("success", f"Welcome back: your network is here, at epoch {run.job.epoch}."),
@@ -134,8 +140,12 @@ class Shell:
                 old = dropped
             if old is not None:
                 RUNS.discard(old)
-        ss[_key(self.lab, "run")] = run
+        self._show(run)
         return run
+
+    def _show(self, run: Run) -> None:
+        run.shown_at = time.monotonic()
+        ss[_key(self.lab, "run")] = run
 
     def remember(self, settings: dict) -> None:
         """The run now trains with these settings (hyperparameters changed live)."""
@@ -151,7 +161,9 @@ class Shell:
             now.job.pause()
             if now.job.step > 0:
                 ss[_key(self.lab, "previous")] = now
-        ss[_key(self.lab, "run")] = prev
+            else:
+                RUNS.discard(now)
+        self._show(prev)
         self._restore(prev.settings)
 
     def header(self) -> None:
