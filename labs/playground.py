@@ -191,7 +191,6 @@ with left:
     values["discretize"] = state.control("discretize")
 
 job = current_job(values)
-shell.header()
 spec, ds = shell.run.extra["spec"], shell.run.extra["data"]
 with own_points:
     if not ds.curve:
@@ -211,7 +210,8 @@ with own_points:
     st.file_uploader("…or upload a CSV: x,y,label or x,y,target", type=["csv", "txt"], on_change=on_csv,
                      key=f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
     st.download_button("⬇ These points as CSV", to_csv(ds), "playground-data.csv", "text/csv")
-with bar:
+with bar:  # at the top, above the settings: notices (welcome back, a loaded file) where they are seen
+    shell.header()
     shell.controls(on_reset)
 
 

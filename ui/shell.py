@@ -87,6 +87,7 @@ class Shell:
         by default each setting is written to the session key of the same name."""
         self.lab, self.title = lab, LABS[lab].title
         self._restore = restore or (lambda values: ss.update(values))
+        self._drawn_busy = False  # the training controls were drawn for a job at work (see live)
 
     @property
     def run(self) -> Run | None:
@@ -180,6 +181,9 @@ class Shell:
 
     # ---- training controls and the live view ----
     def controls(self, on_reset: Callable[[], None]) -> None:
+        # Read before drawing: a job only ever stops being busy on its own, so this is never
+        # "idle" while the buttons below show it at work (live() redraws them once it ends).
+        self._drawn_busy = self.run.job.status()["busy"]
         widgets.job_controls(self.run.job, on_reset)
         prev = self.previous
         if prev is not None:
@@ -190,6 +194,11 @@ class Shell:
     def live(self, render: Callable[[object], None], poll_s: float) -> None:
         """Draw `render(job)` now and, while the job trains, every `poll_s` seconds in place."""
         job, flag = self.run.job, _key(self.lab, "was_active")
+        if self._drawn_busy:
+            # The controls show the job at work. A step or an epoch can end before this line: then
+            # nothing would poll, and Pause with greyed-out Step/Epoch would stay until the next
+            # click. Marked as active, the frame below sees it idle and reruns the page once.
+            ss[flag] = True
 
         @st.fragment(run_every=poll_s if job.active else None)
         def frame():

@@ -109,8 +109,9 @@ def job_status(status: dict) -> None:
                 "as soon as a slot frees up.", icon="⏳")
     elif status["state"] == "finished" and status["message"]:
         st.success(status["message"], icon="🏁")
-    else:
-        st.caption(f"Status: {STATE_TEXT.get(status['state'], status['state'])}.")
+    else:  # the last asked-for step is done a moment before the worker calls itself paused
+        state = "paused" if status["state"] == "running" and not status["busy"] else status["state"]
+        st.caption(f"Status: {STATE_TEXT.get(state, state)}.")
 
 
 def rerun_when_idle(job, key: str) -> None:

@@ -1,0 +1,305 @@
+"""A lab's run in a real browser: model files out and back in, a visit to another lab, a reload,
+someone else opening the address, and the teacher's share link (ui/shell.py, dl_core/runs.py).
+
+Headless Chromium against one `streamlit run` for the module (closed tabs stop their jobs
+after 2 s). Each test changes settings away from their defaults first, so a run that came
+back rebuilt from defaults, or restarted, shows.
+"""
+import re
+import time
+
+import pytest
+import torch
+from playwright.sync_api import expect
+
+from browser_fixtures import (ARTIFACTS, GRACE_S, browser, epoch, epoch_metric, idle, no_exception,  # noqa: F401
+                              open_page, run_id, server, wait_epoch)
+from conftest import ROOT
+from dl_core.checkpoint import load_bytes
+from ui.labs import LABS
+
+pytestmark = pytest.mark.browser
+LIVE_LABS = ["playground", "cnn", "gradflow"]  # the training labs whose job trains on a thread, live
+LOADING_LABS = ["playground", "cnn"]  # ... and those with a "Load a saved model" uploader
+WAIT = 20_000  # ms for a page to show something (2 cores, a server training beside the browser)
+
+
+def test_the_lists_cover_every_lab_with_a_run():
+    """A new lab on the shell joins these tests (or this fails)."""
+    sources = {p.stem: p.read_text() for p in (ROOT / "labs").glob("*.py")}
+    assert {k for k, src in sources.items() if "Shell(" in src} == set(LIVE_LABS)
+    assert {k for k, src in sources.items() if "model_files(" in src} == set(LOADING_LABS)
+
+
+@pytest.fixture
+def new_page(browser):
+    """Fresh browser contexts (each its own Streamlit session), closed after the test: their
+    jobs stop after the grace period, so no test trains beside the next for long."""
+    contexts = []
+
+    def make():
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def _open_lab(page, url):
+    """Open a lab and wait for its live view (drawn after the notices and the controls), so the
+    checks below see the whole page, not the part streamed so far."""
+    open_page(page, url)
+    epoch_metric(page).wait_for(timeout=60_000)
+    idle(page)
+
+
+def _button(page, name):
+    return page.get_by_role("button", name=name, exact=True)
+
+
+def _status(page) -> str:
+    return page.get_by_text(re.compile(r"^Status: ")).first.inner_text()
+
+
+def _max_epochs(page) -> int | None:
+    """The CNN Lab's "Epoch 3 / 60": the run's max epochs (None where the metric has no maximum)."""
+    m = re.search(r"/\s*([\d,]+)", epoch_metric(page).inner_text())
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def _errors(page) -> list[str]:
+    return [e.inner_text() for e in page.locator("[data-testid='stAlertContentError']").all()]
+
+
+def _nav(page, title):
+    page.locator("[data-testid='stSidebarNavLink']").filter(has_text=title).first.click()
+
+
+# ---------- settings changed away from their defaults, and how each lab shows them ----------
+def _change_settings(page, lab):
+    if lab == "playground":
+        page.get_by_role("combobox", name="Learning rate", exact=True).click()
+        page.get_by_role("option", name="0.01", exact=True).click()
+    elif lab == "cnn":
+        epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+        epochs.fill("150")  # more than the module's tests take, at full speed
+        epochs.press("Enter")
+        idle(page)
+        lr = page.get_by_role("slider", name="Learning rate").first
+        lr.focus()
+        lr.press("ArrowRight")  # 0.003 → 0.01
+    elif lab == "gradflow":
+        _button(page, "🔧 Fix 1: ReLU + He init").click()  # sigmoid, default init → ReLU, He init
+    idle(page)
+    _check_settings(page, lab)
+
+
+def _check_settings(page, lab):
+    if lab == "playground":
+        expect(page.get_by_role("combobox", name="Learning rate", exact=True)).to_have_value("0.01", timeout=WAIT)
+    elif lab == "cnn":
+        expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("150", timeout=WAIT)
+        lr = page.get_by_role("slider", name="Learning rate").first
+        expect(lr).to_have_attribute("aria-valuetext", "0.01", timeout=WAIT)
+    elif lab == "gradflow":
+        expect(page.get_by_role("combobox", name="Activation", exact=True)).to_have_value("ReLU", timeout=WAIT)
+        expect(page.get_by_role("combobox", name="Initialisation", exact=True)).to_have_value(
+            "Kaiming/He (for ReLU)", timeout=WAIT)
+    if lab == "cnn":  # the job trains to the epochs set, not the default 20 ("Epoch 53 / 20")
+        assert _max_epochs(page) == 150, epoch_metric(page).inner_text()
+
+
+def _train_to(page, at_least=2) -> int:
+    _button(page, "▶ Train").click()
+    return wait_epoch(page, at_least)
+
+
+def _still_training(page, before: int) -> int:
+    """The same job, on: its count did not restart, and it trains on (or has just finished).
+    Returns the count it showed last."""
+    now = wait_epoch(page, before, timeout=30)
+    status = _status(page)
+    assert "training" in status or "finished" in status, status
+    deadline = time.monotonic() + 30
+    while "training" in status and time.monotonic() < deadline:  # and it moves
+        if epoch(page) > now:
+            return epoch(page)
+        time.sleep(0.25)
+        status = _status(page)
+    assert "finished" in status, f"the count stayed at {now}: {status}"
+    return now
+
+
+# ---------- 1. model files out and back in ----------
+def _expander(page):
+    return page.locator("[data-testid='stExpander']").filter(has_text="📦 Model & code").first
+
+
+def _download(page, name) -> tuple[bytes, str]:
+    with page.expect_download(timeout=30_000) as info:
+        _expander(page).get_by_role("button", name=name).click()
+    download = info.value
+    with open(download.path(), "rb") as f:
+        return f.read(), download.suggested_filename
+
+
+def _one_epoch(page, at_least):
+    expect(_button(page, "⏩ Epoch")).to_be_enabled(timeout=WAIT)
+    _button(page, "⏩ Epoch").click()
+    wait_epoch(page, at_least)
+    expect(_button(page, "⏩ Epoch")).to_be_enabled(timeout=WAIT)  # paused again, the buttons redrawn
+    idle(page)
+
+
+def _a_few_steps(page, n=3):
+    """⏭ Step n times. A step often ends before the page has drawn its live view: the buttons
+    must still come back (they stayed greyed out, under ⏸ Pause, until the next click)."""
+    for _ in range(n):
+        _button(page, "⏭ Step").click(timeout=WAIT)
+        expect(_button(page, "▶ Train")).to_be_visible(timeout=10_000)
+        expect(_button(page, "⏭ Step")).to_be_enabled(timeout=10_000)
+
+
+def _outputs(model, spec, seed=0):
+    x = torch.randn(32, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("lab", LOADING_LABS)
+def test_a_downloaded_model_loads_back_and_downloads_the_same(server, new_page, lab):
+    page = new_page()
+    _open_lab(page, f"{server}/{LABS[lab].url_path}")
+    _a_few_steps(page)
+    _one_epoch(page, 1)
+    _expander(page).locator("summary").click()
+    idle(page)
+
+    data, name = _download(page, "⬇ Trained model (.pt)")
+    spec, model, meta = load_bytes(data, lab=lab)
+    assert meta["epoch"] >= 1 and sum(p.numel() for p in model.parameters()) > 0
+
+    code, code_name = _download(page, "⬇ PyTorch code (.py)")
+    assert code_name.endswith(".py")
+    compile(code.decode(), code_name, "exec")
+
+    _one_epoch(page, 2)  # the network moves on, so loading the file must really put its weights back
+    moved = load_bytes(_download(page, "⬇ Trained model (.pt)")[0])[1]
+    assert not torch.equal(_outputs(moved, spec), _outputs(model, spec))
+
+    _expander(page).locator("input[type='file']").set_input_files(
+        files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
+    page.get_by_text(f"Loaded {name}").first.wait_for(timeout=30_000)
+    idle(page)
+    assert not _errors(page)
+    no_exception(page)
+    # The notice above must not shift the page: the panel the learner was working in stays open.
+    expect(_expander(page).locator("details").first).to_have_attribute("open", "", timeout=WAIT)
+
+    again, _ = _download(page, "⬇ Trained model (.pt)")
+    spec2, model2, _ = load_bytes(again, lab=lab)
+    assert spec2 == spec
+    first, second = model.state_dict(), model2.state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    for seed in (0, 1):
+        assert torch.equal(_outputs(model2, spec, seed), _outputs(model, spec, seed))
+
+
+# ---------- 2 and 3. a visit to another lab, then a reload, while training ----------
+@pytest.mark.parametrize("lab", LIVE_LABS)
+def test_a_run_outlives_a_visit_to_another_lab_and_a_reload(server, new_page, lab):
+    """One learner's story (one page load for both, to keep the module quick)."""
+    page = new_page()
+    _open_lab(page, f"{server}/{LABS[lab].url_path}")
+    _change_settings(page, lab)
+    rid = run_id(page)
+    assert rid
+    before = _train_to(page)
+
+    # Another lab through the sidebar, a moment there (longer than the grace period), and back.
+    _nav(page, LABS["optimizers"].title)
+    page.get_by_role("heading", name="Optimizers").first.wait_for(timeout=30_000)
+    assert epoch_metric(page).count() == 0  # really on the other lab
+    time.sleep(GRACE_S + 0.5)
+    _nav(page, LABS[lab].title)
+    epoch_metric(page).wait_for(timeout=60_000)
+    idle(page)
+    assert run_id(page) == rid, "back from another lab, the address names another run"
+    assert page.get_by_text("own copy").count() == 0
+    _check_settings(page, lab)
+    before = _still_training(page, before)
+
+    # A reload: a new session, which must find the same run, still training, settings and all.
+    page.reload()
+    page.get_by_text("Welcome back").first.wait_for(timeout=60_000)
+    epoch_metric(page).wait_for(timeout=60_000)
+    idle(page)
+    assert run_id(page) == rid, "after a reload the address names another run"
+    assert page.get_by_text("own copy").count() == 0
+    _check_settings(page, lab)
+    _still_training(page, before)
+    no_exception(page)
+    if lab == "cnn":  # 1440×900, scrolled to the notice (the lab draws it above its training controls)
+        notice = page.get_by_text("Welcome back").first
+        notice.scroll_into_view_if_needed()
+        time.sleep(0.5)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "runs-cnn-after-reload.png"))
+
+
+# ---------- 4. someone else opens a live run's address ----------
+def test_someone_elses_address_gives_an_own_copy_and_never_their_controls(server, new_page):
+    a = new_page()
+    _open_lab(a, f"{server}/playground")
+    before = _train_to(a)
+    url, rid_a = a.url, run_id(a)
+    assert rid_a and "run=" in url
+
+    b = new_page()  # a fresh context: another browser, another session
+    _open_lab(b, url)
+    b.get_by_text("you have your own copy").first.wait_for(timeout=30_000)
+    assert b.get_by_text("Welcome back").count() == 0
+    assert epoch(b) > 0  # their network as it was, trained
+    expect(b).to_have_url(re.compile(r"[?&]run="), timeout=WAIT)
+    rid_b = run_id(b)
+    assert rid_b and rid_b != rid_a
+
+    # B's controls drive B's copy only: train it, pause it; A trains on, with its own run and controls.
+    _button(b, "▶ Train").click()
+    _button(b, "⏸ Pause").click(timeout=30_000)
+    _button(b, "▶ Train").wait_for(timeout=30_000)
+    idle(b)
+    assert "paused" in _status(b)
+    assert run_id(a) == rid_a and run_id(b) == rid_b
+    _still_training(a, before)
+    _button(a, "⏸ Pause").click()
+    _button(a, "▶ Train").wait_for(timeout=30_000)
+    no_exception(a)
+    no_exception(b)
+
+
+# ---------- 5. the teacher's share link ----------
+def test_the_share_link_carries_settings_but_never_the_run(server, new_page):
+    teacher = new_page()
+    _open_lab(teacher, f"{server}/playground")
+    _change_settings(teacher, "playground")
+    teacher.get_by_text("For teachers").first.click()
+    idle(teacher)
+    box = teacher.locator("[data-testid='stExpander']").filter(has_text="For teachers").first
+    link = box.locator("[data-testid='stCode']").first.inner_text().strip()
+    assert re.search(r"[?&]lr=0\.01(&|$)", link), link
+    assert "run=" not in link, link
+    assert run_id(teacher) and run_id(teacher) not in link  # the teacher's own address does name a run
+
+    student = new_page()
+    _open_lab(student, link)
+    _check_settings(student, "playground")  # the link's learning rate
+    assert student.get_by_text("Welcome back").count() == 0
+    assert student.get_by_text("own copy").count() == 0
+    assert epoch(student) == 0  # a fresh network, not the teacher's
+    assert run_id(student) not in (None, run_id(teacher))
+    no_exception(student)
