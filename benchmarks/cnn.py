@@ -22,7 +22,8 @@ def run(device: str = "cpu") -> dict:
     def make(epochs: int):
         return cnn.make_job(ds, spec, TrainConfig(**{**CONFIG.__dict__, "max_epochs": epochs}), device)
 
-    job_rate, bare_rate, ratio = job_vs_bare(make, EPOCHS_FOR_SPEED, rounds=3)
+    speed = job_vs_bare(make, EPOCHS_FOR_SPEED, rounds=9)
+    images_per_step = CONFIG.batch_size
     times = []
     for seed in (0, 1, 2):
         job = cnn.make_job(ds, spec, TrainConfig(**{**CONFIG.__dict__, "max_epochs": 60, "seed": seed}), device)
@@ -42,9 +43,9 @@ def run(device: str = "cpu") -> dict:
         cnn.feature_maps(model, image)
         samples.append((time.perf_counter() - t0) * 1000)
     return {
-        "images_per_s_job": round(job_rate * CONFIG.batch_size, 1),
-        "images_per_s_bare": round(bare_rate * CONFIG.batch_size, 1),
-        "job_vs_bare": round(ratio, 3),
+        "images_per_s_job": round(speed.pop("steps_per_s_job") * images_per_step, 1),
+        "images_per_s_bare": round(speed.pop("steps_per_s_bare") * images_per_step, 1),
+        **speed,
         "seconds_to_95pct_digits": round(statistics.median(times), 2),
         "feature_maps_ms": round(statistics.median(samples), 3),
         "setup": f"digits 16x16, Tiny VGG ({sum(p.numel() for p in model.parameters()):,} parameters), Adam lr "

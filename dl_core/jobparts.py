@@ -4,6 +4,7 @@ Kept apart from the job's thread logic (training.py) so each reads in one sittin
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -118,7 +119,7 @@ class Precision:
         self.scaler = torch.amp.GradScaler(self.device, enabled=self.enabled and self.device == "cuda")
 
     def autocast(self):
-        return torch.autocast(self.device, dtype=self.dtype, enabled=self.enabled)
+        return torch.autocast(self.device, dtype=self.dtype) if self.enabled else nullcontext()
 
     def backward(self, loss: torch.Tensor, optimizer, unscale: bool) -> None:
         """`unscale`: leave true gradient values in .grad (to measure them) before `step`."""

@@ -42,18 +42,17 @@ class SupervisedTrainer:
         self.confusion_classes = confusion_classes
         self.models = {"model": model}
         self.loss_fn = LOSSES[data.task].make()
+        self._loss_each = LOSSES[data.task].cls(reduction="none")
         self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         named = [(n, p) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
         self._weights = [p for _, p in named]
         self.gradient_labels = layerstats.weight_labels(model, [n for n, _ in named])
         self.activation_labels = layerstats.labels(model)
         self._x_all = torch.cat([data.x_train, data.x_test])
+        self._y_all = torch.cat([data.y_train, data.y_test])
+        self.n_train = len(data.x_train)
         self._acts: list | None = None
         self._reset_running()
-
-    @property
-    def n_train(self) -> int:
-        return len(self.data.x_train)
 
     def _reset_running(self) -> None:
         zero = torch.zeros((), device=self.data.x_train.device)
@@ -71,11 +70,12 @@ class SupervisedTrainer:
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
         self._acts = acts or None
-        with torch.no_grad():  # an epoch's running means, kept on the device
-            self._sum_loss += loss.detach().float() * len(idx)
-            self._seen += len(idx)
-            if data.task == "classification":
-                self._correct += (out.argmax(1) == yb).sum()
+        if not cfg.full_train_eval:  # an epoch's running means, kept on the device (else unused)
+            with torch.no_grad():
+                self._sum_loss += loss.detach().float() * len(idx)
+                self._seen += len(idx)
+                if data.task == "classification":
+                    self._correct += (out.argmax(1) == yb).sum()
         if cfg.l1 or cfg.l2:
             loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
         ctx.update("model", loss)
@@ -91,21 +91,27 @@ class SupervisedTrainer:
 
     def evaluate(self, train: bool = True) -> dict:
         """Loss (and accuracy for classes) on the test set, and on the train set unless `train`
-        is False, in eval mode, from one forward pass. The caller holds the job's lock."""
+        is False, in eval mode, from one forward pass and one read back to the host (it runs
+        every epoch). The caller holds the job's lock."""
         d, n = self.data, len(self.data.x_train) if train else 0
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
             pred = self.model(self._x_all if train else d.x_test)
+            y = self._y_all if train else d.y_test
+            each = self._loss_each(pred, y).reshape(len(y), -1).mean(1)  # per example
+            hit = (pred.argmax(1) == y).float() if d.task == "classification" else None
         self.model.train(was_training)
-        out = {}
-        splits = (("train", pred[:n], d.y_train), ("test", pred[n:], d.y_test)) if train else \
-            (("test", pred, d.y_test),)
-        for split, p, y in splits:
-            empty = len(y) == 0
-            out[f"{split}_loss"] = None if empty else float(self.loss_fn(p, y))
-            out[f"{split}_acc"] = (None if empty or d.task != "classification"
-                                   else float((p.argmax(1) == y).float().mean()))
+        splits = {"train": slice(0, n), "test": slice(n, None)} if train else {"test": slice(0, None)}
+        splits = {k: sl for k, sl in splits.items() if len(each[sl])}
+        parts = [each[sl].mean() for sl in splits.values()] + ([hit[sl].mean() for sl in splits.values()]
+                                                              if hit is not None else [])
+        values = torch.stack(parts).tolist() if parts else []
+        out = {f"{k}_{m}": None for k in ("train", "test") if train or k == "test" for m in ("loss", "acc")}
+        for i, k in enumerate(splits):
+            out[f"{k}_loss"] = values[i]
+            if hit is not None:
+                out[f"{k}_acc"] = values[len(splits) + i]
         if self.confusion_classes:
             out["confusion"] = confusion_matrix(pred[n:].argmax(1), d.y_test, self.confusion_classes)
         return out

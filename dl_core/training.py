@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parameters_to_vector
 
 from .jobparts import Event, History, Precision, TensorData, TrainConfig, clone_state, downsample
 from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
@@ -249,8 +250,9 @@ class TrainingJob(Worker):
     def _end_epoch(self) -> bool:
         if not self._flush():  # a diverged epoch must not become the "last good" weights
             return False
-        with self.lock:
-            finite = all(bool(torch.isfinite(p).all()) for m in self.trainer.models.values() for p in m.parameters())
+        with self.lock:  # one read for all weights
+            finite = bool(parameters_to_vector(p for m in self.trainer.models.values() for p in m.parameters())
+                          .isfinite().all())
         if not finite:  # the epoch's last update blew up (its loss was still finite)
             self._diverged(self.step + 1, math.inf)
             return False
