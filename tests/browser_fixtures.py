@@ -1,9 +1,9 @@
-"""What the browser tests share: one `streamlit run` per test module, one headless Chromium,
+"""What the browser tests share: one `streamlit run` and one headless Chromium per test module,
 and small readers of the page (Streamlit idle, the Epoch metric, the run id in the address bar).
 
-Import the fixtures into a test module (`from browser_fixtures import browser, server`).
-Without Chromium the tests skip locally, but fail under CI (CI=true), where .ci/run
-installs it: a browser test that silently never runs is a defect.
+conftest.py registers this module as a plugin, so every test module has the `server` and `browser`
+fixtures without importing them. (One server for the whole session was tried: with both modules'
+tests on it, a second browser's Train click timed out waiting for Pause; one server per module passes.)
 """
 import os
 import re

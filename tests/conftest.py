@@ -10,6 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
+pytest_plugins = ["browser_fixtures"]  # the browser tests' server and Chromium fixtures
 
 
 def wait_for(predicate, timeout=30.0, interval=0.005):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from browser_fixtures import ARTIFACTS, browser, server  # noqa: F401  (fixtures)
+from browser_fixtures import ARTIFACTS
 from browser_fixtures import epoch as _epoch
 from browser_fixtures import idle as _idle
 from browser_fixtures import no_exception as _no_exception

@@ -12,8 +12,8 @@ import pytest
 import torch
 from playwright.sync_api import expect
 
-from browser_fixtures import (ARTIFACTS, GRACE_S, browser, epoch, epoch_metric, idle, no_exception,  # noqa: F401
-                              open_page, run_id, server, wait_epoch)
+from browser_fixtures import (ARTIFACTS, GRACE_S, epoch, epoch_metric, idle, no_exception, open_page, run_id,
+                              wait_epoch)
 from conftest import ROOT
 from dl_core.checkpoint import load_bytes
 from ui.labs import LABS
