@@ -16,7 +16,7 @@ from dl_core.layers import LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
 from dl_core.optim import OPTIMIZERS, SCHEDULES
-from ui import builder, charts, figures, picture, state, views, widgets
+from ui import builder, charts, conv_cell, figures, picture, state, views, widgets
 from ui.shell import Shell
 
 ss = st.session_state
@@ -70,13 +70,6 @@ def on_weights(spec: ModelSpec, saved: ModelSpec, model, meta: dict):
     with shell.run.job.lock:
         shell.run.job.model.load_state_dict(model.state_dict())
     return "its weights are in your network now."
-
-
-def on_cell():
-    chart = ss.get("cnn_cell_pick")
-    points = [p for p in (chart.selection.points if chart else []) if "x" in p and "y" in p]
-    if points:
-        ss["cnn_cell_row"], ss["cnn_cell_col"] = int(points[0]["y"]), int(points[0]["x"])
 
 
 def choose_data() -> tuple[images.ImageDataset, tuple]:
@@ -183,22 +176,17 @@ config = replace(cnn.DEFAULT_CONFIG, optimizer=optimizer, lr=lr, batch_size=batc
 
 if error is not None:
     st.stop()
-run, key = shell.run, (data_key, spec)
-if run is None or run.extra["key"] != key:
-    if run is not None and run.job.step > 0 and not widgets.action("🔨 Start a fresh network with these layers and "
-                                                                    "images", key="cnn_fresh", type="primary"):
-        st.warning("You changed the layers or the images. The trained network below is kept, with the images it "
-                   "was trained on, until you start a fresh one.")
-        spec, ds = run.extra["spec"], run.extra["data"]  # the kept network only fits its own images
-    else:
-        run = shell.install(cnn.make_job(ds, spec, config, widgets.device()), settings(), kind="image-classifier",
-                            key=key, spec=spec, data=ds)
+key = (data_key, spec)
+run = shell.run_for(key, lambda: cnn.make_job(ds, spec, config, widgets.device()), settings(),
+                    keep_trained=lambda: not widgets.action("🔨 Start a fresh network with these layers and images",
+                                                            key="cnn_fresh", type="primary"),
+                    kind="image-classifier", spec=spec, data=ds)
+if run.extra["key"] != key:
+    st.warning("You changed the layers or the images. The trained network below is kept, with the images it "
+               "was trained on, until you start a fresh one.")
+    spec, ds = run.extra["spec"], run.extra["data"]  # the kept network only fits its own images
 else:
-    if run.job.config != config:
-        run.job.set_config(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
-                           max_epochs=config.max_epochs, schedule=config.schedule,
-                           early_stop_patience=config.early_stop_patience, augment=config.augment)
-    shell.remember(settings())
+    shell.retune(config, ("optimizer", "lr", "batch_size", "max_epochs", "schedule", "early_stop_patience", "augment"))
 job = run.job
 shell.header()
 shell.controls(on_reset)
@@ -268,42 +256,7 @@ for i, (layer, out) in enumerate(zip(spec.layers, maps), 1):
                     f"{out.shape[1]}×{out.shape[2]}")
         st.image(figures.feature_map_image(out))
 
-convs = [i for i, layer in enumerate(spec.layers) if layer.kind == "conv2d"]
-if convs:
-    st.markdown("#### 🔍 How one value is computed")
-    st.caption("Pick a convolution and one of its maps, then click a cell: the kernel slides over the patch of the "
-               "layer's input under it, multiplies number by number, adds everything up plus a bias — then the "
-               "activation decides what passes on.")
-    c = st.columns([1, 1, 2])
-    layer_i = c[0].selectbox("Convolution", convs, format_func=lambda i: f"layer {i + 1}", key="cnn_cell_layer")
-    out = maps[layer_i]
-    channel = c[1].number_input("Map (channel)", 0, out.shape[0] - 1, 0, key="cnn_cell_channel")
-    row = min(ss.get("cnn_cell_row", out.shape[1] // 2), out.shape[1] - 1)
-    col = min(ss.get("cnn_cell_col", out.shape[2] // 2), out.shape[2] - 1)
-    with c[0]:
-        st.plotly_chart(figures.cell_picker_figure(out[channel], row, col), key="cnn_cell_pick", on_select=on_cell,
-                        selection_mode="points", config={"displayModeBar": False})
-    with job.lock:
-        cell = cnn.conv_cell(job.model, torch.as_tensor(image), layer_i, channel, row, col, maps)
-    with c[2]:
-        n_in = cell["patch"].shape[0]
-        g = st.columns(2)
-        g[0].plotly_chart(figures.number_grid(cell["patch"][0], f"input patch{' (channel 1 of %d)' % n_in if n_in > 1 else ''}"),
-                          key="cnn_cell_patch", config={"displayModeBar": False})
-        g[1].plotly_chart(figures.number_grid(cell["kernel"][0], "kernel weights"), key="cnn_cell_kernel",
-                          config={"displayModeBar": False})
-        summed = f"summed over all {n_in} input channels " if n_in > 1 else ""
-        st.markdown(f"Row {row}, column {col}: Σ (patch × kernel) {summed}+ bias ({cell['bias']:+.3f}) = "
-                    f"**{cell['value']:.4f}**")
-        if "activation" in cell:
-            name, after = cell["activation"]
-            st.markdown(f"then {name} → **{after:.4f}**" + (" (negative values become 0)" if name == "ReLU" else ""))
-        if "pool" in cell:
-            pool, (r, q), window, pooled = cell["pool"]
-            how = "the largest" if pool == "MaxPool2d" else "the average"
-            st.markdown(f"then {pool}: this cell is in the {window.shape[0]}×{window.shape[1]} window at row {r}, "
-                        f"column {q} of the next map, which keeps {how} of its values → **{pooled:.4f}**")
-        st.caption(f"PyTorch's own value for this cell: {cell['network_value']:.4f}")
+conv_cell.explain(job, spec, image, maps)
 
 with st.expander("📦 Model & code"):
     code = script(spec, job.config)

@@ -68,14 +68,17 @@ x = torch.as_tensor(data2d.feature_matrix(ds.train[0], ("x", "y")), dtype=torch.
 y = torch.as_tensor(ds.train[1]).long()
 spec = deepnets.deep_spec(2, depth, width, act, 2, bn, res, input_names=("x", "y"))
 key = (name, widgets.seed(), spec, init)
-run = shell.run
-if run is None or run.extra["key"] != key:
+
+
+def fresh_job() -> TrainingJob:
     model = deepnets.initialise(build(spec, seed=widgets.seed()), init, act, widgets.seed())
     xt = torch.as_tensor(data2d.feature_matrix(ds.test[0], ("x", "y")), dtype=torch.float32)
     data = TensorData(x, y, xt, torch.as_tensor(ds.test[1]).long(), "classification")
-    run = shell.install(TrainingJob.supervised(model, data, TrainConfig(optimizer="adam", lr=0.003, batch_size=32,
-                                                                        seed=widgets.seed()), deepnets.FlowProbe(x)),
-                        {k: ss.get(k) for k in SETTINGS}, key=key)
+    return TrainingJob.supervised(model, data, TrainConfig(optimizer="adam", lr=0.003, batch_size=32,
+                                                           seed=widgets.seed()), deepnets.FlowProbe(x))
+
+
+run = shell.run_for(key, fresh_job, {k: ss.get(k) for k in SETTINGS})
 job = run.job
 shell.header()
 

@@ -119,10 +119,8 @@ def current_job(values: dict):
     custom = ss.get(state.CUSTOM_DATA) if values["dataset"] == state.UPLOAD else None
     same_data = run is not None and (custom is None or custom is run.extra["data"])
     if same_data and state.structure(setup) == state.structure(run.extra["setup"]):
-        if setup.train != run.extra["setup"].train:
-            t = setup.train
-            run.job.set_config(optimizer=t.optimizer, lr=t.lr, batch_size=t.batch_size, l1=t.l1, l2=t.l2)
-            run.extra["setup"] = setup
+        shell.retune(setup.train, ("optimizer", "lr", "batch_size", "l1", "l2"))
+        run.extra["setup"] = setup
         shell.remember(values | {state.SEED: setup.seed})
         return run.job
     if values["dataset"] == state.UPLOAD and custom is None:

@@ -148,6 +148,27 @@ class Shell:
         run.shown_at = time.monotonic()
         ss[_key(self.lab, "run")] = run
 
+    def run_for(self, key, build: Callable[[], object], settings: dict,
+                keep_trained: Callable[[], bool] | None = None, **extra) -> Run:
+        """The current run if it was built for `key` (it now trains with `settings`), else a new
+        run of `build()`'s job. `keep_trained()` may keep a trained run whose key no longer
+        matches, until the learner asks for a fresh one (the page then says why)."""
+        run = self.run
+        if run is not None and run.extra.get("key") == key:
+            self.remember(settings)
+            return run
+        if run is not None and run.job.step > 0 and keep_trained is not None and keep_trained():
+            return run
+        return self.install(build(), settings, key=key, **extra)
+
+    def retune(self, config, fields: tuple[str, ...]) -> None:
+        """Hand the run's job those of `fields` that changed in `config` (a TrainConfig); the job
+        applies each as a change, so a running schedule carries on."""
+        job = self.run.job
+        changed = {f: getattr(config, f) for f in fields if getattr(config, f) != getattr(job.config, f)}
+        if changed:
+            job.set_config(**changed)
+
     def remember(self, settings: dict) -> None:
         """The run now trains with these settings (hyperparameters changed live)."""
         self.run.settings = dict(settings)
