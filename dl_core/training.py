@@ -160,8 +160,8 @@ class TrainingJob(Worker):
         return collected
 
     # ---- one batch, one epoch ----
-    def _emit(self, kind: str, message: str = "", data: dict | None = None, step: int | None = None) -> None:
-        event = Event(kind, self.step if step is None else step, self.epoch, time.time(), message, data)
+    def _emit(self, kind: str, message: str = "", data: dict | None = None) -> None:
+        event = Event(kind, self.step, self.epoch, time.time(), message, data)
         (self._step_events if kind == "step" else self._events).append(event)
         self._history.apply(event)
         if self._collect is not None:

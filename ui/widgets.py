@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 import torch
@@ -125,8 +126,6 @@ def rerun_when_idle(job, key: str) -> None:
 
 def share_link() -> str:
     """This page's address with its settings but without the run id: a link for a class."""
-    from urllib.parse import urlencode, urlsplit
-
     base = urlsplit(st.context.url or "")
     query = [(k, v) for k in st.query_params for v in st.query_params.get_all(k) if k != "run"]
     return f"{base.scheme}://{base.netloc}{base.path}" + (f"?{urlencode(query)}" if query else "")
