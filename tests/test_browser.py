@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from browser_fixtures import ARTIFACTS
 from browser_fixtures import epoch as _epoch
@@ -110,7 +111,16 @@ def test_the_cnn_lab_trains_in_the_browser(server, page):
     page.get_by_text("First-layer filters").first.wait_for(timeout=30_000)
     _no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "cnn-training.png"), full_page=True)
-    page.get_by_role("button", name="⏸ Pause", exact=True).click()
+    # The default 20 epochs can be over by now (the page then reruns and Pause turns into Train):
+    # pause only while it still trains; either way the controls must come back to Train.
+    pause = page.get_by_role("button", name="⏸ Pause", exact=True)
+    if pause.count() and "finished" not in page.locator("[data-testid='stMain']").inner_text():
+        try:
+            pause.click(timeout=10_000)
+        except PlaywrightTimeout:  # it finished while we clicked: the button left the page
+            pass
+    page.get_by_role("button", name="▶ Train", exact=True).wait_for(timeout=30_000)
+    _no_exception(page)
 
 
 def test_a_digit_drawn_on_the_canvas_reaches_the_network(server, page):
