@@ -1,12 +1,17 @@
 """Deep Learning Lab: the router. Page list, sidebar (compute device, seed), global settings."""
-import streamlit as st
+from ui import boot
 
-from ui import state, widgets
-from ui.labs import sections
+boot.warm()  # before anything else: concurrent first sessions must not import the same module at once
+
+import streamlit as st  # noqa: E402
+
+from ui import state, widgets  # noqa: E402
+from ui.labs import sections  # noqa: E402
 
 st.set_page_config(page_title="Deep Learning Lab", page_icon="🧠", layout="wide")
 
-PAGES = {section: [st.Page(lab.file, title=lab.title, icon=lab.icon, url_path=lab.url_path, default=lab.default)
+PAGES = {section: [st.Page(lab.file, title=lab.title, icon=lab.icon, url_path=lab.url_path, default=lab.default,
+                           visibility="hidden" if lab.hidden else "visible")
                    for lab in group]
          for section, group in sections().items()}
 

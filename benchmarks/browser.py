@@ -31,6 +31,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, proc, timeout: float = 60) -> None:
+    """Wait until `url`'s /_stcore/health answers ok; RuntimeError (with the output) if `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"{url} did not become healthy: " + proc.stdout.read().decode()[-3000:]) from None
+            time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def streamlit_server(env: dict | None = None, timeout: float = 60):
     """The app on a free local port; yields its URL once /_stcore/health answers ok."""
@@ -41,16 +55,7 @@ def streamlit_server(env: dict | None = None, timeout: float = 60):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    proc.kill()
-                    raise RuntimeError("streamlit did not become healthy: " + proc.stdout.read().decode()[-2000:])
-                time.sleep(0.3)
+        wait_healthy(url, proc, timeout)
         yield url
     finally:
         proc.terminate()

@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 
 from dl_core.playground import Setup, make_job
-from dl_core.runner import JobRunner
+from dl_core.executors import Executor
 from dl_core.training import TrainConfig
 
 from .common import job_vs_bare
@@ -29,7 +29,7 @@ def seconds_to_fit(dataset: str) -> dict:
     times, reached, epochs = [], 0, []
     for seed in SEEDS:
         job, _, _ = make_job(Setup(dataset=dataset, seed=seed, train=TrainConfig(max_epochs=MAX_EPOCHS)))
-        job.runner = JobRunner(1)
+        job.executor = Executor("thread", lanes=1, capacity=1)
         t0 = time.perf_counter()
         job.start()
         hit = lambda: (job.view(1)["epochs"][-1]["test_acc"] or 0) >= 0.95

@@ -88,3 +88,17 @@ DEFAULT_RUN_EPOCHS = 30  # the length a schedule assumes when a run has no end
 def scheduler(optimizer: torch.optim.Optimizer, factor: Callable[[int], float]):
     """torch's LambdaLR over `factor(epoch)`; the caller's factor may read settings that change."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def track_steps(optimizer: torch.optim.Optimizer) -> None:
+    """Mark `optimizer.step` as a scheduler does (LambdaLR wraps it to check the order of calls).
+    A pickle carries the optimizer without that wrapper, so a job that travelled to another
+    process puts it back, or every epoch would warn that step() "has been overridden"."""
+    step = optimizer.step
+
+    def wrapper(*args, **kwargs):
+        optimizer._opt_called = True
+        return step(*args, **kwargs)
+
+    wrapper._wrapped_by_lr_sched = True
+    optimizer.step = wrapper

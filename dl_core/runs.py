@@ -8,16 +8,23 @@ moment, never control of the owner's job.
 
 When a session goes away its runs' jobs are only *scheduled* to stop, because a Wi-Fi
 blip drops and restores the same session; the next poll cancels the stop. Stopped runs
-stay (weights and history, no thread) for `keep_s`, so a reload after the grace period
-still finds the trained network.
+stay in memory for `keep_s`, and every run that rests (paused, finished, stopped) is also
+saved to the run store on disk (runstore.py), so a restarted server, or another web
+process behind the classroom proxy, finds it by its id.
 """
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runstore import RunStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,11 +41,14 @@ class Run:
 class RunRegistry:
     """Runs by id, owned by sessions; see the module docstring."""
 
-    def __init__(self, grace_s: float = 30.0, keep_s: float = 3600.0, reattach_wait_s: float = 1.5):
-        self.grace_s, self.keep_s, self.reattach_wait_s = grace_s, keep_s, reattach_wait_s
+    def __init__(self, grace_s: float = 30.0, keep_s: float = 3600.0, reattach_wait_s: float = 1.5,
+                 store: RunStore | None = None):
+        self.grace_s, self.keep_s, self.reattach_wait_s, self.store = grace_s, keep_s, reattach_wait_s, store
         self._cond = threading.Condition()
         self._runs: dict[str, Run] = {}
         self._gone: dict[str, float] = {}  # session -> when its connection dropped
+        self._arrived: dict[str, int] = {}  # session -> its number in order of arrival ("Learner 7")
+        self._names: dict[str, str] = {}  # session -> the name the learner chose for the class board
         self._timers: dict[str, threading.Timer] = {}
 
     def create(self, session: str, lab: str, job, settings: dict | None = None, extra: dict | None = None) -> Run:
@@ -46,6 +56,35 @@ class RunRegistry:
         with self._cond:
             self._prune()
             self._runs[run.id] = run
+        job.on_rest = lambda: self.save(run)
+        return run
+
+    def save(self, run: Run) -> None:
+        """Put a trained run in the store (called from the executor when its job rests)."""
+        if self.store is None or run.job.step == 0 or self._runs.get(run.id) is not run:
+            return
+        try:
+            self.store.save(run)
+        except Exception:  # noqa: BLE001 - a full disk must not stop training; the run stays in memory
+            log.exception("could not save run %s", run.id)
+
+    def _restore(self, run_id: str) -> Run | None:
+        """A run from the store into memory (called with the lock), resting, with its old owner."""
+        from .training import TrainingJob
+
+        saved = self.store.load(run_id) if self.store is not None else None
+        if saved is None:
+            return None
+        lab, settings, extra, state, meta = saved
+        try:
+            job = TrainingJob.from_state(state)
+        except Exception:  # noqa: BLE001 - a file from an older version: as if it were not there
+            log.exception("could not restore run %s", run_id)
+            return None
+        run = Run(run_id, lab, job, meta["owner"], settings, extra)
+        job.on_rest = lambda: self.save(run)
+        self._runs[run_id] = run
+        self._gone.setdefault(run.owner, time.monotonic())  # its owner is not connected to this process
         return run
 
     def get(self, run_id: str | None) -> Run | None:
@@ -57,7 +96,7 @@ class RunRegistry:
         "copied" | "missing", with the run). A reload's old session usually reports its end
         within milliseconds; wait briefly for that before deciding the owner is still here."""
         with self._cond:
-            run = self._runs.get(run_id or "")
+            run = self._runs.get(run_id or "") or self._restore(run_id or "")
             if run is None:
                 return None, "missing"
             if run.owner == session:
@@ -65,6 +104,11 @@ class RunRegistry:
             self._cond.wait_for(lambda: run.owner in self._gone, timeout=self.reattach_wait_s)
             if run.owner in self._gone:  # a reload: the same learner gets all their runs back
                 old = run.owner
+                if old in self._names:
+                    self._names[session] = self._names.pop(old)
+                for other in self.store.ids_of(old) if self.store is not None else ():
+                    if other not in self._runs:
+                        self._restore(other)
                 for r in self._runs.values():
                     if r.owner == old:
                         r.owner = session
@@ -83,10 +127,34 @@ class RunRegistry:
         with self._cond:
             self._runs.pop(run.id, None)
         run.job.stop()
+        if self.store is not None:
+            self.store.forget(run.id)
+
+    def all_runs(self) -> list[Run]:
+        with self._cond:
+            return list(self._runs.values())
+
+    def connected(self) -> int:
+        """Browser sessions connected now."""
+        with self._cond:
+            return sum(1 for s in self._arrived if s not in self._gone)
+
+    def set_name(self, session: str, name: str) -> None:
+        """The learner's own name for the class board ("" to stay anonymous)."""
+        with self._cond:
+            if name.strip():
+                self._names[session] = name.strip()[:40]
+            else:
+                self._names.pop(session, None)
+
+    def display_name(self, session: str) -> str:
+        with self._cond:
+            return self._names.get(session) or f"Learner {self._arrived.setdefault(session, len(self._arrived) + 1)}"
 
     def touch(self, session: str) -> None:
         """The session is alive: cancel any stop scheduled for it."""
         with self._cond:
+            self._arrived.setdefault(session, len(self._arrived) + 1)
             self._gone.pop(session, None)
             timer = self._timers.pop(session, None)
         if timer:
@@ -132,7 +200,16 @@ class RunRegistry:
             if gone is not None and now - gone > self.keep_s:
                 del self._runs[run_id]
                 run.job.stop()
+        if self.store is not None:
+            self.store.prune()
+
+
+def _store() -> RunStore:
+    env = os.environ.get
+    root = env("DLLAB_RUN_STORE") or Path.home() / ".cache" / "deep-learning-lab" / "runs"
+    return RunStore(root, int(float(env("DLLAB_RUN_STORE_MB", "50")) * (1 << 20)),
+                    float(env("DLLAB_RUN_STORE_KEEP_S", str(4 * 3600))))
 
 
 RUNS = RunRegistry(float(os.environ.get("DLLAB_SESSION_GRACE_S", "30")),
-                   float(os.environ.get("DLLAB_RUN_KEEP_S", "3600")))
+                   float(os.environ.get("DLLAB_RUN_KEEP_S", "3600")), store=_store())

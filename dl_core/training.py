@@ -15,6 +15,7 @@ what happened.
 from __future__ import annotations
 
 import math
+import pickle
 import threading
 import time
 from collections import deque
@@ -26,19 +27,22 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector
 
 from .jobparts import Event, History, Precision, TensorData, TrainConfig, clone_state, downsample
-from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
-from .runner import RUNNER, JobRunner
+from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler, track_steps
 from .trainers import SupervisedTrainer
 from .worker import Worker
 
 CHUNK_S = 0.1  # the worker reads losses back and checks its controls' queue at least this often
+# What a chunk in another process changes, and what comes back from it (absorb).
+_TRAVELS = ("trainer", "_optimizers", "_schedulers", "_precision", "generator", "_order", "_pos",
+            "_good_state", "_best", "_last_snapshot_t")
+_LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest")
 
 
 class TrainingJob(Worker):
     """Train `trainer`'s networks under `config`; see the module docstring."""
 
-    def __init__(self, trainer, config: TrainConfig = TrainConfig(), runner: JobRunner = RUNNER):
-        super().__init__(runner)
+    def __init__(self, trainer, config: TrainConfig = TrainConfig(), executor=None):
+        super().__init__(executor)
         self.trainer, self.config = trainer, config
         self.lock = threading.RLock()  # held while weights change; take it to read them
         self._history = History()
@@ -47,6 +51,9 @@ class TrainingJob(Worker):
         self._collect: list[Event] | None = None  # what advance() will return
         self._pending: list[torch.Tensor] = []  # step losses not yet read back from the device
         self._last_snapshot_t = 0.0
+        self.last_batches = 0  # batches the latest chunk trained
+        self.snapshot_floor_s = 0.0  # the executor's lower bound on snapshot_interval_s (a full room)
+        self._portable: bool | None = None  # can this job's chunks run in another process?
         self.measuring = False  # this step records gradient and activation statistics
         self.generator = torch.Generator().manual_seed(config.seed)
         self._device = next(self.model.parameters()).device
@@ -60,16 +67,19 @@ class TrainingJob(Worker):
 
     @classmethod
     def supervised(cls, model: nn.Module, data: TensorData, config: TrainConfig = TrainConfig(),
-                   probe: Callable[[nn.Module], dict] | None = None, runner: JobRunner = RUNNER) -> "TrainingJob":
-        return cls(SupervisedTrainer(model, data, probe), config, runner)
+                   probe: Callable[[nn.Module], dict] | None = None, executor=None) -> "TrainingJob":
+        return cls(SupervisedTrainer(model, data, probe), config, executor)
 
     # ---- what the pages read of the trainer ----
     model = property(lambda self: next(iter(self.trainer.models.values())))
     data = property(lambda self: self.trainer.data)
     gradient_labels = property(lambda self: self.trainer.gradient_labels)
     activation_labels = property(lambda self: self.trainer.activation_labels)
-    probe = property(lambda self: self.trainer.probe_fn,
-                     lambda self, fn: setattr(self.trainer, "probe_fn", fn))
+    probe = property(lambda self: self.trainer.probe_fn, lambda self, fn: self._set_probe(fn))
+
+    def _set_probe(self, fn) -> None:
+        with self.lock:  # never while a chunk is away (its returning trainer would drop the change)
+            self.trainer.probe_fn = fn
 
     # ---- controls beyond the worker's (called from the UI thread) ----
     def step_epoch(self) -> None:
@@ -105,11 +115,11 @@ class TrainingJob(Worker):
             if new.mixed_precision != old.mixed_precision:
                 self._precision = {n: Precision(m, new.mixed_precision) for n, m in self.trainer.models.items()}
 
-    def clone(self, runner: JobRunner | None = None) -> "TrainingJob":
+    def clone(self, executor=None) -> "TrainingJob":
         """An independent job with this one's weights, settings and history at this moment
         (another browser opening a live run gets this, never control of the original)."""
         with self.lock, self._cond:
-            twin = TrainingJob(self.trainer.clone(), self.config, runner or self.runner)
+            twin = TrainingJob(self.trainer.clone(), self.config, executor or self.executor)
             h = self._history
             twin._history = History(list(h.steps), list(h.epochs), list(h.grad_norms), list(h.activations), h.snapshot)
             twin.step, twin.epoch, twin._pos, twin._good_state = self.step, self.epoch, self._pos, self._weights()
@@ -149,29 +159,102 @@ class TrainingJob(Worker):
         end, n = time.perf_counter() + max_seconds, 0
         try:
             while (max_batches is None or n < max_batches) and not halt():
+                n += 1
                 if not self._train_one_batch():
                     break
-                n += 1
                 if time.perf_counter() >= end:
                     break
             self._flush()
         finally:
             self._collect = None
+            self.last_batches = n
         return collected
+
+    # ---- a chunk in another process: the job travels as a pickle and its state comes back ----
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in _LOCAL}
+        state["_history"] = History(epochs=self._history.epochs[-1:])  # early stopping reads the last epoch
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.executor, self._cond, self.lock, self._collect, self.on_rest = \
+            None, threading.Condition(), threading.RLock(), None, None
+        self._events, self._step_events = deque(maxlen=5000), deque(maxlen=100)
+        for opt in self._optimizers.values():
+            track_steps(opt)
+
+    def to_state(self) -> bytes:
+        """Everything, history included, for the run store (runstore.py)."""
+        with self.lock, self._cond:
+            return pickle.dumps((self, self._history, list(self._events)))
+
+    @classmethod
+    def from_state(cls, data: bytes, executor=None) -> "TrainingJob":
+        """A saved job back, resting (paused), on this server's executor."""
+        from .executors import executor as default_executor
+
+        job, history, events = pickle.loads(data)
+        job._history = history
+        job._events.extend(events)
+        job.executor = executor or default_executor()
+        job._want_run, job._budget, job._stop, job.seen_at = False, 0, False, None
+        if job.state in ("running", "queued"):
+            job.state = "paused"
+        return job
+
+    def payload(self, budget: int | None, max_s: float = CHUNK_S) -> bytes | None:
+        """This job and one chunk's orders as bytes for a worker, or None if it cannot travel (it
+        is on a GPU, or holds something pickle cannot carry, such as a lambda probe)."""
+        if self._portable is False or self._device.type != "cpu":
+            return None
+        with self.lock, self._cond:
+            try:
+                data = pickle.dumps((self, budget, max_s))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                self._portable = False
+                return None
+            self._portable = True
+        return data
+
+    def absorb(self, reply: bytes) -> None:
+        """Take back what a worker's chunk did: its weights, optimizer state and events. The
+        backend holds the weights lock from payload to absorb, so nothing changes in between."""
+        ok, body = pickle.loads(reply)
+        with self.lock, self._cond:
+            if ok:
+                other, events, n = body
+                for k in _TRAVELS:
+                    setattr(self, k, getattr(other, k))
+                for sched in self._schedulers.values():  # the factor reads this job's settings
+                    sched.lr_lambdas = [self._factor]
+                self.step, self.epoch, self.last_batches = other.step, other.epoch, n
+                if not self._want_run:
+                    self._budget = max(0, self._budget - n)
+                if other.state in ("finished", "failed"):
+                    self.state, self.message, self._want_run, self._budget = other.state, other.message, False, 0
+                for event in events:
+                    self._record(event)
+        if not ok:
+            raise RuntimeError(body)
 
     # ---- one batch, one epoch ----
     def _emit(self, kind: str, message: str = "", data: dict | None = None) -> None:
         event = Event(kind, self.step, self.epoch, time.time(), message, data)
-        (self._step_events if kind == "step" else self._events).append(event)
-        self._history.apply(event)
+        self._record(event)
         if self._collect is not None:
             self._collect.append(event)
+
+    def _record(self, event: Event) -> None:
+        (self._step_events if event.kind == "step" else self._events).append(event)
+        self._history.apply(event)
 
     def _train_one_batch(self) -> bool:
         """One optimizer step; False if the chunk must end here (the run diverged)."""
         cfg = self.config
         idx = self._order[self._pos:self._pos + cfg.batch_size]
-        self.measuring = time.perf_counter() - self._last_snapshot_t >= cfg.snapshot_interval_s
+        self.measuring = time.perf_counter() - self._last_snapshot_t >= max(cfg.snapshot_interval_s,
+                                                                           self.snapshot_floor_s)
         with self.lock:  # the networks stay in train mode: evaluate() and probes restore it
             loss = self.trainer.train_step(idx, self)
             stats = ({"grad_norms": self.trainer.grad_norms(), "activations": self.trainer.take_activations()}

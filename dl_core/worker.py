@@ -1,36 +1,42 @@
-"""The thread and the controls of a training job, apart from what it trains.
+"""The controls and lifecycle of a training job, apart from what it trains.
 
-Controls (start, pause, step n batches, stop) are flags under one condition variable; the
-worker thread waits for work, takes a slot from the runner (the server's cap on jobs
-computing at once), then calls the job's `advance` chunk after chunk until the flags say
-stop. TrainingJob (training.py) supplies `advance`, `_take_snapshot` and `_emit`.
+Controls (start, pause, step n batches, stop) are flags under one condition variable; an
+executor (executors.py) gives the job its turns and calls `advance` chunk after chunk
+while the flags say train. The job owns no thread. TrainingJob (training.py) supplies
+`advance`, `_take_snapshot` and `_emit`.
 """
 from __future__ import annotations
 
 import threading
+import time
 
-from .runner import JobRunner
+
+class WorkerLost(RuntimeError):
+    """The process (or Ray actor) computing a chunk went away; the job's weights did not."""
 
 
 class Worker:
     """The lifecycle half of TrainingJob; see the module docstring."""
 
-    def __init__(self, runner: JobRunner):
-        self.runner = runner
+    def __init__(self, executor=None):
+        from .executors import executor as default_executor
+
+        self.executor = executor or default_executor()
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._want_run = False
         self._budget = 0  # optimizer steps still to take while paused
         self._stop = False
         self.state, self.message = "idle", ""
         self.step = self.epoch = 0
+        self.seen_at: float | None = None  # when a page last showed this job (None: no page watches)
+        self.on_rest = None  # called when the job stops taking turns (the run registry saves it then)
 
     # ---- controls (called from the UI thread) ----
     def start(self) -> None:
         """Train continuously (also resumes after pause, stop, finish or failure)."""
         with self._cond:
-            self._want_run = True
-            self._ensure_thread()
+            self._want_run, self._stop, self.message = True, False, ""
+        self._submit()
 
     resume = start
 
@@ -38,109 +44,114 @@ class Worker:
         with self._cond:
             self._want_run = False
             self._budget = 0
-            self._cond.notify_all()
+        self.executor.halt(self)
 
     def step_batch(self, n: int = 1) -> None:
         """Take exactly `n` optimizer steps, then stay paused."""
         with self._cond:
-            self._want_run = False
+            self._want_run, self._stop = False, False
             self._budget += n
-            self._ensure_thread()
+        self._submit()
 
     def stop(self) -> None:
-        """End the worker thread; the model keeps its weights and can train on later."""
+        """Leave the executor; the model keeps its weights and can train on later."""
         with self._cond:
             self._stop = True
             self._want_run = False
             self._budget = 0
-            self._cond.notify_all()
-        self.runner.cancel(self)
+        self.executor.halt(self)
+        if not self.executor.holds(self):
+            self._left_line()
 
     def join(self, timeout: float | None = None) -> None:
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
+        """Wait until no lane is computing this job."""
+        self.executor.wait_idle(self, timeout)
+
+    def watched(self) -> None:
+        """A page is showing this job now (jobs nobody watches pause after a while)."""
+        self.seen_at = time.monotonic()
 
     # ---- observation (any thread) ----
     def status(self) -> dict:
         with self._cond:
-            return {"state": self.state, "message": self.message, "step": self.step, "epoch": self.epoch,
-                    "queue_position": self.runner.position(self), "busy": self._want_run or self._budget > 0}
+            out = {"state": self.state, "message": self.message, "step": self.step, "epoch": self.epoch,
+                   "busy": self._want_run or self._budget > 0}
+        out["queue_position"] = self.executor.position(self)
+        return out
 
     @property
     def active(self) -> bool:
-        """True while the worker has work to do (the page should keep polling)."""
+        """True while the job has work to do (the page should keep polling)."""
         with self._cond:
-            return self._thread is not None and self._thread.is_alive() and (self._want_run or self._budget > 0)
+            busy = not self._stop and (self._want_run or self._budget > 0)
+        return busy and self.executor.holds(self)
 
-    # ---- the worker thread ----
-    def _ensure_thread(self) -> None:
-        """Called with self._cond held, from start and step."""
-        self.runner.reserve(self)
-        if self.runner.position(self) is not None:
-            self.state = "queued"
-        if self._thread is None or not self._thread.is_alive():
-            self._stop = False
-            self._thread = threading.Thread(target=self._run, name="training-job", daemon=True)
-            self._thread.start()
-        self._cond.notify_all()
+    # ---- the executor's side ----
+    def _submit(self) -> None:
+        self.executor.submit(self)
+        if self.executor.position(self) is not None:
+            with self._cond:
+                self.state = "queued"
 
     def _halted(self) -> bool:
-        """Whether the controls say stop. Lock-free on purpose: the runner calls it while holding
-        its own lock, and status() takes ours then the runner's (reading three flags is atomic)."""
+        """Whether the controls say stop. Lock-free on purpose: the executor calls it while
+        holding its own lock, and status() takes ours then the executor's."""
         return self._stop or not (self._want_run or self._budget > 0)
 
-    def _run(self) -> None:
-        # Lock order, everywhere: self.lock (weights) before self._cond (state).
-        holding = False
-        with self.lock:
-            for m in self.trainer.models.values():
-                m.train()
+    def _begin_turn(self):
+        """A lane is about to run a chunk: the step budget (None: train on), or False if the
+        job was halted while it waited for its turn."""
+        with self._cond:
+            if self._halted():
+                return False
+            if self.state != "running":
+                self.state = "running"
+                self._emit("started")
+            return None if self._want_run else self._budget
+
+    def _requeued(self) -> None:
+        with self._cond:
+            if self.state == "running":
+                self.state = "queued"
+
+    def _left_line(self) -> None:
+        """The job no longer takes turns: say how it ended, show the network as it is now, and
+        let the run registry save it."""
         try:
-            while True:
-                with self._cond:
-                    idle = not self._stop and not self._want_run and self._budget == 0
-                    if idle and self.state == "running":
-                        self.state = "paused"
-                        self._emit("paused")
-                if idle:
-                    if holding:
-                        self.runner.release(self)
-                        holding = False
-                    self._take_snapshot()
-                    with self._cond:
-                        while not self._stop and not self._want_run and self._budget == 0:
-                            self._cond.wait()
-                with self._cond:
-                    if self._stop:
-                        break
-                    if not holding:
-                        self.state = "queued"
-                if not holding:
-                    holding = self.runner.acquire(self, abort=self._halted)
-                    if not holding:
-                        if self._stop:
-                            break
-                        with self._cond:  # paused while waiting: leave the queue, wait for the next start
-                            self.state = "paused"
-                        continue
-                    with self._cond:
-                        self.state = "running"
-                        self._emit("started")
-                self.advance(halt=self._halted)
-        except Exception as exc:  # reaches the page as a message; the app stays usable
-            self._pending.clear()
-            with self._cond:
-                self.state, self.message = "failed", f"Training stopped with an error: {exc}"
-                self._want_run, self._budget = False, 0
-                self._emit("failed", self.message)
+            self._settle()
         finally:
-            if holding:
-                self.runner.release(self)
-            with self._cond:
-                if self.state not in ("failed", "finished"):
+            if self.on_rest is not None:
+                self.on_rest()
+
+    def _settle(self) -> None:
+        with self._cond:
+            if self._stop:
+                if self.state in ("running", "queued", "paused"):
                     self.state = "stopped"
                     self._emit("stopped")
-                if not self._stop and (self._want_run or self._budget > 0):  # asked again while ending
-                    self._thread = None
-                    self._ensure_thread()
+                return
+            if self.state not in ("running", "queued") or not self._halted():  # (started again meanwhile)
+                return
+            self.state = "paused"
+            self._emit("paused")
+        try:
+            self._take_snapshot()
+        except Exception as exc:  # noqa: BLE001 - a failing probe is the page's message, not a crash
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """An error in a chunk reaches the page as a message; the app (and the job) stay usable."""
+        self._pending.clear()
+        lost = isinstance(exc, WorkerLost)
+        with self._cond:
+            self.state = "failed"
+            self.message = (f"{exc}. Your network is safe, as it was at step {self.step}: press ▶ Train to go on."
+                            if lost else f"Training stopped with an error: {exc}")
+            self._want_run, self._budget = False, 0
+            self._emit("failed", self.message)
+
+    def _unwatched(self, limit_s: float) -> None:
+        with self._cond:
+            self._want_run, self._budget = False, 0
+            self.message = (f"Paused: nobody had looked at this run for {limit_s / 60:g} minutes, so its turn went "
+                            "to others. Press ▶ Train to go on.")

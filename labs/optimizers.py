@@ -10,12 +10,12 @@ import streamlit as st
 
 from dl_core import data2d, landscape, playground, surfaces, tuning
 from dl_core.optim import OPTIMIZERS, SCHEDULES
-from dl_core.runner import JobRunner
+from dl_core.executors import Executor
 from ui import backprop_figures as bf
 from ui import charts, shell, state, widgets
 
 ss = st.session_state
-LOCAL_RUNNER = JobRunner(4)  # short demo runs on this page never queue behind the classroom's jobs
+LOCAL_LANES = Executor("thread", lanes=1, capacity=4)  # short demo runs on this page never queue behind the classroom's jobs
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -55,7 +55,7 @@ def compare_chart(result: dict | None) -> None:
 
 def fresh_job(setup: playground.Setup, **changes):
     job, spec, ds = playground.make_job(replace(setup, train=replace(setup.train, **changes)))
-    job.runner = LOCAL_RUNNER
+    job.executor = LOCAL_LANES
     return job, spec, ds
 
 

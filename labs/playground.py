@@ -193,7 +193,7 @@ spec, ds = shell.run.extra["spec"], shell.run.extra["data"]
 with own_points:
     if not ds.curve:
         st.caption("Click the plane to add a point with the label below (the data become *your data*).")
-        st.plotly_chart(figures.click_figure(ds.points, figures.point_colors(ds.targets, ds.task, views.output_scale(ds))),
+        st.plotly_chart(views.click_figure(ds.points, figures.point_colors(ds.targets, ds.task, views.output_scale(ds))),
                         key="pg_click", on_select=on_click_point, selection_mode="points",
                         config={"displayModeBar": False})
     c = st.columns(2)
@@ -226,16 +226,22 @@ def live(job):
     with out_col:
         st.markdown("**Output**")
         views.output(snap, ds, values["show_test"], values["discretize"])
-    tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"])
-    with tabs[0]:
-        views.curves(view, ds.task)
-    with tabs[1]:
-        if "confusion" in snap:
-            st.vega_lite_chart(spec=figures.confusion_chart(snap["confusion"], [str(k) for k in range(ds.n_classes)]))
-        else:
-            st.caption("Regression has no classes; the loss curve tells the story.")
-    with tabs[2]:
-        views.layer_stats(view, job)
+    # Only the open tab is drawn: each chart costs the server a conversion on every redraw.
+    tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"], key="pg_tabs",
+                   on_change="rerun")
+    if tabs[0].open is not False:
+        with tabs[0]:
+            views.curves(view, ds.task)
+    if tabs[1].open:
+        with tabs[1]:
+            if "confusion" in snap:
+                st.vega_lite_chart(spec=figures.confusion_chart(snap["confusion"],
+                                                                [str(k) for k in range(ds.n_classes)]))
+            else:
+                st.caption("Regression has no classes; the loss curve tells the story.")
+    if tabs[2].open:
+        with tabs[2]:
+            views.layer_stats(view, job)
 
 
 with right:

@@ -30,7 +30,7 @@ hours. (This app runs on a CPU too; the sidebar shows which device you have.)
 
 st.subheader("The labs")
 for lab in LABS.values():
-    if not lab.default:  # every lab but this page
+    if not lab.default and not lab.hidden:  # every lab but this page (and the teacher's)
         st.page_link(lab.file, label=f"**{lab.title}** — {lab.blurb}", icon=lab.icon)
 st.markdown(
     """

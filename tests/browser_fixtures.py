@@ -11,12 +11,14 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from benchmarks.browser import CHROMIUM_ARGS, chromium, streamlit_server
 from conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 GRACE_S = 2  # the server's DLLAB_SESSION_GRACE_S: a closed tab's jobs stop this long after
+WAIT = 20_000  # ms for a page to show something (2 cores, a server training beside the browser)
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +88,47 @@ def wait_epoch(page, at_least: int, timeout: float = 60) -> int:
 def run_id(page) -> str | None:
     """The run id the address bar names (?run=...)."""
     return parse_qs(urlsplit(page.url).query).get("run", [None])[0]
+
+
+@pytest.fixture
+def new_page(browser):
+    """Fresh browser contexts (each its own Streamlit session), closed after the test: their
+    jobs stop after the grace period, so no test trains beside the next for long."""
+    contexts = []
+
+    def make():
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def open_lab(page, url):
+    """Open a lab and wait for its live view (drawn after the notices and the controls), so the
+    checks below see the whole page, not the part streamed so far."""
+    open_page(page, url)
+    epoch_metric(page).wait_for(timeout=60_000)
+    idle(page)
+
+
+def button(page, name):
+    return page.get_by_role("button", name=name, exact=True)
+
+
+def press_train(page, tries: int = 3):
+    """Press ▶ Train until the controls show ⏸ Pause. In one CI run in three, a copied run's page
+    dropped the first click while it was still redrawing (Pause never came); a dropped click is
+    pressed again, at most `tries` times, and the test still fails if training never starts."""
+    for _ in range(tries):
+        if button(page, "⏸ Pause").count():
+            return
+        button(page, "▶ Train").click(timeout=WAIT)
+        try:
+            button(page, "⏸ Pause").wait_for(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            idle(page)
+    raise AssertionError("▶ Train never started the copy")

@@ -1,12 +1,15 @@
 """Shared test set-up: one torch thread (CI has 2 cores and runs the app
 server beside the tests), the repository on sys.path, small job helpers."""
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+os.environ.setdefault("DLLAB_RUN_STORE", tempfile.mkdtemp(prefix="dllab-runs-"))  # never the learner's own cache
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
@@ -25,11 +28,13 @@ def wait_for(predicate, timeout=30.0, interval=0.005):
 
 
 @pytest.fixture
-def runner():
-    """A private runner, so tests never queue behind each other's jobs."""
-    from dl_core.runner import JobRunner
+def executor():
+    """A private in-process executor, so tests never queue behind each other's jobs."""
+    from dl_core.executors import Executor
 
-    return JobRunner(8)
+    ex = Executor("thread", lanes=2, capacity=8)
+    yield ex
+    ex.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +52,25 @@ def pytest_sessionfinish(session, exitstatus):
     from dl_core.runs import RUNS
 
     RUNS.stop_all()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A small local Ray cluster, started outside the tests' process as a classroom would
+    (`ray start --head`), on loopback; stopped at the end. Yields its address."""
+    import shutil
+    import socket
+    import subprocess
+
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats"], check=True, env=env,
+                   capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)

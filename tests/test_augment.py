@@ -29,10 +29,10 @@ def test_unknown_augmentation_is_refused():
         augment_batch(torch.rand(1, 1, 4, 4), ("melt",), torch.Generator())
 
 
-def test_the_job_trains_on_augmented_batches(runner):
+def test_the_job_trains_on_augmented_batches(executor):
     ds = images.digits(8)
     job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds), TrainConfig(max_epochs=2, augment=("shift", "rotate")))
-    job.runner = runner
+    job.executor = executor
     job.start()
     wait_for(lambda: job.status()["state"] == "finished", timeout=60)
     assert job.view()["epochs"][-1]["test_acc"] > 0.3  # it still learns from varied images

@@ -33,8 +33,12 @@ def page(browser):
 def test_each_page_opens_and_is_screenshotted(server, page, key):
     lab = LABS[key]
     _open(page, f"{server}/{lab.url_path}")
-    current = page.locator("[data-testid='stSidebarNavLink'][aria-current='page']")
-    current.filter(has_text=lab.title).wait_for(timeout=30_000)  # the router opened this lab
+    if lab.hidden:  # reached by its address only: the page opens, the navigation never lists it
+        page.locator("h1").filter(has_text=lab.title).wait_for(timeout=30_000)
+        assert page.locator("[data-testid='stSidebarNavLink']").filter(has_text=lab.title).count() == 0
+    else:
+        current = page.locator("[data-testid='stSidebarNavLink'][aria-current='page']")
+        current.filter(has_text=lab.title).wait_for(timeout=30_000)  # the router opened this lab
     page.get_by_text("Compute").first.wait_for()  # the app's sidebar, not a bare page
     time.sleep(2)
     _no_exception(page)
@@ -64,7 +68,7 @@ def test_training_in_the_playground_moves_the_counter_and_the_loss_chart(server,
 
 def _running_jobs(page) -> int:
     text = page.get_by_text("Training now on this server").first.inner_text()
-    return int(re.search(r"server: (\d+) of", text).group(1))
+    return int(re.search(r"server: (\d+) jobs", text).group(1))
 
 
 def test_clicking_the_plane_adds_a_point(server, page):

@@ -10,11 +10,13 @@ import time
 
 import pytest
 import torch
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from browser_fixtures import (ARTIFACTS, GRACE_S, epoch, epoch_metric, idle, no_exception, open_page, run_id,
-                              wait_epoch)
+from browser_fixtures import (ARTIFACTS, GRACE_S, WAIT, epoch, epoch_metric, idle, no_exception,
+                              run_id, wait_epoch)
+from browser_fixtures import button as _button
+from browser_fixtures import open_lab as _open_lab
+from browser_fixtures import press_train as _press_train
 from conftest import ROOT
 from dl_core.checkpoint import load_bytes
 from ui.labs import LABS
@@ -22,7 +24,6 @@ from ui.labs import LABS
 pytestmark = pytest.mark.browser
 LIVE_LABS = ["playground", "cnn", "gradflow"]  # the training labs whose job trains on a thread, live
 LOADING_LABS = ["playground", "cnn"]  # ... and those with a "Load a saved model" uploader
-WAIT = 20_000  # ms for a page to show something (2 cores, a server training beside the browser)
 
 
 def test_the_lists_cover_every_lab_with_a_run():
@@ -30,50 +31,6 @@ def test_the_lists_cover_every_lab_with_a_run():
     sources = {p.stem: p.read_text() for p in (ROOT / "labs").glob("*.py")}
     assert {k for k, src in sources.items() if "Shell(" in src} == set(LIVE_LABS)
     assert {k for k, src in sources.items() if "model_files(" in src} == set(LOADING_LABS)
-
-
-@pytest.fixture
-def new_page(browser):
-    """Fresh browser contexts (each its own Streamlit session), closed after the test: their
-    jobs stop after the grace period, so no test trains beside the next for long."""
-    contexts = []
-
-    def make():
-        ctx = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-        contexts.append(ctx)
-        return ctx.new_page()
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
-
-
-def _open_lab(page, url):
-    """Open a lab and wait for its live view (drawn after the notices and the controls), so the
-    checks below see the whole page, not the part streamed so far."""
-    open_page(page, url)
-    epoch_metric(page).wait_for(timeout=60_000)
-    idle(page)
-
-
-def _button(page, name):
-    return page.get_by_role("button", name=name, exact=True)
-
-
-def _press_train(page, tries: int = 3):
-    """Press ▶ Train until the controls show ⏸ Pause. In one CI run in three, a copied run's page
-    dropped the first click while it was still redrawing (Pause never came); a dropped click is
-    pressed again, at most `tries` times, and the test still fails if training never starts."""
-    for _ in range(tries):
-        if _button(page, "⏸ Pause").count():
-            return
-        _button(page, "▶ Train").click(timeout=WAIT)
-        try:
-            _button(page, "⏸ Pause").wait_for(timeout=10_000)
-            return
-        except PlaywrightTimeout:
-            idle(page)
-    raise AssertionError("▶ Train never started the copy")
 
 
 def _status(page) -> str:

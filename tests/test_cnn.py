@@ -156,10 +156,10 @@ def test_feature_maps_one_per_layer_with_the_right_shapes():
     assert cnn.first_filters(model).shape == (10, 1, 3, 3)
 
 
-def test_small_cnn_reaches_95_percent_on_digits(runner):
+def test_small_cnn_reaches_95_percent_on_digits(executor):
     ds = images.digits(16, seed=0)
     job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds), TrainConfig(batch_size=64, lr=0.003, max_epochs=40))
-    job.runner = runner
+    job.executor = executor
     job.start()
     wait_for(lambda: (job.view(1)["epochs"][-1]["test_acc"] or 0) >= 0.975 or job.status()["state"] == "finished",
              timeout=240)  # the job's "test" set is the validation split
@@ -228,12 +228,12 @@ def test_a_drawing_in_a_corner_is_framed_like_a_training_image():
     assert image.shape == (1, 16, 16) and image.max() > 0.5 and image[0, :, :3].max() == 0
 
 
-def test_each_epoch_counts_the_validation_confusion_matrix_as_scikit_learn_does(runner):
+def test_each_epoch_counts_the_validation_confusion_matrix_as_scikit_learn_does(executor):
     from sklearn.metrics import confusion_matrix
 
     ds = images.digits(16, seed=0)
     job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds))
-    job.runner = runner
+    job.executor = executor
     job.advance(max_batches=-(-len(job.data.x_train) // job.config.batch_size), max_seconds=60)  # one epoch
     counts = job.view()["epochs"][-1]["confusion"]
     with job.lock:

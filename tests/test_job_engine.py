@@ -14,10 +14,10 @@ from dl_core.training import TrainingJob
 MID = 3  # epochs trained before a setting changes
 
 
-def scheduled_job(runner, schedule: str, **config) -> TrainingJob:
+def scheduled_job(executor, schedule: str, **config) -> TrainingJob:
     train = TrainConfig(optimizer="momentum", lr=0.1, max_epochs=9, schedule=schedule, **config)
     job, _, _ = make_job(Setup(dataset="circle", n_samples=100, train=train))
-    job.runner = runner
+    job.executor = executor
     for _ in range(MID):
         job.step_epoch()
         wait_for(lambda: job.status()["state"] == "paused" and not job.active)
@@ -52,8 +52,8 @@ LIVE = {
 
 @pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle"])
 @pytest.mark.parametrize("setting", list(LIVE))
-def test_every_live_setting_changed_mid_schedule_keeps_or_rescales_the_rate_deliberately(runner, schedule, setting):
-    job = scheduled_job(runner, schedule)
+def test_every_live_setting_changed_mid_schedule_keeps_or_rescales_the_rate_deliberately(executor, schedule, setting):
+    job = scheduled_job(executor, schedule)
     assert lr(job) == pytest.approx(0.1 * factor(schedule, MID))
     value, expected = LIVE[setting]
     job.set_config(**{setting: value})
@@ -67,7 +67,7 @@ def test_every_live_setting_changed_mid_schedule_keeps_or_rescales_the_rate_deli
     job.stop()
 
 
-def test_a_job_driven_by_chunks_reports_everything_as_events(runner):
+def test_a_job_driven_by_chunks_reports_everything_as_events(executor):
     """The seam for an executor in another process: advance() in the caller's thread, events out;
     replaying the events rebuilds exactly the history the job keeps for its page."""
     job, _, _ = make_job(Setup(dataset="spiral", n_samples=200, train=TrainConfig(batch_size=10, snapshot_interval_s=0)))
@@ -114,9 +114,9 @@ def test_steps_never_read_numbers_back_from_the_device(monkeypatch):
     assert counts[0] == counts[1] <= 2, counts
 
 
-def test_a_copy_starts_with_the_weights_settings_and_history_and_then_goes_its_own_way(runner):
+def test_a_copy_starts_with_the_weights_settings_and_history_and_then_goes_its_own_way(executor):
     job, _, _ = make_job(Setup(train=TrainConfig(lr=0.01, schedule="cosine", max_epochs=20)))
-    job.runner = runner
+    job.executor = executor
     job.advance(max_batches=30, max_seconds=60)
     twin = job.clone()
     assert twin.step == job.step and twin.epoch == job.epoch and twin.config == job.config
@@ -175,10 +175,10 @@ class ToyAdversarialTrainer:
         raise NotImplementedError
 
 
-def test_a_two_network_trainer_runs_on_the_same_job_each_network_with_its_own_optimizer(runner):
+def test_a_two_network_trainer_runs_on_the_same_job_each_network_with_its_own_optimizer(executor):
     trainer = ToyAdversarialTrainer()
     job = TrainingJob(trainer, TrainConfig(optimizer="adam", lr=0.02, batch_size=64, max_epochs=40,
-                                           schedule="cosine"), runner)
+                                           schedule="cosine"), executor)
     assert set(job._optimizers) == {"D", "G"} and set(job._schedulers) == {"D", "G"}
     start = job.view()["epochs"][0]["fake_mean"]
     job.start()

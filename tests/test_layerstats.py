@@ -38,7 +38,7 @@ def test_stats_are_the_layer_outputs_own_mean_spread_and_flat_share():
     assert not any(m._forward_hooks for m in model.modules())
 
 
-def _flat_shares_after_steps(runner, weight_scale: float) -> tuple[list, TrainingJob]:
+def _flat_shares_after_steps(executor, weight_scale: float) -> tuple[list, TrainingJob]:
     model = build(mlp_spec(2, [8] * 6, "sigmoid", 2), seed=0)
     with torch.no_grad():
         for m in model.modules():
@@ -47,17 +47,17 @@ def _flat_shares_after_steps(runner, weight_scale: float) -> tuple[list, Trainin
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(256, 2, generator=g), torch.randint(0, 2, (256,), generator=g)
     job = TrainingJob.supervised(model, TensorData.from_arrays(x, y, x[:32], y[:32], "classification"),
-                      TrainConfig(snapshot_interval_s=0.0), runner=runner)
+                      TrainConfig(snapshot_interval_s=0.0), executor=executor)
     job.step_batch(3)
     wait_for(lambda: job.step == 3)
     job.stop()
     return job.view()["activations"], job
 
 
-def test_a_job_records_saturation_in_a_deep_sigmoid_network(runner):
+def test_a_job_records_saturation_in_a_deep_sigmoid_network(executor):
     """The vanishing-gradient lesson's picture: large weights pin sigmoids at 0 or 1."""
-    acts, job = _flat_shares_after_steps(runner, 12.0)
-    calm, _ = _flat_shares_after_steps(runner, 1.0)
+    acts, job = _flat_shares_after_steps(executor, 12.0)
+    calm, _ = _flat_shares_after_steps(executor, 1.0)
     assert [s for s, _ in acts] == [1, 2, 3] and len(acts[0][1]) == 6 == len(job.activation_labels)
     assert job.gradient_labels == [f"layer {i} · Linear" for i in range(1, 14, 2)]
     saturated = sum(flat for _, _, flat in acts[0][1]) / 6
@@ -73,12 +73,12 @@ def test_weight_labels_name_the_layer_table_rows():
     assert labels[-1].endswith("Linear")
 
 
-def test_mixed_precision_path_trains_a_cnn(runner):
+def test_mixed_precision_path_trains_a_cnn(executor):
     """CUDA uses float16 + GradScaler; on CPU the same path runs bfloat16 autocast, so it is exercised here."""
     ds = images.digits(8, seed=0)
     job = cnn.make_job(ds, cnn.preset("tiny_vgg", ds), TrainConfig(batch_size=64, lr=0.003, max_epochs=8,
                                                                     mixed_precision=True))
-    job.runner = runner
+    job.executor = executor
     assert job._precision["model"].enabled and job._precision["model"].dtype == torch.bfloat16
     job.start()
     wait_for(lambda: job.status()["state"] == "finished", timeout=120)

@@ -7,22 +7,22 @@ from dl_core.playground import Setup, make_job
 from dl_core.runs import RunRegistry
 
 
-def job(runner):
+def job(executor):
     j, _, _ = make_job(Setup())
-    j.runner = runner
+    j.executor = executor
     return j
 
 
-def test_run_ids_are_unguessable_and_distinct(runner):
+def test_run_ids_are_unguessable_and_distinct(executor):
     runs = RunRegistry()
-    ids = {runs.create("s", "playground", job(runner)).id for _ in range(20)}
+    ids = {runs.create("s", "playground", job(executor)).id for _ in range(20)}
     assert len(ids) == 20 and all(len(i) >= 20 for i in ids)
 
 
-def test_session_end_stops_jobs_after_grace_unless_the_session_comes_back(runner):
+def test_session_end_stops_jobs_after_grace_unless_the_session_comes_back(executor):
     runs = RunRegistry(grace_s=0.2)
-    a = runs.create("s1", "playground", job(runner))
-    b = runs.create("s2", "playground", job(runner))
+    a = runs.create("s1", "playground", job(executor))
+    b = runs.create("s2", "playground", job(executor))
     a.job.start()
     b.job.start()
     runs.session_ended("s1")
@@ -35,9 +35,9 @@ def test_session_end_stops_jobs_after_grace_unless_the_session_comes_back(runner
     b.job.stop()
 
 
-def test_a_reload_reattaches_the_running_job_and_it_keeps_training(runner):
+def test_a_reload_reattaches_the_running_job_and_it_keeps_training(executor):
     runs = RunRegistry(grace_s=0.3, reattach_wait_s=2.0)
-    run = runs.create("old-tab", "cnn", job(runner), settings={"lr": 0.1})
+    run = runs.create("old-tab", "cnn", job(executor), settings={"lr": 0.1})
     run.job.start()
     wait_for(lambda: run.job.step > 0)
     threading.Timer(0.05, runs.session_ended, ("old-tab",)).start()  # the old tab's end arrives a bit later
@@ -49,9 +49,9 @@ def test_a_reload_reattaches_the_running_job_and_it_keeps_training(runner):
     run.job.stop()
 
 
-def test_someone_else_opening_a_live_runs_address_gets_a_copy_never_the_job(runner):
+def test_someone_else_opening_a_live_runs_address_gets_a_copy_never_the_job(executor):
     runs = RunRegistry(reattach_wait_s=0.1)
-    run = runs.create("owner", "playground", job(runner), settings={"lr": 0.03})
+    run = runs.create("owner", "playground", job(executor), settings={"lr": 0.03})
     run.job.step_batch(5)
     wait_for(lambda: run.job.step == 5 and not run.job.active)
     copy, how = runs.open(run.id, "visitor")
@@ -64,11 +64,11 @@ def test_someone_else_opening_a_live_runs_address_gets_a_copy_never_the_job(runn
     assert runs.open("not-a-run", "visitor") == (None, "missing")
 
 
-def test_a_reload_brings_back_the_runs_of_every_lab_and_the_last_shown_comes_first(runner):
+def test_a_reload_brings_back_the_runs_of_every_lab_and_the_last_shown_comes_first(executor):
     runs = RunRegistry(reattach_wait_s=0.1)
-    cnn = runs.create("old", "cnn", job(runner))
-    older = runs.create("old", "playground", job(runner))
-    newer = runs.create("old", "playground", job(runner))
+    cnn = runs.create("old", "cnn", job(executor))
+    older = runs.create("old", "playground", job(executor))
+    newer = runs.create("old", "playground", job(executor))
     runs.session_ended("old")
     assert runs.open(cnn.id, "new") == (cnn, "reattached")
     assert runs.runs_of("new", "playground") == [newer, older] and runs.runs_of("old") == []

@@ -7,7 +7,7 @@ import torch
 
 from conftest import ROOT, wait_for
 from dl_core.playground import Setup, make_job
-from dl_core.runner import JobRunner
+from dl_core.executors import Executor
 from dl_core.spec import LayerSpec, ModelSpec, build
 from dl_core.training import TensorData, TrainConfig, TrainingJob
 
@@ -15,20 +15,20 @@ from dl_core.training import TensorData, TrainConfig, TrainingJob
 TRAIN_KEYS = {"optimizer", "lr", "batch_size", "max_epochs"}
 
 
-def job_for(runner, **kw):
+def job_for(executor, **kw):
     train = TrainConfig(**{k: v for k, v in kw.items() if k in TRAIN_KEYS})
     job, spec, ds = make_job(Setup(train=train, **{k: v for k, v in kw.items() if k not in TRAIN_KEYS}))
-    job.runner = runner
+    job.executor = executor
     return job
 
 
 @pytest.mark.parametrize("dataset", ["circle", "spiral"])
-def test_888_network_fits_circle_and_spiral(dataset, runner):
+def test_888_network_fits_circle_and_spiral(dataset, executor):
     """TF Playground's criterion (test loss < 0.1) for the page defaults, in at least two of three
     seeds: one seed's run can stall just above the line (the spiral's seed 1 ends at 0.105)."""
     bests = []
     for seed in (1, 2, 3):
-        job = job_for(runner, dataset=dataset, seed=seed, max_epochs=300)
+        job = job_for(executor, dataset=dataset, seed=seed, max_epochs=300)
         job.start()
         wait_for(lambda: job.view(10**6)["epochs"][-1]["test_loss"] < 0.1 or job.status()["state"] == "finished",
                  timeout=120)
@@ -41,8 +41,8 @@ def test_888_network_fits_circle_and_spiral(dataset, runner):
     assert sum(b < 0.1 for b in bests) >= 2, bests
 
 
-def test_a_step_advances_exactly_one_batch_and_epochs_are_whole(runner):
-    job = job_for(runner, n_samples=200, train_ratio=0.5, batch_size=32)  # 100 points: 4 batches/epoch
+def test_a_step_advances_exactly_one_batch_and_epochs_are_whole(executor):
+    job = job_for(executor, n_samples=200, train_ratio=0.5, batch_size=32)  # 100 points: 4 batches/epoch
     before = {k: v.clone() for k, v in job.model.state_dict().items()}
     job.step_batch()
     wait_for(lambda: job.status()["state"] == "paused")
@@ -71,8 +71,8 @@ def test_a_step_advances_exactly_one_batch_and_epochs_are_whole(runner):
     assert {"step", "epoch", "snapshot", "paused", "stopped", "started"} <= kinds
 
 
-def test_hyperparameters_change_while_paused_and_apply_to_the_next_batch(runner):
-    job = job_for(runner, optimizer="sgd", lr=0.1)
+def test_hyperparameters_change_while_paused_and_apply_to_the_next_batch(executor):
+    job = job_for(executor, optimizer="sgd", lr=0.1)
     job.step_batch()
     wait_for(lambda: job.status()["state"] == "paused")
     job.set_config(lr=0.0, batch_size=7)
@@ -89,8 +89,8 @@ def test_hyperparameters_change_while_paused_and_apply_to_the_next_batch(runner)
     job.stop()
 
 
-def test_divergence_is_detected_explained_and_the_last_good_weights_kept(runner):
-    job = job_for(runner, optimizer="sgd", lr=1e6, activation="linear", dataset="plane")  # cannot die like ReLU
+def test_divergence_is_detected_explained_and_the_last_good_weights_kept(executor):
+    job = job_for(executor, optimizer="sgd", lr=1e6, activation="linear", dataset="plane")  # cannot die like ReLU
     good = {k: v.clone() for k, v in job.model.state_dict().items()}
     job.start()
     wait_for(lambda: job.status()["state"] == "failed")
@@ -104,8 +104,8 @@ def test_divergence_is_detected_explained_and_the_last_good_weights_kept(runner)
     job.stop()
 
 
-def test_an_exception_in_the_worker_reaches_the_page_as_a_message(runner):
-    job = job_for(runner)
+def test_an_exception_in_the_worker_reaches_the_page_as_a_message(executor):
+    job = job_for(executor)
     job.probe = lambda model: 1 / 0
     job.step_batch()
     wait_for(lambda: job.status()["state"] == "failed")
@@ -117,8 +117,8 @@ def test_an_exception_in_the_worker_reaches_the_page_as_a_message(runner):
 
 
 def test_the_concurrency_cap_queues_jobs_and_shows_their_place():
-    runner = JobRunner(1)
-    first, second, third = (job_for(runner) for _ in range(3))
+    executor = Executor("thread", lanes=1, capacity=1, slice_s=1e9)
+    first, second, third = (job_for(executor) for _ in range(3))
     first.start()
     wait_for(lambda: first.status()["state"] == "running")
     second.start()
@@ -135,15 +135,16 @@ def test_the_concurrency_cap_queues_jobs_and_shows_their_place():
     third.stop()  # so does stopping
     wait_for(lambda: third.status()["state"] == "stopped")
     assert third.step == 0
-    assert runner.running == 1
+    assert executor.load()["training"] == 1
     for j in (first, second):
         j.stop()
         j.join(5)
-    assert runner.running == 0
+    assert executor.load()["training"] == 0
+    executor.shutdown()
 
 
-def test_snapshots_hold_output_and_every_neuron_map(runner):
-    job = job_for(runner, dataset="spiral3", hidden=(5, 3), resolution=16)
+def test_snapshots_hold_output_and_every_neuron_map(executor):
+    job = job_for(executor, dataset="spiral3", hidden=(5, 3), resolution=16)
     snap = job.snapshot(fresh=True)
     assert snap["output"].shape == (16, 16, 3)
     np.testing.assert_allclose(snap["output"].sum(-1), 1, rtol=1e-5)
@@ -156,7 +157,7 @@ def test_snapshots_hold_output_and_every_neuron_map(runner):
 
 
 @pytest.mark.parametrize("name", ["circle_8-8-8_xy_s1", "spiral_4-2_xy_s2"])
-def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
+def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, executor):
     """Oracle: TF Playground's engine (tanh, 0.5·squared error, SGD 0.03, batch 10, fixed
     order) from the same points and initial weights. MSE is twice its loss, so lr 0.015."""
     ref = json.loads((ROOT / "tests/data/tf-playground" / f"{name}.json").read_text())
@@ -174,7 +175,7 @@ def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
     lab = lambda split: np.array([p["label"] for p in ref[split]], np.float32)
     data = TensorData.from_arrays(xy("train"), lab("train"), xy("test"), lab("test"), "regression")
     job = TrainingJob.supervised(model, data, TrainConfig(optimizer="sgd", lr=0.015, batch_size=10, shuffle=False,
-                                               max_epochs=30), runner=runner)
+                                               max_epochs=30), executor=executor)
     job.start()
     wait_for(lambda: job.status()["state"] == "finished", timeout=60)
     epochs = job.view(10**6)["epochs"]
@@ -184,10 +185,10 @@ def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, runner):
     assert ours[-1, 0] < ours[0, 0]  # and it did learn
 
 
-def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(runner):
+def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(executor):
     """full_train_eval=False (image data): train loss = mean over the epoch's batches, no extra pass."""
-    ds_job = job_for(runner, n_samples=256, train_ratio=0.5, batch_size=32)  # 128 points: 4 equal batches
-    job = TrainingJob.supervised(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False), runner=runner)
+    ds_job = job_for(executor, n_samples=256, train_ratio=0.5, batch_size=32)  # 128 points: 4 equal batches
+    job = TrainingJob.supervised(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False), executor=executor)
     job.step_epoch()
     wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused")
     epoch = job.view()["epochs"][-1]
@@ -202,8 +203,8 @@ def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(runner):
     ("step", lambda opt: torch.optim.lr_scheduler.StepLR(opt, 2, gamma=0.3)),
     ("cosine", lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 6)),
 ])
-def test_learning_rate_schedules_follow_torch_step_for_step(runner, schedule, make):
-    job = job_for(runner, optimizer="sgd", lr=0.1, max_epochs=6)
+def test_learning_rate_schedules_follow_torch_step_for_step(executor, schedule, make):
+    job = job_for(executor, optimizer="sgd", lr=0.1, max_epochs=6)
     job.set_config(schedule=schedule)
     job.start()
     wait_for(lambda: job.status()["state"] == "finished")
@@ -217,8 +218,8 @@ def test_learning_rate_schedules_follow_torch_step_for_step(runner, schedule, ma
     assert recorded == pytest.approx(expected)
 
 
-def test_early_stopping_stops_after_patience_and_restores_the_best_weights(runner):
-    job = job_for(runner, max_epochs=50)
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights(executor):
+    job = job_for(executor, max_epochs=50)
     job.set_config(early_stop_patience=2)
     val_losses = iter([0.5, 0.6, 0.7, 0.8, 0.9])  # best after epoch 1, then worse and worse
     real = job.evaluate

@@ -15,6 +15,7 @@ class Lab:
     section: str    # navigation group, in order of first appearance
     blurb: str      # one line for the start page's map
     trains: bool    # the learner trains a network here (a training job with live views)
+    hidden: bool = False  # reached by its address only, never listed (the teacher's view)
 
     @property
     def file(self) -> str:
@@ -47,6 +48,8 @@ LABS: dict[str, Lab] = {lab.key: lab for lab in (
     Lab("explain", "Explainability Lab", "🔎", "explain", "Look inside",
         "ask a trained network *why*, with Captum attribution maps, and test whether each explanation "
         "deserves your trust.", trains=False),
+    Lab("teacher", "Teacher's view", "🧑‍🏫", "teacher", "Teacher",
+        "the room at a glance and a challenge board; needs the teacher's token.", trains=False, hidden=True),
 )}
 
 

@@ -114,8 +114,8 @@ class Shell:
         if run is None and wanted:
             run, how = RUNS.open(wanted, widgets.session_id())
             if run is None or run.lab != self.lab:
-                notify(self.lab, "warning", "That link's training run is no longer on this server (runs are kept "
-                       "for an hour after their tab closes, and not across a restart). Here is a fresh network.")
+                notify(self.lab, "warning", "That link's training run is no longer on this server (trained runs are "
+                       "kept for a few hours after their tab closes). Here is a fresh network.")
                 return None
         if run is not None and self.run is None:
             self._show(run)
@@ -221,10 +221,15 @@ class Shell:
             # click. Marked as active, the frame below sees it idle and reruns the page once.
             ss[flag] = True
 
-        @st.fragment(run_every=poll_s if job.active else None)
+        every = widgets.poll_interval(poll_s, job.status()) if job.active else None
+
+        @st.fragment(run_every=every)
         def frame():
             widgets.keep_alive()
+            job.watched()
             render(job)
+            if every is not None and widgets.poll_interval(poll_s, job.status()) not in (every, None):
+                st.rerun()  # the room filled or emptied: a full run sets the fragment's new pace
             widgets.rerun_when_idle(job, flag)
 
         frame()

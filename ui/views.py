@@ -7,7 +7,7 @@ import streamlit as st
 from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
 from dl_core.probes import grid_points
 
-from . import figures
+from . import figures, widgets
 
 MAX_NEURON_IMAGES = 96  # past this the diagram shows connections only
 
@@ -33,13 +33,19 @@ def dataset_thumbnails(seed: int) -> tuple[list, list[str]]:
     return images, captions
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def click_figure(points: np.ndarray, colors: np.ndarray):
+    """The clickable plane for adding points, built once per set of points for the whole server
+    (every learner on the default data shares one: a plotly figure costs a first page load)."""
+    return figures.click_figure(points, colors)
+
+
 def output_scale(ds: Dataset2D) -> float:
     return float(np.abs(ds.targets).max()) if ds.task == "regression" else 1.0
 
 
-def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, live: bool) -> None:
-    """The network diagram: inputs, every hidden neuron and the output, each with its map.
-    While training it is a picture (updated in place); paused, an interactive chart."""
+def _network_picture(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool) -> tuple:
+    """The diagram's columns (label, picture per neuron), the weights between them and its height."""
     n_neurons = sum(len(n) for n in snap["neurons"])
     show = n_neurons <= MAX_NEURON_IMAGES
     img = lambda rgb: figures.map_image(rgb, 48) if show else None
@@ -59,14 +65,23 @@ def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, 
                      for k in range(n_out)])
         weights = snap["weights"]
     tallest = max(len(c) for c in cols)
-    height = int(min(640, max(260, 58 * tallest)))
-    if live:
-        st.image(figures.network_image(cols, weights, height), width="stretch")
+    return cols, weights, int(min(640, max(260, 58 * tallest)))
+
+
+def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, live: bool) -> None:
+    """The network diagram: inputs, every hidden neuron and the output, each with its map. A
+    picture, built once per snapshot (a plotly diagram cost most of a first page load, which
+    a room of 30 pays 30 times); paused, the learner can switch to an interactive chart."""
+    interactive = not live and st.toggle("Read the weights (hover the connections)", key="pg_network_hover")
+    if interactive:
+        st.plotly_chart(figures.network_figure(*_network_picture(snap, spec, ds, resolution, discretize)),
+                        key="pg_network", config={"displayModeBar": False})
     else:
-        st.plotly_chart(figures.network_figure(cols, weights, height), key="pg_network",
-                        config={"displayModeBar": False})
-        st.caption("Hover a connection to read its weight.")
-    if not show:
+        widgets.picture("pg_network", (id(snap), discretize),
+                        lambda: figures.network_image(*_network_picture(snap, spec, ds, resolution, discretize)),
+                        width="stretch")
+    n_neurons = sum(len(n) for n in snap["neurons"])
+    if n_neurons > MAX_NEURON_IMAGES:
         st.caption(f"{n_neurons} neurons: too many to draw each one's picture; hover connections for weights.")
 
 
@@ -82,8 +97,9 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
     pts, tg, rings = xtr, ytr, ["white"] * len(xtr)
     if show_test:
         pts, tg, rings = np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), rings + ["black"] * len(xte)
-    rgb = figures.output_rgb(snap["output"], ds.task, discretize, scale)
-    st.image(figures.map_image(rgb, 360, pts, figures.point_colors(tg, ds.task, scale), rings), width=360)
+    widgets.picture("pg_output", (id(snap), discretize, show_test), lambda: figures.map_image(
+        figures.output_rgb(snap["output"], ds.task, discretize, scale), 360, pts,
+        figures.point_colors(tg, ds.task, scale), rings), fmt="JPEG", width=360)
     legend = ("orange → class 0, blue → class 1" if ds.n_classes == 2 else
               "colour = most likely class, paler = less sure") if ds.task == "classification" else \
         "orange = negative, blue = positive target"

@@ -1,15 +1,18 @@
 """Widgets every page shares: the sidebar (device, seed), the session's presence, job controls."""
 from __future__ import annotations
 
+import io
 import os
+from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from dl_core.classroom import CHALLENGES, LESSON
 from dl_core.device import available_kinds, configure_threads, pick_device
-from dl_core.runner import RUNNER
+from dl_core.executors import executor
 from dl_core.runs import RUNS
 
 from . import state
@@ -52,7 +55,20 @@ def sidebar() -> None:
         st.caption(f"**{info.name}** · {info.detail}  \n{info.reason}.")
         st.number_input("Random seed", 0, 9999, 1, key=state.SEED, bind="query-params",
                         help="Fixes the data and the starting weights, so everyone in a class sees the same run.")
-        st.caption(f"Training now on this server: {RUNNER.running} of at most {RUNNER.max_running} jobs.")
+        _challenge()
+        load = executor().load()
+        st.caption(f"Training now on this server: {load['training']} jobs taking turns on {load['lanes']} "
+                   f"workers" + (f", {load['queued']} waiting." if load["queued"] else "."))
+
+
+def _challenge() -> None:
+    """The class challenge the teacher set, and the learner's (optional) name for its board."""
+    if LESSON.challenge is None:
+        return
+    st.markdown(f"### 🏆 Class challenge\n{CHALLENGES[LESSON.challenge].rule}")
+    st.text_input("Your name on the class board (optional)", key="board_name", max_chars=40,
+                  on_change=lambda: RUNS.set_name(session_id(), st.session_state.get("board_name", "")),
+                  help="Left empty, the board shows you as 'Learner n'.")
 
 
 def device() -> torch.device:
@@ -129,3 +145,30 @@ def share_link() -> str:
     base = urlsplit(st.context.url or "")
     query = [(k, v) for k in st.query_params for v in st.query_params.get_all(k) if k != "run"]
     return f"{base.scheme}://{base.netloc}{base.path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def picture(key: str, version, make: Callable[[], object], fmt: str = "PNG", **kwargs) -> None:
+    """st.image of `make()` (a PIL image), built and encoded once per `version`. A live view
+    redraws many times between two snapshots (and never while a job waits for its turn): the
+    same bytes go out again, under the same media address, so the browser keeps its copy.
+    JPEG suits smooth maps: it encodes ~15x faster than PNG here, at a similar size."""
+    memo = st.session_state.setdefault("_pictures", {})
+    hit = memo.get(key)
+    if hit is None or hit[0] != version:
+        buf = io.BytesIO()
+        make().save(buf, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+        memo[key] = hit = (version, buf.getvalue())
+    st.image(hit[1], **kwargs)
+
+
+def poll_interval(poll_s: float, status: dict) -> float | None:
+    """How often a live view redraws: `poll_s` for one learner, slower as the room fills (each
+    redraw costs the web process while training happens elsewhere), never slower than once a
+    second; a queued job only waits for its turn (once a second); an idle one not at all."""
+    if not status["busy"]:
+        return None
+    if status["state"] == "queued":
+        return 1.0
+    load = executor().load()
+    wanted = poll_s * load["training"] / (2 * load["lanes"])
+    return next((p for p in (poll_s, 0.5, 0.75) if wanted <= p), 1.0)  # a few paces: few full reruns

@@ -1,0 +1,249 @@
+"""A classroom on this machine: N scripted students, each opening the Playground and training.
+
+    python benchmarks/run.py classroom --json --students 30 [--seconds 60] [--start plain|classroom]
+
+Each student speaks Streamlit's own protocol over a WebSocket to 127.0.0.1 (what the
+browser's frontend sends: a page load, a click on ▶ Train as a widget trigger, and the
+live view's fragment reruns at the interval the server asks for). One headless Chromium
+page trains beside them and measures what a real student sees. Bounded: at most 60
+students, at most 300 s of training, then everyone leaves and the server is stopped.
+
+Figures: first paint (p50/p95: connect → the Train button drawn), visible update gap
+(p50/p95: time between two updates that show a new epoch), epochs/s per student (min and
+median: fairness), the room's total against a bare PyTorch loop on all cores,
+exceptions shown, and the server's memory (web process and its workers) before, at the
+peak and a minute after everyone left.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.browser import free_port, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_STUDENTS, MAX_SECONDS = 60, 300
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+
+class Student:
+    """One learner's browser, as far as the server can tell: Streamlit's protocol, no pixels."""
+
+    def __init__(self, url: str, page: str):
+        self.ws_url = url.replace("http", "ws") + "/_stcore/stream"
+        self.page, self.page_hash, self.train_id = page, "", None
+        self.connected_at = self.painted_at = self.trained_at = None
+        self.epochs: list[tuple[float, int]] = []  # (when seen, epoch) each time a new epoch is drawn
+        self.exceptions = 0
+        self.fragments: dict[str, float] = {}  # fragment id -> rerun interval the server asked for
+
+    def _state(self, fragment: str = "", trigger: str | None = None):
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        msg = BackMsg()
+        cs = msg.rerun_script
+        cs.query_string, cs.page_script_hash, cs.page_name = "", self.page_hash, "" if self.page_hash else self.page
+        if fragment:
+            cs.fragment_id, cs.is_auto_rerun = fragment, True
+        if trigger:
+            w = cs.widget_states.widgets.add()
+            w.id, w.trigger_value = trigger, True
+        return msg.SerializeToString()
+
+    def _read(self, data: bytes) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        msg = ForwardMsg()
+        msg.ParseFromString(data)
+        kind = msg.WhichOneof("type")
+        if kind == "navigation" and msg.navigation.page_script_hash:
+            self.page_hash = msg.navigation.page_script_hash
+        elif kind == "auto_rerun":
+            self.fragments[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
+        elif kind == "stop_auto_rerun":
+            for f in msg.stop_auto_rerun.fragment_ids:
+                self.fragments.pop(f, None)
+        elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+            el = msg.delta.new_element
+            which = el.WhichOneof("type")
+            if which == "exception":
+                self.exceptions += 1
+            elif which == "button" and el.button.label == "▶ Train":
+                self.train_id = el.button.id
+                self.painted_at = self.painted_at or time.monotonic()
+            elif which == "metric" and el.metric.label == "Epoch":
+                epoch = int(el.metric.body.replace(",", "") or 0)
+                if not self.epochs or epoch != self.epochs[-1][1]:
+                    self.epochs.append((time.monotonic(), epoch))
+
+    async def run(self, start_at: float, stop_at: float) -> None:
+        import websockets
+
+        async with websockets.connect(self.ws_url, subprotocols=["streamlit"], max_size=None,
+                                      origin="http://127.0.0.1") as ws:
+            self.connected_at = time.monotonic()
+            await ws.send(self._state())
+
+            async def reader():
+                async for data in ws:
+                    self._read(data)
+
+            task = asyncio.create_task(reader())
+            try:
+                while self.train_id is None and time.monotonic() < stop_at:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+                if self.train_id is not None:
+                    self.trained_at = time.monotonic()
+                    await ws.send(self._state(trigger=self.train_id))
+                due: dict[str, float] = {}
+                while time.monotonic() < stop_at:  # the frontend's timers for run_every fragments
+                    now = time.monotonic()
+                    for frag, every in list(self.fragments.items()):
+                        if now >= due.setdefault(frag, now + every):
+                            due[frag] = now + every
+                            await ws.send(self._state(fragment=frag))
+                    await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+
+    def figures(self) -> dict:
+        gaps = [b[0] - a[0] for a, b in zip(self.epochs, self.epochs[1:])]
+        trained = self.epochs[-1][1] - self.epochs[0][1] if len(self.epochs) > 1 else 0
+        span = (self.epochs[-1][0] - self.trained_at) if self.epochs and self.trained_at else 0
+        return {"paint": (self.painted_at - self.connected_at) if self.painted_at else None, "gaps": gaps,
+                "epochs": trained, "rate": trained / span if span > 0 else 0.0, "exceptions": self.exceptions}
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the web process and its workers)."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,rss"], capture_output=True, text=True).stdout.split("\n")[1:]
+    rows = [tuple(map(int, line.split())) for line in out if line.strip()]
+    family, grew = {pid}, True
+    while grew:
+        grew = False
+        for p, parent, _ in rows:
+            if parent in family and p not in family:
+                family.add(p)
+                grew = True
+    return round(sum(rss for p, _, rss in rows if p in family) / 1024, 1)
+
+
+def _bare_room_rate() -> float:
+    """Epochs/s of a bare PyTorch loop on the Playground's defaults, times the cores."""
+    from benchmarks.common import bare_steps_per_s
+    from dl_core.playground import Setup, make_job
+
+    job = make_job(Setup())[0]
+    steps_per_epoch = -(-job.trainer.n_train // job.config.batch_size)
+    return bare_steps_per_s(job, 200) / steps_per_epoch * (os.cpu_count() or 1)
+
+
+def _start(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    if kind == "classroom":
+        cmd = [sys.executable, "classroom.py", "--web", "2", "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | env, stdout=open(os.environ.get("DLLAB_BENCH_LOG", os.devnull), "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc, 120)
+    return proc, url
+
+
+def _chromium_student(url: str, stop_at: float, out: dict) -> None:
+    """One real page: first paint and the visible update gap, read off the Epoch metric."""
+    import re
+
+    from benchmarks.browser import CHROMIUM_ARGS, chromium
+    from playwright.sync_api import sync_playwright
+
+    path = chromium()
+    if path is None:
+        return
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        t0 = time.monotonic()
+        page.goto(f"{url}/playground")
+        page.get_by_role("button", name="▶ Train").wait_for(timeout=300_000)
+        out["chromium_first_paint_s"] = round(time.monotonic() - t0, 2)
+        page.get_by_role("button", name="▶ Train").click()
+        seen, gaps = None, []
+        while time.monotonic() < stop_at:
+            try:
+                text = page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first.inner_text(timeout=1000)
+                epoch = int(re.search(r"Epoch\s+([\d,]+)", text).group(1).replace(",", ""))
+            except Exception:  # noqa: BLE001 - mid-redraw
+                epoch = None
+            if epoch is not None and (seen is None or epoch != seen[1]):
+                if seen is not None:
+                    gaps.append(time.monotonic() - seen[0])
+                seen = (time.monotonic(), epoch)
+            time.sleep(0.1)
+        out["chromium_update_gap_p50_s"], out["chromium_update_gap_p95_s"] = _pct(gaps, 0.5), _pct(gaps, 0.95)
+        out["chromium_exceptions"] = page.locator("[data-testid='stException']").count()
+        browser.close()
+
+
+def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_page: bool = True) -> dict:
+    students, seconds = min(students, MAX_STUDENTS), min(seconds, MAX_SECONDS)
+    import tempfile
+    import threading
+
+    env = {"DLLAB_RUN_STORE": tempfile.mkdtemp(prefix="dllab-bench-runs-"), "DLLAB_SESSION_GRACE_S": "5"}
+    proc, url = _start(start, env)
+    try:
+        rss_before = _rss_mb(proc.pid)
+        room = [Student(url, "playground") for _ in range(students)]
+        t0 = time.monotonic()
+        start_at, stop_at = t0 + 5, t0 + 5 + seconds
+        browser_out: dict = {}
+        page = threading.Thread(target=_chromium_student, args=(url, stop_at, browser_out), daemon=True)
+        if chromium_page:
+            page.start()
+        peak = [rss_before]
+
+        async def everyone():
+            async def watch():
+                while time.monotonic() < stop_at:
+                    peak.append(_rss_mb(proc.pid))
+                    await asyncio.sleep(2)
+            await asyncio.gather(watch(), *(s.run(start_at, stop_at) for s in room), return_exceptions=True)
+
+        asyncio.run(everyone())
+        if chromium_page:
+            page.join(60)
+        figs = [s.figures() for s in room]
+        time.sleep(float(os.environ.get("DLLAB_BENCH_AFTER_S", "60")))  # everyone left: jobs stop after the grace period, memory should come back
+        rss_after = _rss_mb(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    paints = [f["paint"] for f in figs if f["paint"] is not None]
+    gaps = [g for f in figs for g in f["gaps"]]
+    rates = [f["rate"] for f in figs]
+    bare = _bare_room_rate()
+    return {"start": start, "students": students, "seconds": seconds,
+            "first_paint_p50_s": _pct(paints, 0.5), "first_paint_p95_s": _pct(paints, 0.95),
+            "painted": len(paints), "update_gap_p50_s": _pct(gaps, 0.5), "update_gap_p95_s": _pct(gaps, 0.95),
+            "trained_at_all": sum(1 for f in figs if f["epochs"] > 0),
+            "epochs_per_s_min": round(min(rates), 2), "epochs_per_s_median": round(statistics.median(rates), 2),
+            "room_epochs_per_s": round(sum(rates), 1), "bare_loop_all_cores_epochs_per_s": round(bare, 1),
+            "room_vs_bare": round(sum(rates) / bare, 3), "exceptions": sum(f["exceptions"] for f in figs),
+            "rss_mb_before": rss_before, "rss_mb_peak": max(peak), "rss_mb_after_1_min": rss_after,
+            **browser_out}

@@ -1,0 +1,106 @@
+"""The teacher's view of the room: who is here, who trains, who waits, and a challenge board.
+
+Plain data from the run registry and the executor; the page (labs/teacher.py) only draws
+it. Nothing here carries a run id: the board names learners by the name they chose, or
+"Learner n" in the order they arrived, so a projected board gives no one a way into
+another learner's run.
+"""
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass
+from typing import Callable
+
+
+def _hidden_neurons(run) -> int:
+    return sum(run.extra["setup"].hidden)
+
+
+def _best(run, metric: str, pick=min) -> float | None:
+    values = [e[metric] for e in run.job.view()["epochs"] if e.get(metric) is not None]
+    return pick(values) if values else None
+
+
+@dataclass(frozen=True)
+class Challenge:
+    title: str
+    lab: str
+    rule: str  # how the board judges it, for the teacher to read out
+    dataset: str
+    limit: Callable[[object], bool]  # the network's shape is within the rules
+    score: Callable[[object], float | None]  # the run's best so far (lower is better unless noted)
+    target: float
+    lower_is_better: bool = True
+
+    def reached(self, run) -> tuple[bool, float | None]:
+        """(within the rules and at the target, best score so far) for one run."""
+        if run.lab != self.lab or run.extra.get("data") is None or run.extra["data"].name != self.dataset:
+            return False, None
+        score = self.score(run)
+        if score is None or not self.limit(run):
+            return False, score
+        return (score < self.target) if self.lower_is_better else (score >= self.target), score
+
+
+CHALLENGES: dict[str, Challenge] = {
+    "spiral-12": Challenge(
+        "Spiral: test loss below 0.1 with at most 12 neurons", "playground",
+        "Data 'Spiral', 12 hidden neurons or fewer in all, best test loss < 0.1.", "spiral",
+        lambda run: _hidden_neurons(run) <= 12, lambda run: _best(run, "test_loss"), 0.1),
+    "circle-4": Challenge(
+        "Circle: 99 % test accuracy with one layer of at most 4 neurons", "playground",
+        "Data 'Circle', one hidden layer of 4 neurons or fewer, best test accuracy ≥ 99 %.", "circle",
+        lambda run: len(run.extra["setup"].hidden) == 1 and _hidden_neurons(run) <= 4,
+        lambda run: _best(run, "test_acc", max), 0.99, lower_is_better=False),
+    "xor-plain": Challenge(
+        "XOR with x and y only: test loss below 0.05", "playground",
+        "Data 'XOR', input features x and y only, best test loss < 0.05.", "xor",
+        lambda run: set(run.extra["setup"].features) <= {"x", "y"}, lambda run: _best(run, "test_loss"), 0.05),
+}
+
+
+def room(registry, executor) -> dict:
+    """Counts for the teacher: connected learners, runs training and waiting, the server's load."""
+    load = executor.load()
+    runs = registry.all_runs()
+    states = [r.job.status()["state"] for r in runs]
+    return {"connected": registry.connected(), "runs": len(runs), "training": states.count("running"),
+            "queued": states.count("queued"), "lanes": load["lanes"], "backend": load["backend"],
+            "capacity": load["capacity"], "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "cpus": os.cpu_count(), "rss_mb": _rss_mb()}
+
+
+def board(challenge: Challenge, registry) -> list[dict]:
+    """One row per learner who tried the challenge: name (or Learner n), reached, best score."""
+    best: dict[str, dict] = {}
+    for run in registry.all_runs():
+        reached, score = challenge.reached(run)
+        if score is None:
+            continue
+        name = registry.display_name(run.owner)
+        row = best.get(name)
+        better = row is None or (reached, score if not challenge.lower_is_better else -score) > \
+            (row["reached"], row["best"] if not challenge.lower_is_better else -row["best"])
+        if better:
+            best[name] = {"learner": name, "reached": reached, "best": score}
+    return sorted(best.values(), key=lambda r: (not r["reached"], r["best"] if challenge.lower_is_better
+                                                else -r["best"]))
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), else its peak."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Lesson:
+    """The challenge the teacher has set for the room (one per server process)."""
+
+    challenge: str | None = None
+
+
+LESSON = Lesson()

@@ -1,0 +1,363 @@
+"""Who trains when, and where: executors drive jobs in bounded chunks, round-robin.
+
+A job (training.py) is flags plus a trainable state; it never owns a thread. An executor
+admits jobs that want to train (up to `capacity`; the rest wait in a visible FIFO queue)
+and has `lanes` threads that each take the next admitted job, run one chunk of its
+`advance` (about 0.1 s or the exact batches a Step asked for) and put it back at the end
+of the line. So every running job gets its turn, a paused or finished job holds nothing,
+and, when the room is over capacity, a job that has had `slice_s` seconds in a row goes
+to the back of the queue so that the queue moves. Nobody watching for `unwatched_s`
+(the page stopped polling) pauses the job.
+
+Where a chunk computes is the backend's business:
+- "thread": in the lane's thread, in this process. GPU jobs always run here: CUDA
+  kernels release the interpreter lock, and a CUDA context per process costs ~0.5 GB.
+- "process": each lane drives one spawned worker process. The job's state is pickled
+  there and back every chunk, so the copy in the web process is the real one between
+  chunks: a killed worker loses one chunk, never the learner's weights, and any lane can
+  take any job's next turn. Training then no longer shares the web process's
+  interpreter lock with the page redraws (see docs/CLASSROOM.md).
+- "ray": the same over a pool of Ray actors (ray_backend.py), past one machine.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from .training import CHUNK_S
+from .worker import WorkerLost
+
+
+class ThreadBackend:
+    """Chunks run in the calling lane's thread."""
+
+    name = "thread"
+
+    def __init__(self, lanes: int):
+        self.lanes = lanes
+
+    def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
+        job.advance(budget, max_s, halt=job._halted)
+
+    def interrupt(self, lane: int) -> None:
+        """The job reads its own flags between batches: nothing to do."""
+
+    def release(self, lane: int) -> None:
+        """The lane has been idle for a while: give back what it holds (a worker's memory)."""
+
+    def close(self) -> None:
+        pass
+
+
+def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
+    """In a worker (process or actor): unpickle a job, train one chunk, pickle it back with the
+    events. Any error comes back as a message, never as a dead worker."""
+    try:
+        job, budget, max_s = pickle.loads(payload)
+        events = job.advance(budget, max_s, halt)
+        return pickle.dumps((True, (job, events, job.last_batches)))
+    except Exception as exc:  # noqa: BLE001 - reaches the learner as a message
+        return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
+
+
+def _serve() -> None:
+    """A worker process's loop (`python -m dl_core.executors`): one chunk per message on stdin,
+    the reply on stdout, until stdin closes. SIGUSR1 interrupts the chunk in progress (pause)."""
+    import signal
+    import struct
+
+    import torch
+
+    torch.set_num_threads(1)  # one process per core: more threads would only fight each other
+    if hasattr(os, "nice"):  # training fills the idle cores; the web process's redraws and first paints come first
+        os.nice(int(os.environ.get("DLLAB_WORKER_NICE", "10")))
+    out, sys.stdout = os.fdopen(os.dup(1), "wb"), sys.stderr  # nothing but replies on the pipe
+    halted = [False]
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: halted.__setitem__(0, True))
+    while True:
+        head = sys.stdin.buffer.read(8)
+        if len(head) < 8:
+            return
+        payload = sys.stdin.buffer.read(struct.unpack("<Q", head)[0])
+        halted[0] = False
+        reply = run_chunk(payload, lambda: halted[0])
+        out.write(struct.pack("<Q", len(reply)) + reply)
+        out.flush()
+
+
+class ProcessBackend(ThreadBackend):
+    """One worker process per lane; jobs travel as pickles (see the module docstring).
+
+    The workers are plain `python -m dl_core.executors` processes on pipes, not
+    multiprocessing's spawn: under `streamlit run` the `__main__` module is the app's script,
+    and spawn would run the whole app again in every worker."""
+
+    name = "process"
+
+    def __init__(self, lanes: int):
+        super().__init__(lanes)
+        self._procs: list[subprocess.Popen | None] = [None] * lanes
+
+    def _proc(self, lane: int) -> subprocess.Popen:
+        proc = self._procs[lane]
+        if proc is None or proc.poll() is not None:
+            root = str(Path(__file__).resolve().parents[1])
+            env = os.environ | {"PYTHONPATH": os.pathsep.join([root, *sys.path])}
+            proc = self._procs[lane] = subprocess.Popen(
+                [sys.executable, "-m", "dl_core.executors"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=env, cwd=root)
+        return proc
+
+    def kill(self, lane: int) -> None:
+        """End one worker process the hard way (tests: a worker lost mid-chunk)."""
+        proc = self._procs[lane]
+        if proc:
+            proc.kill()
+
+    def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
+        with job.lock:  # held until the chunk is back: a page that changes the job waits for it
+            payload = job.payload(budget, max_s)
+            if payload is None:  # on a GPU, or holding something that cannot travel (a lambda)
+                return super().chunk(job, lane, budget, max_s)
+            try:
+                proc = self._proc(lane)
+                proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
+                proc.stdin.flush()
+                head = proc.stdout.read(8)
+                if len(head) < 8:
+                    raise EOFError
+                reply = proc.stdout.read(struct.unpack("<Q", head)[0])
+            except (EOFError, OSError, ValueError) as exc:
+                self._restart(lane)
+                raise WorkerLost("The training worker process stopped unexpectedly") from exc
+            job.absorb(reply)
+
+    def interrupt(self, lane: int) -> None:
+        proc = self._procs[lane]
+        if proc is not None and proc.poll() is None and hasattr(signal, "SIGUSR1"):
+            proc.send_signal(signal.SIGUSR1)
+
+    def _restart(self, lane: int) -> None:
+        proc, self._procs[lane] = self._procs[lane], None
+        if proc:
+            proc.kill()
+            proc.wait(5)
+
+    def release(self, lane: int) -> None:
+        proc, self._procs[lane] = self._procs[lane], None
+        if proc:
+            proc.stdin.close()  # the worker's loop ends at EOF
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def close(self) -> None:
+        for lane in range(self.lanes):
+            self.release(lane)
+
+
+def make_backend(kind: str, lanes: int, **options):
+    """`options` go to the Ray backend (its runtime_env: what the actors need besides dl_core)."""
+    if kind == "ray":
+        from .ray_backend import RayBackend
+
+        return RayBackend(lanes, os.environ.get("DLLAB_RAY_ADDRESS", "auto"), **options)
+    return {"thread": ThreadBackend, "process": ProcessBackend}[kind](lanes)
+
+
+class Executor:
+    """Admission, the round-robin line and the lanes; see the module docstring."""
+
+    def __init__(self, backend: str = "thread", lanes: int | None = None, capacity: int = 32,
+                 slice_s: float = 30.0, unwatched_s: float | None = 300.0, idle_s: float = 60.0,
+                 **backend_options):
+        lanes = lanes or os.cpu_count() or 1
+        self.backend = make_backend(backend, lanes, **backend_options)
+        self.capacity, self.slice_s, self.unwatched_s = max(1, capacity), slice_s, unwatched_s
+        self.idle_s = idle_s  # a lane idle this long releases its worker (memory back after a class)
+        self._cond = threading.Condition()
+        self._admitted: dict = {}  # job -> when its current stretch of turns began
+        self._ready: deque = deque()  # admitted jobs waiting for their next chunk
+        self._waiting: deque = deque()  # over capacity: the visible queue
+        self._busy: dict = {}  # job -> the lane computing its chunk
+        self._settling: dict = {}  # job -> lanes still settling it after its last turn (snapshot, save)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.chunks = 0  # chunks run so far (the teacher's view shows the load)
+
+    # ---- what jobs call ----
+    def submit(self, job) -> None:
+        """`job` wants to train: give it a place in the rotation, or in the queue."""
+        with self._cond:
+            if self._closed or job in self._admitted or job in self._waiting:
+                return
+            if len(self._admitted) < self.capacity and not self._waiting:
+                self._admit(job)
+            else:
+                self._waiting.append(job)
+            self._start_lanes()
+            self._cond.notify_all()
+
+    def halt(self, job) -> None:
+        """`job` was paused or stopped: out of the line now, or at the end of its current chunk."""
+        with self._cond:
+            lane = self._busy.get(job)
+            if lane is not None:
+                self.backend.interrupt(lane)
+                return
+            held = self._admitted.pop(job, None) is not None or job in self._waiting
+            if job in self._ready:
+                self._ready.remove(job)
+            if job in self._waiting:
+                self._waiting.remove(job)
+            self._fill()
+        if held:
+            job._left_line()
+
+    def position(self, job) -> int | None:
+        """1-based place in the queue, or None when not waiting."""
+        with self._cond:
+            return self._waiting.index(job) + 1 if job in self._waiting else None
+
+    def holds(self, job) -> bool:
+        with self._cond:
+            return job in self._admitted or job in self._waiting
+
+    def wait_idle(self, job, timeout: float | None = None) -> bool:
+        """Block until no lane computes `job` (for join); True if that happened in time."""
+        with self._cond:
+            return self._cond.wait_for(lambda: job not in self._busy and job not in self._settling, timeout)
+
+    def load(self) -> dict:
+        """How full the room is: jobs taking turns, waiting, and the lanes that share them."""
+        with self._cond:
+            return {"training": len(self._admitted), "queued": len(self._waiting), "lanes": self.backend.lanes,
+                    "capacity": self.capacity, "backend": self.backend.name, "chunks": self.chunks}
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Halt every job, let the lanes finish their chunks, stop the workers (server exit)."""
+        with self._cond:
+            self._closed = True
+            jobs = [*self._admitted, *self._waiting]
+            for lane in self._busy.values():
+                self.backend.interrupt(lane)
+            self._cond.notify_all()
+        for job in jobs:
+            job.pause()
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
+        self.backend.close()
+
+    # ---- the lanes ----
+    def _admit(self, job) -> None:
+        self._admitted[job] = time.monotonic()
+        self._ready.append(job)
+
+    def _fill(self) -> None:
+        """Admit from the queue while there is room (called with the lock)."""
+        while self._waiting and len(self._admitted) < self.capacity:
+            self._admit(self._waiting.popleft())
+        self._cond.notify_all()
+
+    def _start_lanes(self) -> None:
+        while len(self._threads) < self.backend.lanes:
+            t = threading.Thread(target=self._lane, args=(len(self._threads),), daemon=True,
+                                 name=f"training-lane-{len(self._threads)}")
+            self._threads.append(t)
+            t.start()
+
+    def pace(self) -> tuple[float, float]:
+        """(chunk seconds, seconds between snapshots) for the room as it is now. Every job taking
+        turns should see a turn about once a second, so chunks shorten as the room fills (down
+        to 30 ms); snapshots (probe pictures) are taken no faster than pages show them."""
+        with self._cond:
+            per_lane = len(self._admitted) / self.backend.lanes
+        if per_lane <= 1:  # a lane each: as fast as the job's own settings ask
+            return CHUNK_S, 0.0
+        return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(1.0, 0.3 * per_lane / 2)
+
+    def _lane(self, lane: int) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._ready or self._closed, timeout=self.idle_s):
+                    self.backend.release(lane)  # nobody trains: the worker's memory goes back
+                    continue
+                if self._closed:
+                    return
+                job = self._ready.popleft()
+                self._busy[job] = lane
+            self._turn(job, lane)
+
+    def _turn(self, job, lane: int) -> None:
+        budget = job._begin_turn()
+        if budget is not False:
+            chunk_s, job.snapshot_floor_s = self.pace()
+            try:
+                self.backend.chunk(job, lane, budget, chunk_s)
+            except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message
+                job._fail(exc)
+            self.chunks += 1
+        unwatched = (self.unwatched_s is not None and job.seen_at is not None
+                     and time.monotonic() - job.seen_at > self.unwatched_s)
+        if unwatched:
+            job._unwatched(self.unwatched_s)
+        with self._cond:
+            keep = not (self._closed or job._halted())  # a failure or the end clears the job's flags
+            del self._busy[job]
+            if not keep:
+                self._settling[job] = self._settling.get(job, 0) + 1
+            if keep and self._waiting and time.monotonic() - self._admitted[job] > self.slice_s:
+                del self._admitted[job]  # its stretch is over while others wait: to the back of the queue
+                self._waiting.append(job)
+                job._requeued()
+            elif keep:
+                self._ready.append(job)
+            else:
+                self._admitted.pop(job, None)
+            self._fill()
+        if not keep:  # join() waits for this too: the job's last snapshot and its save
+            try:
+                job._left_line()
+            finally:
+                with self._cond:
+                    self._settling[job] -= 1
+                    if not self._settling[job]:
+                        del self._settling[job]
+                    self._cond.notify_all()
+
+
+def _default() -> Executor:
+    env = os.environ.get
+    return Executor(env("DLLAB_EXECUTOR", "process"), int(env("DLLAB_WORKERS", "0")) or None,
+                    int(env("DLLAB_MAX_RUNNING_JOBS", "32")), float(env("DLLAB_SLICE_S", "30")),
+                    float(env("DLLAB_UNWATCHED_S", "300")))
+
+
+_lock = threading.Lock()
+_executor: Executor | None = None
+
+
+def executor() -> Executor:
+    """The server's executor, made on first use (a page that never trains spawns nothing)."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = _default()
+            atexit.register(_executor.shutdown)  # a clean exit: no torch thread killed mid-operation
+        return _executor
+
+
+if __name__ == "__main__":
+    _serve()

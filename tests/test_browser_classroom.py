@@ -1,0 +1,121 @@
+"""The classroom in a real browser: concurrent first sessions, a clean stop while jobs train,
+and the classroom start (HAProxy with cookie affinity in front of two web processes that
+share the run store), where a reload that reaches the other process still finds the run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from benchmarks.browser import free_port, streamlit_server, wait_healthy
+from browser_fixtures import WAIT, button, idle, no_exception, open_lab, press_train, run_id, wait_epoch
+from conftest import ROOT
+
+pytestmark = pytest.mark.browser
+
+
+def test_concurrent_first_sessions_see_no_import_race(browser, tmp_path):
+    """Six learners open a freshly started server at the same moment (its first sessions)."""
+    with streamlit_server({"DLLAB_RUN_STORE": str(tmp_path)}) as url:
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+        pages = [ctx.new_page() for _ in range(6)]
+        for page in pages:
+            page.goto(f"{url}/playground", wait_until="commit")
+        for page in pages:
+            page.get_by_role("button", name="▶ Train").wait_for(timeout=120_000)
+            idle(page)
+            no_exception(page)
+        ctx.close()
+
+
+def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
+    """SIGTERM with two jobs training: exit status 0 (it was -6, an abort), and the runs saved."""
+    port = free_port()
+    env = os.environ | {"DLLAB_RUN_STORE": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+        for _ in range(2):
+            page = ctx.new_page()
+            open_lab(page, f"{url}/playground")
+            press_train(page)
+            wait_epoch(page, 3)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0].decode()
+        ctx.close()
+        assert proc.returncode == 0, out[-3000:]
+        assert len(list(tmp_path.glob("*.run"))) == 2  # paused at shutdown, and saved
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory):
+    if shutil.which("haproxy") is None and not os.path.exists("/usr/sbin/haproxy"):
+        if os.environ.get("CI"):
+            pytest.fail("HAProxy is missing; .ci/run should have installed it")
+        pytest.skip("HAProxy not installed (apt-get install haproxy)")
+    port = free_port()
+    env = os.environ | {"DLLAB_RUN_STORE": str(tmp_path_factory.mktemp("store")), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "classroom.py", "--web", "2", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, 120)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def _web(ctx) -> str:
+    return next(c["value"] for c in ctx.cookies() if c["name"] == "DLLAB_WEB")
+
+
+def test_the_classroom_start_keeps_a_browser_on_its_process_and_shares_saved_runs(browser, classroom):
+    url, _ = classroom
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = ctx.new_page()
+    open_lab(page, f"{url}/playground")
+    press_train(page)
+    trained = wait_epoch(page, 5)
+    button(page, "⏸ Pause").click(timeout=WAIT)
+    button(page, "▶ Train").wait_for(timeout=WAIT)
+    rid, web = run_id(page), _web(ctx)
+    assert rid and web in ("web1", "web2")
+
+    page.reload()  # affinity: the same process, the same run, in memory
+    open_lab(page, page.url)
+    assert _web(ctx) == web and run_id(page) == rid
+    page.get_by_text("Welcome back").wait_for(timeout=WAIT)
+
+    other = "web2" if web == "web1" else "web1"  # as if its process had restarted: the other one
+    ctx.add_cookies([{"name": "DLLAB_WEB", "value": other, "url": url}])
+    page.reload()
+    open_lab(page, page.url)
+    assert _web(ctx) == other
+    page.get_by_text("Welcome back").wait_for(timeout=WAIT)
+    assert run_id(page) == rid and wait_epoch(page, trained, timeout=5) >= trained
+    no_exception(page)
+    ctx.close()
+
+
+def test_the_classroom_start_stops_every_process_on_sigterm(classroom):
+    url, proc = classroom
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)

@@ -1,0 +1,68 @@
+"""The teacher's view: behind the token, counts and a challenge board that never shows run ids."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dl_core.classroom import CHALLENGES, LESSON, board
+from dl_core.jobparts import Event
+from dl_core.playground import Setup, make_job
+from dl_core.runs import RUNS
+from test_pages import open_page
+
+
+def spiral_run(session, hidden, test_loss, name=None):
+    job, spec, ds = make_job(Setup(dataset="spiral", hidden=hidden, resolution=8))
+    job._record(Event("epoch", 10, 1, time.time(), data={"epoch": 1, "test_loss": test_loss, "test_acc": 0.9}))
+    RUNS.touch(session)
+    if name:
+        RUNS.set_name(session, name)
+    return RUNS.create(session, "playground", job, extra={"setup": Setup(dataset="spiral", hidden=hidden),
+                                                          "data": ds, "spec": spec})
+
+
+@pytest.fixture
+def lesson():
+    LESSON.challenge = None
+    yield LESSON
+    LESSON.challenge = None
+
+
+def test_the_board_ranks_learners_by_the_rules_and_names_only_those_who_chose_a_name(lesson):
+    fast = spiral_run("s-ada", (6, 6), 0.05, name="Ada")
+    spiral_run("s-anon", (8, 4), 0.08)  # reached the loss, but within 12 neurons? yes: 12
+    spiral_run("s-big", (64, 64), 0.01)  # best loss, but too many neurons
+    rows = board(CHALLENGES["spiral-12"], RUNS)
+    assert [r["reached"] for r in rows] == [True, True, False]
+    assert rows[0]["learner"] == "Ada" and rows[0]["best"] == pytest.approx(0.05)
+    assert rows[1]["learner"].startswith("Learner ") and rows[2]["learner"].startswith("Learner ")
+    assert fast.id not in str(rows)
+
+
+def test_without_the_token_the_page_is_off_or_refuses(monkeypatch, lesson):
+    monkeypatch.delenv("DLLAB_TEACHER_TOKEN", raising=False)
+    at = open_page("teacher")
+    assert not at.exception and "off on this server" in at.info[0].value and not at.metric
+    monkeypatch.setenv("DLLAB_TEACHER_TOKEN", "correct horse")
+    at = open_page("teacher")
+    at.text_input(key="teacher_token").set_value("wrong").run()
+    assert "not this server's teacher token" in at.error[0].value and not at.metric and not at.main.selectbox
+
+
+def test_with_the_token_the_teacher_sees_the_room_sets_a_challenge_and_no_run_id(monkeypatch, lesson):
+    monkeypatch.setenv("DLLAB_TEACHER_TOKEN", "correct horse")
+    run = spiral_run("s-ada", (6, 6), 0.05, name="Ada")
+    at = open_page("teacher")
+    at.text_input(key="teacher_token").set_value("correct horse").run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert {"Learners connected", "Training now", "Waiting for a turn"} <= set(labels)
+    at.main.selectbox[0].set_value("spiral-12").run()
+    assert LESSON.challenge == "spiral-12"
+    table = at.dataframe[0].value
+    assert list(table["learner"]) == ["Ada"] and list(table["reached"]) == ["✅"]
+    page_text = str([e.value for e in at.markdown] + [e.value for e in at.caption]) + table.to_string()
+    assert run.id not in page_text
+    learner = open_page("playground")  # the learners see the challenge in their sidebar
+    assert any("Class challenge" in m.value for m in learner.sidebar.markdown)

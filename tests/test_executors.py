@@ -1,0 +1,187 @@
+"""The job contract over every executor: in-process lanes, a spawned process pool, Ray.
+
+The same tests run against each backend: start trains, pause means no more steps, step n
+takes exactly n batches, stop ends, events rebuild the history, failures arrive as
+messages. Then what only a pool can do wrong: a killed worker, settings changed while a
+chunk is away, fair turns, a queue that moves, a run nobody watches.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+from conftest import wait_for
+from dl_core.executors import Executor
+from dl_core.jobparts import History
+from dl_core.playground import Setup, make_job
+from dl_core.training import TrainConfig
+
+BACKENDS = ["thread", "process", "ray"]
+
+
+class FailingProbe:
+    """A probe that travels (a module-level class) and fails on its second call."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        if self.calls > 1:
+            raise ValueError("the probe broke")
+        return {}
+
+
+class SlowProbe:
+    """A probe that says when it starts (a file, seen from any process) and then takes its time,
+    so a chunk is surely in flight when its worker is killed."""
+
+    def __init__(self, started: str):
+        self.started = started
+
+    def __call__(self, model):
+        open(self.started, "w").close()
+        time.sleep(2.0)
+        return {}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def pool(request):
+    """One executor per backend for the module (a process pool spawns its workers once)."""
+    options = {}
+    if request.param == "ray":
+        os.environ["DLLAB_RAY_ADDRESS"] = request.getfixturevalue("ray_cluster")
+        options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}}  # this module's probes
+    ex = Executor(request.param, lanes=2, capacity=8, slice_s=1e9, unwatched_s=None, **options)
+    yield ex
+    ex.shutdown()
+
+
+def new_job(pool, **train):
+    job = make_job(Setup(hidden=(4, 4), train=TrainConfig(**train), resolution=8))[0]
+    job.executor = pool
+    return job
+
+
+def test_start_trains_and_pause_means_no_more_steps(pool):
+    job = new_job(pool)
+    job.start()
+    wait_for(lambda: job.epoch >= 3, timeout=60)
+    assert job.status()["state"] == "running"
+    job.pause()
+    wait_for(lambda: not job.active and job.status()["state"] == "paused")
+    step = job.step
+    time.sleep(0.5)
+    assert job.step == step
+    job.stop()
+    wait_for(lambda: job.status()["state"] == "stopped")
+
+
+def test_step_n_takes_exactly_n_batches_and_events_rebuild_the_history(pool):
+    job = new_job(pool, batch_size=10)
+    job.step_batch(7)
+    wait_for(lambda: job.status()["state"] == "paused", timeout=60)
+    assert job.step == 7
+    job.step_epoch()  # 250 training points: 25 batches per epoch
+    wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused", timeout=60)
+    assert job.step == 25
+    view = job.view()
+    replay = History()
+    for event in view["events"]:
+        replay.apply(event)
+    assert [e["epoch"] for e in replay.epochs] == [0, 1] == [e["epoch"] for e in view["epochs"]]
+    assert [s for s, _ in view["steps"]] == list(range(1, 26))
+    kinds = [e.kind for e in view["events"]]
+    assert "started" in kinds and "paused" in kinds and "snapshot" in kinds
+    job.stop()
+
+
+def test_a_failure_in_a_chunk_arrives_as_a_message_and_the_job_stays_usable(pool):
+    job = new_job(pool)
+    job.probe = FailingProbe()
+    job.probe(job.model)  # the next call fails, wherever it runs
+    job.start()
+    wait_for(lambda: job.status()["state"] == "failed", timeout=60)
+    assert "the probe broke" in job.status()["message"]
+    job.probe = None
+    job.step_batch(3)
+    wait_for(lambda: job.status()["state"] == "paused", timeout=60)
+    job.stop()
+
+
+def test_settings_changed_mid_training_reach_the_optimizer(pool):
+    job = new_job(pool, optimizer="sgd", lr=0.1)
+    job.start()
+    wait_for(lambda: job.step > 20, timeout=60)
+    job.set_config(lr=0.01, optimizer="adam")
+    wait_for(lambda: job.config.lr == 0.01, timeout=30)
+    step = job.step
+    wait_for(lambda: job.step > step + 20, timeout=60)
+    job.pause()
+    wait_for(lambda: not job.active)
+    opt = job._optimizers["model"]
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert all(p is q for p, q in zip(opt.param_groups[0]["params"], job.model.parameters()))
+    job.stop()
+
+
+def test_every_running_job_gets_its_turn(pool):
+    jobs = [new_job(pool) for _ in range(5)]  # more jobs than the pool's 2 lanes
+    for job in jobs:
+        job.start()
+    wait_for(lambda: all(job.epoch >= 2 for job in jobs), timeout=90)
+    for job in jobs:
+        job.stop()
+
+
+def test_a_killed_worker_becomes_a_message_and_the_weights_survive(pool, tmp_path):
+    if pool.backend.name == "thread":
+        pytest.skip("in-process lanes have no worker to lose")
+    job = new_job(pool)
+    job.start()
+    wait_for(lambda: job.epoch >= 2, timeout=60)
+    job.pause()
+    wait_for(lambda: not job.active)
+    job.join()  # its last snapshot is taken: the probe below runs only in a worker
+    job.probe = SlowProbe(str(tmp_path / "started"))
+    job.start()
+    wait_for(lambda: (tmp_path / "started").exists(), timeout=30)  # a chunk is taking a snapshot, in a worker
+    for lane in range(pool.backend.lanes):
+        pool.backend.kill(lane)
+    wait_for(lambda: job.status()["state"] == "failed", timeout=30)
+    assert "stopped unexpectedly" in job.status()["message"] and "safe" in job.status()["message"]
+    assert job.epoch >= 2 and all(torch.isfinite(p).all() for p in job.model.parameters())
+    epoch = job.epoch
+    job.probe = None
+    job.start()  # a fresh worker takes over from the last weights
+    wait_for(lambda: job.epoch >= epoch + 2, timeout=90)
+    assert job.view()["epochs"][-1]["test_loss"] < job.view()["epochs"][0]["test_loss"]
+    job.stop()
+
+
+def test_over_capacity_the_queue_moves_and_shows_its_place():
+    ex = Executor("thread", lanes=1, capacity=2, slice_s=0.5, unwatched_s=None)
+    try:
+        jobs = [new_job(ex) for _ in range(4)]
+        for job in jobs:
+            job.start()
+        assert [j.status()["queue_position"] for j in jobs] == [None, None, 1, 2]
+        assert jobs[3].status()["state"] == "queued"
+        wait_for(lambda: all(j.epoch >= 1 for j in jobs), timeout=60)  # the last in line trained too
+    finally:
+        ex.shutdown()
+
+
+def test_a_run_nobody_watches_pauses_and_says_why():
+    ex = Executor("thread", lanes=1, capacity=4, unwatched_s=0.5)
+    try:
+        job = new_job(ex)
+        job.watched()
+        job.start()
+        wait_for(lambda: job.status()["state"] == "paused", timeout=30)
+        assert "nobody had looked" in job.status()["message"]
+    finally:
+        ex.shutdown()
