@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections import OrderedDict
 import pickle
 import signal
 import struct
@@ -33,6 +34,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from .jobparts import pack_tensors
 from .training import CHUNK_S
 from .worker import WorkerLost
 
@@ -58,15 +60,47 @@ class ThreadBackend:
         pass
 
 
+_RESIDENT: OrderedDict = OrderedDict()  # in a worker: uid -> (version, job), the jobs it has seen lately
+RESIDENT_MAX = 64
+MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
+
+
 def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
-    """In a worker (process or actor): unpickle a job, train one chunk, pickle it back with the
-    events. Any error comes back as a message, never as a dead worker."""
+    """In a worker (process or actor): train one chunk of a job and answer with its state and
+    events. A whole job ("job") stays here as a resident copy; later turns ("turn") bring only
+    the state and run on that copy. Any error comes back as a message, never as a dead worker."""
     try:
-        job, budget, max_s = pickle.loads(payload)
+        (kind, uid, body), version, budget, max_s = pickle.loads(payload)
+        if kind == "job":
+            _RESIDENT[uid] = (version, body)
+        elif _RESIDENT.get(uid, (None,))[0] != version:
+            return MISSING
+        else:
+            _RESIDENT[uid][1].load_turn_state(body)
+        _RESIDENT.move_to_end(uid)
+        while len(_RESIDENT) > RESIDENT_MAX:
+            _RESIDENT.popitem(last=False)
+        job = _RESIDENT[uid][1]
         events = job.advance(budget, max_s, halt)
-        return pickle.dumps((True, (job, events, job.last_batches)))
+        return pickle.dumps((True, (pack_tensors(job.turn_state()), events, job.last_batches)))
     except Exception as exc:  # noqa: BLE001 - reaches the learner as a message
         return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
+
+
+def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
+    """Run one chunk of `job` through `send(payload) -> reply`, as a turn if the lane's worker
+    holds it at this version (`lane_jobs`: uid -> version, this lane's guess), else whole.
+    False if the job cannot travel. The caller holds job.lock."""
+    resident = lane_jobs.get(job.uid) == job.version
+    payload = job.payload(budget, max_s, resident=resident)
+    if payload is None:
+        return False
+    reply = send(payload)
+    if reply == MISSING:  # the worker restarted or dropped it: send the whole job
+        reply = send(job.payload(budget, max_s))
+    lane_jobs[job.uid] = job.version
+    job.absorb(reply)
+    return True
 
 
 def _serve() -> None:
@@ -107,12 +141,14 @@ class ProcessBackend(ThreadBackend):
     def __init__(self, lanes: int):
         super().__init__(lanes)
         self._procs: list[subprocess.Popen | None] = [None] * lanes
+        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its worker holds
 
     def _proc(self, lane: int) -> subprocess.Popen:
         proc = self._procs[lane]
         if proc is None or proc.poll() is not None:
             root = str(Path(__file__).resolve().parents[1])
             env = os.environ | {"PYTHONPATH": os.pathsep.join([root, *sys.path])}
+            self._jobs[lane].clear()
             proc = self._procs[lane] = subprocess.Popen(
                 [sys.executable, "-m", "dl_core.executors"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 env=env, cwd=root)
@@ -126,21 +162,22 @@ class ProcessBackend(ThreadBackend):
 
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
         with job.lock:  # held until the chunk is back: a page that changes the job waits for it
-            payload = job.payload(budget, max_s)
-            if payload is None:  # on a GPU, or holding something that cannot travel (a lambda)
-                return super().chunk(job, lane, budget, max_s)
             try:
-                proc = self._proc(lane)
-                proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
-                proc.stdin.flush()
-                head = proc.stdout.read(8)
-                if len(head) < 8:
-                    raise EOFError
-                reply = proc.stdout.read(struct.unpack("<Q", head)[0])
+                if round_trip(job, self._jobs[lane], budget, max_s, lambda payload: self._send(lane, payload)):
+                    return
             except (EOFError, OSError, ValueError) as exc:
                 self._restart(lane)
                 raise WorkerLost("The training worker process stopped unexpectedly") from exc
-            job.absorb(reply)
+        super().chunk(job, lane, budget, max_s)  # on a GPU, or holding something that cannot travel
+
+    def _send(self, lane: int, payload: bytes) -> bytes:
+        proc = self._proc(lane)
+        proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
+        proc.stdin.flush()
+        head = proc.stdout.read(8)
+        if len(head) < 8:
+            raise EOFError
+        return proc.stdout.read(struct.unpack("<Q", head)[0])
 
     def interrupt(self, lane: int) -> None:
         proc = self._procs[lane]
@@ -281,12 +318,14 @@ class Executor:
     def pace(self) -> tuple[float, float]:
         """(chunk seconds, seconds between snapshots) for the room as it is now. Every job taking
         turns should see a turn about once a second, so chunks shorten as the room fills (down
-        to 30 ms); snapshots (probe pictures) are taken no faster than pages show them."""
+        to 30 ms). Snapshots (the probe's pictures) thin out as it fills, up to one every 3 s
+        at 15 jobs per lane: each new one costs the web process a picture (measured: with 30
+        learners, rebuilding pictures was half of its time)."""
         with self._cond:
             per_lane = len(self._admitted) / self.backend.lanes
         if per_lane <= 1:  # a lane each: as fast as the job's own settings ask
             return CHUNK_S, 0.0
-        return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(1.0, 0.3 * per_lane / 2)
+        return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(3.0, 0.2 * per_lane)
 
     def _lane(self, lane: int) -> None:
         while True:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .executors import ThreadBackend, run_chunk
+from .executors import ThreadBackend, round_trip, run_chunk
 from .worker import WorkerLost
 
 
@@ -43,6 +43,7 @@ class RayBackend(ThreadBackend):
         self.runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)], **(runtime_env or {})}
         self._lock = threading.Lock()
         self._actors: list = [None] * lanes
+        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its actor holds
         self._remote = None
 
     def _actor(self, lane: int):
@@ -56,23 +57,22 @@ class RayBackend(ThreadBackend):
                 self._remote = ray.remote(num_cpus=1, max_restarts=0)(_ChunkActor)
             if self._actors[lane] is None:
                 self._actors[lane] = self._remote.remote()
+                self._jobs[lane].clear()
             return self._actors[lane]
 
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
         import ray
 
         with job.lock:  # held until the chunk is back: a page that changes the job waits for it
-            payload = job.payload(budget, max_s)
-            if payload is None:  # a GPU job, or one that cannot travel: in this process
-                return super().chunk(job, lane, budget, max_s)
             actor = self._actor(lane)
             try:
-                reply = ray.get(actor.run.remote(payload))
+                if round_trip(job, self._jobs[lane], budget, max_s, lambda p: ray.get(actor.run.remote(p))):
+                    return
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
                 with self._lock:
                     self._actors[lane] = None
                 raise WorkerLost("The Ray worker training this run stopped unexpectedly") from exc
-            job.absorb(reply)
+        super().chunk(job, lane, budget, max_s)  # a GPU job, or one that cannot travel: in this process
 
     def kill(self, lane: int) -> None:
         """End one actor (tests: a machine lost mid-chunk)."""

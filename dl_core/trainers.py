@@ -13,6 +13,8 @@ plugs into the same job by providing what `SupervisedTrainer` provides:
   numbers back to the host: the job does that in bulk (on a GPU each `.item()` stalls).
 - `running_metrics()`, `evaluate(train)`: an epoch's numbers, read once per epoch.
 - `probe()`, `grad_norms()`, `take_activations()`, labels: what the live views show.
+- `turn_state()`, `load_turn_state(state)`: what a step changes besides the weights (running
+  sums), shipped with the weights when a chunk runs in a worker process.
 - `clone()`: an independent copy with the same weights (another browser's copy of a run).
 """
 from __future__ import annotations
@@ -80,6 +82,14 @@ class SupervisedTrainer:
             loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
         ctx.update("model", loss)
         return loss.detach()
+
+    def turn_state(self) -> dict:
+        """What a training step changes besides the weights (the job ships it to and from workers)."""
+        return {"sum_loss": self._sum_loss, "correct": self._correct, "seen": self._seen, "acts": self._acts}
+
+    def load_turn_state(self, state: dict) -> None:
+        self._sum_loss, self._correct, self._seen, self._acts = (state[k] for k in ("sum_loss", "correct", "seen",
+                                                                                   "acts"))
 
     def running_metrics(self) -> dict:
         """This epoch's mean batch loss (and accuracy), as Keras reports them; then start over."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import secrets
 import threading
 import time
 from collections import deque
@@ -26,16 +27,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
-from .jobparts import Event, History, Precision, TensorData, TrainConfig, clone_state, downsample
+from .jobparts import (Event, History, Precision, TensorData, TrainConfig, clone_state, downsample, pack_tensors,
+                       unpack_tensors)
 from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler, track_steps
 from .trainers import SupervisedTrainer
 from .worker import Worker
 
 CHUNK_S = 0.1  # the worker reads losses back and checks its controls' queue at least this often
-# What a chunk in another process changes, and what comes back from it (absorb).
-_TRAVELS = ("trainer", "_optimizers", "_schedulers", "_precision", "generator", "_order", "_pos",
-            "_good_state", "_best", "_last_snapshot_t")
 _LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest")
+_COUNTERS = ("_pos", "step", "epoch", "_best", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
+             "snapshot_floor_s")
 
 
 class TrainingJob(Worker):
@@ -54,6 +55,7 @@ class TrainingJob(Worker):
         self.last_batches = 0  # batches the latest chunk trained
         self.snapshot_floor_s = 0.0  # the executor's lower bound on snapshot_interval_s (a full room)
         self._portable: bool | None = None  # can this job's chunks run in another process?
+        self.uid, self.version = secrets.token_hex(8), 0  # a worker keeps a copy of this job, at this version
         self.measuring = False  # this step records gradient and activation statistics
         self.generator = torch.Generator().manual_seed(config.seed)
         self._device = next(self.model.parameters()).device
@@ -80,6 +82,7 @@ class TrainingJob(Worker):
     def _set_probe(self, fn) -> None:
         with self.lock:  # never while a chunk is away (its returning trainer would drop the change)
             self.trainer.probe_fn = fn
+            self.version += 1  # a worker's copy of this job is out of date
 
     # ---- controls beyond the worker's (called from the UI thread) ----
     def step_epoch(self) -> None:
@@ -100,6 +103,7 @@ class TrainingJob(Worker):
             if new.optimizer not in OPTIMIZERS or new.schedule not in SCHEDULES:
                 raise ValueError(f"Unknown optimizer or schedule {new.optimizer!r} / {new.schedule!r}.")
             old, self.config = self.config, new
+            self.version += 1  # a worker's copy of this job is out of date
             if new.optimizer != old.optimizer:
                 self._new_optimizers()
             else:
@@ -203,40 +207,65 @@ class TrainingJob(Worker):
             job.state = "paused"
         return job
 
-    def payload(self, budget: int | None, max_s: float = CHUNK_S) -> bytes | None:
-        """This job and one chunk's orders as bytes for a worker, or None if it cannot travel (it
-        is on a GPU, or holds something pickle cannot carry, such as a lambda probe)."""
+    def payload(self, budget: int | None, max_s: float = CHUNK_S, resident: bool = False) -> bytes | None:
+        """One chunk's orders as bytes for a worker, or None if this job cannot travel (it is on
+        a GPU, or holds something pickle cannot carry, such as a lambda probe). With `resident`
+        the worker already holds this job at this version: only its changing state goes (about
+        a tenth of the bytes and of the time), never its data, probe or network structure."""
         if self._portable is False or self._device.type != "cpu":
             return None
         with self.lock, self._cond:
+            what = ("turn", self.uid, pack_tensors(self.turn_state())) if resident else ("job", self.uid, self)
             try:
-                data = pickle.dumps((self, budget, max_s))
+                data = pickle.dumps((what, self.version, budget, max_s))
             except (pickle.PicklingError, TypeError, AttributeError):
                 self._portable = False
                 return None
             self._portable = True
         return data
 
-    def absorb(self, reply: bytes) -> None:
-        """Take back what a worker's chunk did: its weights, optimizer state and events. The
-        backend holds the weights lock from payload to absorb, so nothing changes in between."""
-        ok, body = pickle.loads(reply)
+    def turn_state(self) -> dict:
+        """Everything a chunk changes: weights, optimizer and schedule state, the random generator,
+        the place in the epoch, counters and the trainer's running sums. (Jobs that travel are on
+        the CPU, where mixed precision keeps no loss-scaler state.)"""
+        return {"models": {n: m.state_dict() for n, m in self.trainer.models.items()},
+                "optimizers": {n: o.state_dict() for n, o in self._optimizers.items()},
+                "schedulers": {n: s.state_dict() for n, s in self._schedulers.items()},
+                "generator": self.generator.get_state(), "order": self._order, "good": self._good_state,
+                "trainer": self.trainer.turn_state(), **{k: getattr(self, k) for k in _COUNTERS}}
+
+    def load_turn_state(self, state: dict) -> None:
+        """`state` from turn_state(), or packed by jobparts.pack_tensors on its way."""
+        if isinstance(state, tuple):
+            state = unpack_tensors(state)
         with self.lock, self._cond:
-            if ok:
-                other, events, n = body
-                for k in _TRAVELS:
-                    setattr(self, k, getattr(other, k))
-                for sched in self._schedulers.values():  # the factor reads this job's settings
-                    sched.lr_lambdas = [self._factor]
-                self.step, self.epoch, self.last_batches = other.step, other.epoch, n
-                if not self._want_run:
-                    self._budget = max(0, self._budget - n)
-                if other.state in ("finished", "failed"):
-                    self.state, self.message, self._want_run, self._budget = other.state, other.message, False, 0
-                for event in events:
-                    self._record(event)
+            for n, m in self.trainer.models.items():
+                m.load_state_dict(state["models"][n])
+            for part, objs in (("optimizers", self._optimizers), ("schedulers", self._schedulers)):
+                for n, obj in objs.items():
+                    obj.load_state_dict(state[part][n])
+            self.generator.set_state(state["generator"])
+            self._order, self._good_state = state["order"], state["good"]
+            self.trainer.load_turn_state(state["trainer"])
+            for k in _COUNTERS:
+                setattr(self, k, state[k])
+
+    def absorb(self, reply: bytes) -> None:
+        """Take back what a worker's chunk did (its state and events). The backend holds the
+        weights lock from payload to absorb, so nothing changes in between."""
+        ok, body = pickle.loads(reply)
         if not ok:
             raise RuntimeError(body)
+        state, events, n = body
+        with self.lock, self._cond:
+            want_run, budget = self._want_run, self._budget
+            self.load_turn_state(state)
+            self._want_run, self.last_batches = want_run, n
+            self._budget = 0 if self.state in ("finished", "failed") else max(0, budget - n) if not want_run else budget
+            if self.state in ("finished", "failed"):
+                self._want_run = False
+            for event in events:
+                self._record(event)
 
     # ---- one batch, one epoch ----
     def _emit(self, kind: str, message: str = "", data: dict | None = None) -> None:
