@@ -88,7 +88,7 @@ class Student:
                 if not self.epochs or epoch != self.epochs[-1][1]:
                     self.epochs.append((time.monotonic(), epoch))
 
-    async def run(self, start_at: float, stop_at: float) -> None:
+    async def run(self, start_at: float, stop_at: float, train: bool = True) -> None:
         import websockets
 
         async with websockets.connect(self.ws_url, subprotocols=["streamlit"], max_size=None,
@@ -104,6 +104,8 @@ class Student:
             try:
                 while self.train_id is None and time.monotonic() < stop_at:
                     await asyncio.sleep(0.05)
+                if not train:
+                    return
                 await asyncio.sleep(max(0.0, start_at - time.monotonic()))
                 if self.train_id is not None:
                     self.trained_at = time.monotonic()
@@ -125,6 +127,12 @@ class Student:
         span = (self.epochs[-1][0] - self.trained_at) if self.epochs and self.trained_at else 0
         return {"paint": (self.painted_at - self.connected_at) if self.painted_at else None, "gaps": gaps,
                 "epochs": trained, "rate": trained / span if span > 0 else 0.0, "exceptions": self.exceptions}
+
+
+async def _visit(url: str) -> None:
+    """One page load, then leave (every web process behind the proxy gets one)."""
+    for _ in range(4):
+        await Student(url, "playground").run(0, time.monotonic() + 60, train=False)
 
 
 def _rss_mb(pid: int) -> float:
@@ -205,9 +213,12 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
     import tempfile
     import threading
 
-    env = {"DLLAB_RUN_STORE": tempfile.mkdtemp(prefix="dllab-bench-runs-"), "DLLAB_SESSION_GRACE_S": "5"}
+    env = {"DLLAB_RUN_STORE": tempfile.mkdtemp(prefix="dllab-bench-runs-"), "DLLAB_SESSION_GRACE_S": "5",
+           "DLLAB_WORKER_IDLE_S": "30"}
     proc, url = _start(start, env)
     try:
+        asyncio.run(_visit(url))  # the server as a teacher leaves it before class: opened once
+        time.sleep(5)
         rss_before = _rss_mb(proc.pid)
         room = [Student(url, "playground") for _ in range(students)]
         t0 = time.monotonic()

@@ -113,7 +113,7 @@ def _serve() -> None:
 
     torch.set_num_threads(1)  # one process per core: more threads would only fight each other
     if hasattr(os, "nice"):  # training fills the idle cores; the web process's redraws and first paints come first
-        os.nice(int(os.environ.get("DLLAB_WORKER_NICE", "10")))
+        os.nice(int(os.environ.get("DLLAB_WORKER_NICE", "5")))
     out, sys.stdout = os.fdopen(os.dup(1), "wb"), sys.stderr  # nothing but replies on the pipe
     halted = [False]
     if hasattr(signal, "SIGUSR1"):
@@ -381,7 +381,7 @@ def _default() -> Executor:
     env = os.environ.get
     return Executor(env("DLLAB_EXECUTOR", "process"), int(env("DLLAB_WORKERS", "0")) or None,
                     int(env("DLLAB_MAX_RUNNING_JOBS", "32")), float(env("DLLAB_SLICE_S", "30")),
-                    float(env("DLLAB_UNWATCHED_S", "300")))
+                    float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "60")))
 
 
 _lock = threading.Lock()
