@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from dl_core.executors import run_chunk
+from dl_core.workerproc import run_chunk
 from dl_core.playground import Setup, make_job
 
 

@@ -12,7 +12,7 @@ to the back of the queue so that the queue moves. Nobody watching for `unwatched
 Where a chunk computes is the backend's business:
 - "thread": in the lane's thread, in this process. GPU jobs always run here: CUDA
   kernels release the interpreter lock, and a CUDA context per process costs ~0.5 GB.
-- "process": each lane drives one spawned worker process. The job's state is pickled
+- "process" (workerproc.py): each lane drives one worker process. The job's state goes
   there and back every chunk, so the copy in the web process is the real one between
   chunks: a killed worker loses one chunk, never the learner's weights, and any lane can
   take any job's next turn. Training then no longer shares the web process's
@@ -23,20 +23,11 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections import OrderedDict
-import pickle
-import signal
-import struct
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
-from pathlib import Path
 
-from .jobparts import pack_tensors
-from .training import CHUNK_S
-from .worker import WorkerLost
+from .travel import CHUNK_S
 
 
 class ThreadBackend:
@@ -60,157 +51,17 @@ class ThreadBackend:
         pass
 
 
-_RESIDENT: OrderedDict = OrderedDict()  # in a worker: uid -> (version, job), the jobs it has seen lately
-RESIDENT_MAX = 64
-MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
-
-
-def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
-    """In a worker (process or actor): train one chunk of a job and answer with its state and
-    events. A whole job ("job") stays here as a resident copy; later turns ("turn") bring only
-    the state and run on that copy. Any error comes back as a message, never as a dead worker."""
-    try:
-        (kind, uid, body), version, budget, max_s = pickle.loads(payload)
-        if kind == "job":
-            _RESIDENT[uid] = (version, body)
-        elif _RESIDENT.get(uid, (None,))[0] != version:
-            return MISSING
-        else:
-            _RESIDENT[uid][1].load_turn_state(body)
-        _RESIDENT.move_to_end(uid)
-        while len(_RESIDENT) > RESIDENT_MAX:
-            _RESIDENT.popitem(last=False)
-        job = _RESIDENT[uid][1]
-        events = job.advance(budget, max_s, halt)
-        return pickle.dumps((True, (pack_tensors(job.turn_state()), events, job.last_batches)))
-    except Exception as exc:  # noqa: BLE001 - reaches the learner as a message
-        return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
-
-
-def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
-    """Run one chunk of `job` through `send(payload) -> reply`, as a turn if the lane's worker
-    holds it at this version (`lane_jobs`: uid -> version, this lane's guess), else whole.
-    False if the job cannot travel. The caller holds job.lock."""
-    resident = lane_jobs.get(job.uid) == job.version
-    payload = job.payload(budget, max_s, resident=resident)
-    if payload is None:
-        return False
-    reply = send(payload)
-    if reply == MISSING:  # the worker restarted or dropped it: send the whole job
-        reply = send(job.payload(budget, max_s))
-    lane_jobs[job.uid] = job.version
-    job.absorb(reply)
-    return True
-
-
-def _serve() -> None:
-    """A worker process's loop (`python -m dl_core.executors`): one chunk per message on stdin,
-    the reply on stdout, until stdin closes. SIGUSR1 interrupts the chunk in progress (pause)."""
-    import signal
-    import struct
-
-    import torch
-
-    torch.set_num_threads(1)  # one process per core: more threads would only fight each other
-    if hasattr(os, "nice"):  # training fills the idle cores; the web process's redraws and first paints come first
-        os.nice(int(os.environ.get("DLLAB_WORKER_NICE", "5")))
-    out, sys.stdout = os.fdopen(os.dup(1), "wb"), sys.stderr  # nothing but replies on the pipe
-    halted = [False]
-    if hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGUSR1, lambda *_: halted.__setitem__(0, True))
-    while True:
-        head = sys.stdin.buffer.read(8)
-        if len(head) < 8:
-            return
-        payload = sys.stdin.buffer.read(struct.unpack("<Q", head)[0])
-        halted[0] = False
-        reply = run_chunk(payload, lambda: halted[0])
-        out.write(struct.pack("<Q", len(reply)) + reply)
-        out.flush()
-
-
-class ProcessBackend(ThreadBackend):
-    """One worker process per lane; jobs travel as pickles (see the module docstring).
-
-    The workers are plain `python -m dl_core.executors` processes on pipes, not
-    multiprocessing's spawn: under `streamlit run` the `__main__` module is the app's script,
-    and spawn would run the whole app again in every worker."""
-
-    name = "process"
-
-    def __init__(self, lanes: int):
-        super().__init__(lanes)
-        self._procs: list[subprocess.Popen | None] = [None] * lanes
-        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its worker holds
-
-    def _proc(self, lane: int) -> subprocess.Popen:
-        proc = self._procs[lane]
-        if proc is None or proc.poll() is not None:
-            root = str(Path(__file__).resolve().parents[1])
-            env = os.environ | {"PYTHONPATH": os.pathsep.join([root, *sys.path])}
-            self._jobs[lane].clear()
-            proc = self._procs[lane] = subprocess.Popen(
-                [sys.executable, "-m", "dl_core.executors"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                env=env, cwd=root)
-        return proc
-
-    def kill(self, lane: int) -> None:
-        """End one worker process the hard way (tests: a worker lost mid-chunk)."""
-        proc = self._procs[lane]
-        if proc:
-            proc.kill()
-
-    def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
-        with job.lock:  # held until the chunk is back: a page that changes the job waits for it
-            try:
-                if round_trip(job, self._jobs[lane], budget, max_s, lambda payload: self._send(lane, payload)):
-                    return
-            except (EOFError, OSError, ValueError) as exc:
-                self._restart(lane)
-                raise WorkerLost("The training worker process stopped unexpectedly") from exc
-        super().chunk(job, lane, budget, max_s)  # on a GPU, or holding something that cannot travel
-
-    def _send(self, lane: int, payload: bytes) -> bytes:
-        proc = self._proc(lane)
-        proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
-        proc.stdin.flush()
-        head = proc.stdout.read(8)
-        if len(head) < 8:
-            raise EOFError
-        return proc.stdout.read(struct.unpack("<Q", head)[0])
-
-    def interrupt(self, lane: int) -> None:
-        proc = self._procs[lane]
-        if proc is not None and proc.poll() is None and hasattr(signal, "SIGUSR1"):
-            proc.send_signal(signal.SIGUSR1)
-
-    def _restart(self, lane: int) -> None:
-        proc, self._procs[lane] = self._procs[lane], None
-        if proc:
-            proc.kill()
-            proc.wait(5)
-
-    def release(self, lane: int) -> None:
-        proc, self._procs[lane] = self._procs[lane], None
-        if proc:
-            proc.stdin.close()  # the worker's loop ends at EOF
-            try:
-                proc.wait(2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    def close(self) -> None:
-        for lane in range(self.lanes):
-            self.release(lane)
-
-
 def make_backend(kind: str, lanes: int, **options):
     """`options` go to the Ray backend (its runtime_env: what the actors need besides dl_core)."""
     if kind == "ray":
         from .ray_backend import RayBackend
 
         return RayBackend(lanes, os.environ.get("DLLAB_RAY_ADDRESS", "auto"), **options)
-    return {"thread": ThreadBackend, "process": ProcessBackend}[kind](lanes)
+    if kind == "process":
+        from .workerproc import ProcessBackend
+
+        return ProcessBackend(lanes)
+    return ThreadBackend(lanes)
 
 
 class Executor:
@@ -396,7 +247,3 @@ def executor() -> Executor:
             _executor = _default()
             atexit.register(_executor.shutdown)  # a clean exit: no torch thread killed mid-operation
         return _executor
-
-
-if __name__ == "__main__":
-    _serve()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .executors import ThreadBackend, round_trip, run_chunk
+from .executors import ThreadBackend
+from .workerproc import round_trip, run_chunk
 from .worker import WorkerLost
 
 

@@ -1,0 +1,165 @@
+"""Worker processes: where the process executor's chunks run, and the protocol both ends speak.
+
+A worker is a plain `python -m dl_core.workerproc` process on pipes (length-prefixed
+pickles), not multiprocessing's spawn: under `streamlit run` the `__main__` module is the
+app's script, and spawn ran the whole app again in every worker. It keeps a copy of each
+job it has trained (`run_chunk`); `round_trip` sends a whole job the first time and only its
+state after that. The Ray backend's actors speak the same protocol.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+from .executors import ThreadBackend
+from .jobparts import pack_tensors
+from .worker import WorkerLost
+
+_RESIDENT: OrderedDict = OrderedDict()  # in a worker: uid -> (version, job), the jobs it has seen lately
+RESIDENT_MAX = 64
+MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
+
+
+def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
+    """In a worker (process or actor): train one chunk of a job and answer with its state and
+    events. A whole job ("job") stays here as a resident copy; later turns ("turn") bring only
+    the state and run on that copy. Any error comes back as a message, never as a dead worker."""
+    try:
+        (kind, uid, body), version, budget, max_s = pickle.loads(payload)
+        if kind == "job":
+            _RESIDENT[uid] = (version, body)
+        elif _RESIDENT.get(uid, (None,))[0] != version:
+            return MISSING
+        else:
+            _RESIDENT[uid][1].load_turn_state(body)
+        _RESIDENT.move_to_end(uid)
+        while len(_RESIDENT) > RESIDENT_MAX:
+            _RESIDENT.popitem(last=False)
+        job = _RESIDENT[uid][1]
+        events = job.advance(budget, max_s, halt)
+        return pickle.dumps((True, (pack_tensors(job.turn_state()), events, job.last_batches)))
+    except Exception as exc:  # noqa: BLE001 - reaches the learner as a message
+        return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
+
+
+def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
+    """Run one chunk of `job` through `send(payload) -> reply`, as a turn if the lane's worker
+    holds it at this version (`lane_jobs`: uid -> version, this lane's guess), else whole.
+    False if the job cannot travel. The caller holds job.lock."""
+    resident = lane_jobs.get(job.uid) == job.version
+    payload = job.payload(budget, max_s, resident=resident)
+    if payload is None:
+        return False
+    reply = send(payload)
+    if reply == MISSING:  # the worker restarted or dropped it: send the whole job
+        reply = send(job.payload(budget, max_s))
+    lane_jobs[job.uid] = job.version
+    job.absorb(reply)
+    return True
+
+
+def _serve() -> None:
+    """A worker process's loop (`python -m dl_core.workerproc`): one chunk per message on stdin,
+    the reply on stdout, until stdin closes. SIGUSR1 interrupts the chunk in progress (pause)."""
+    import signal
+    import struct
+
+    import torch
+
+    torch.set_num_threads(1)  # one process per core: more threads would only fight each other
+    if hasattr(os, "nice"):  # training fills the idle cores; the web process's redraws and first paints come first
+        os.nice(int(os.environ.get("DLLAB_WORKER_NICE", "5")))
+    out, sys.stdout = os.fdopen(os.dup(1), "wb"), sys.stderr  # nothing but replies on the pipe
+    halted = [False]
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: halted.__setitem__(0, True))
+    while True:
+        head = sys.stdin.buffer.read(8)
+        if len(head) < 8:
+            return
+        payload = sys.stdin.buffer.read(struct.unpack("<Q", head)[0])
+        halted[0] = False
+        reply = run_chunk(payload, lambda: halted[0])
+        out.write(struct.pack("<Q", len(reply)) + reply)
+        out.flush()
+
+
+class ProcessBackend(ThreadBackend):
+    """One worker process per lane; jobs travel as pickles (see the module docstring)."""
+
+    name = "process"
+
+    def __init__(self, lanes: int):
+        super().__init__(lanes)
+        self._procs: list[subprocess.Popen | None] = [None] * lanes
+        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its worker holds
+
+    def _proc(self, lane: int) -> subprocess.Popen:
+        proc = self._procs[lane]
+        if proc is None or proc.poll() is not None:
+            root = str(Path(__file__).resolve().parents[1])
+            env = os.environ | {"PYTHONPATH": os.pathsep.join([root, *sys.path])}
+            self._jobs[lane].clear()
+            proc = self._procs[lane] = subprocess.Popen(
+                [sys.executable, "-m", "dl_core.workerproc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=env, cwd=root)
+        return proc
+
+    def kill(self, lane: int) -> None:
+        """End one worker process the hard way (tests: a worker lost mid-chunk)."""
+        proc = self._procs[lane]
+        if proc:
+            proc.kill()
+
+    def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
+        with job.lock:  # held until the chunk is back: a page that changes the job waits for it
+            try:
+                if round_trip(job, self._jobs[lane], budget, max_s, lambda payload: self._send(lane, payload)):
+                    return
+            except (EOFError, OSError, ValueError) as exc:
+                self._restart(lane)
+                raise WorkerLost("The training worker process stopped unexpectedly") from exc
+        super().chunk(job, lane, budget, max_s)  # on a GPU, or holding something that cannot travel
+
+    def _send(self, lane: int, payload: bytes) -> bytes:
+        proc = self._proc(lane)
+        proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
+        proc.stdin.flush()
+        head = proc.stdout.read(8)
+        if len(head) < 8:
+            raise EOFError
+        return proc.stdout.read(struct.unpack("<Q", head)[0])
+
+    def interrupt(self, lane: int) -> None:
+        proc = self._procs[lane]
+        if proc is not None and proc.poll() is None and hasattr(signal, "SIGUSR1"):
+            proc.send_signal(signal.SIGUSR1)
+
+    def _restart(self, lane: int) -> None:
+        proc, self._procs[lane] = self._procs[lane], None
+        if proc:
+            proc.kill()
+            proc.wait(5)
+
+    def release(self, lane: int) -> None:
+        proc, self._procs[lane] = self._procs[lane], None
+        if proc:
+            proc.stdin.close()  # the worker's loop ends at EOF
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def close(self) -> None:
+        for lane in range(self.lanes):
+            self.release(lane)
+
+
+if __name__ == "__main__":
+    _serve()
