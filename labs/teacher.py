@@ -48,7 +48,7 @@ def live():
     c[3].metric("Server load", f"{r['load_avg']:.1f} / {r['cpus']} cores" if r["load_avg"] is not None else "–")
     c[4].metric("Web process memory", f"{r['rss_mb']:.0f} MB")
     st.caption(f"Training runs on {r['lanes']} {r['backend']} workers, at most {r['capacity']} jobs taking turns; "
-               f"{r['runs']} networks on the server.")
+               f"{r['runs']} network{'s' * (r['runs'] != 1)} on the server.")
     if LESSON.challenge is None:
         st.caption("Pick a challenge above: learners see it in their sidebar, and the board fills as they train.")
         return

@@ -57,8 +57,9 @@ def sidebar() -> None:
                         help="Fixes the data and the starting weights, so everyone in a class sees the same run.")
         _challenge()
         load = executor().load()
-        st.caption(f"Training now on this server: {load['training']} jobs taking turns on {load['lanes']} "
-                   f"workers" + (f", {load['queued']} waiting." if load["queued"] else "."))
+        n, lanes = load["training"], load["lanes"]
+        st.caption(f"Training now on this server: {n} job{'s' * (n != 1)} taking turns on {lanes} "
+                   f"worker{'s' * (lanes != 1)}" + (f", {load['queued']} waiting." if load["queued"] else "."))
 
 
 def _challenge() -> None:
