@@ -110,9 +110,8 @@ class Travelling:
         with self.lock, self._cond:
             want_run, budget = self._want_run, self._budget
             self.load_turn_state(state)
-            self._want_run, self.last_batches = want_run, n
-            self._budget = 0 if self.state in ("finished", "failed") else max(0, budget - n) if not want_run else budget
-            if self.state in ("finished", "failed"):
-                self._want_run = False
+            ended = self.state in ("finished", "failed")  # the chunk's end, or its divergence, clears the flags
+            self._want_run, self.last_batches = want_run and not ended, n
+            self._budget = 0 if ended else budget if want_run else max(0, budget - n)  # Step presses during the chunk stay
             for event in events:
                 self._record(event)
