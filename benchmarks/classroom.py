@@ -54,7 +54,7 @@ class Student:
 
         msg = BackMsg()
         cs = msg.rerun_script
-        cs.query_string, cs.page_script_hash, cs.page_name = "", self.page_hash, "" if self.page_hash else self.page
+        cs.query_string, cs.page_script_hash, cs.page_name = "stop=never", self.page_hash, "" if self.page_hash else self.page
         if fragment:
             cs.fragment_id, cs.is_auto_rerun = fragment, True
         if trigger:
@@ -187,7 +187,7 @@ def _chromium_student(url: str, stop_at: float, out: dict) -> None:
         browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         t0 = time.monotonic()
-        page.goto(f"{url}/playground")
+        page.goto(f"{url}/playground?stop=never")  # trains for the whole class, as before the default stop
         page.get_by_role("button", name="▶ Train").wait_for(timeout=300_000)
         out["chromium_first_paint_s"] = round(time.monotonic() - t0, 2)
         page.get_by_role("button", name="▶ Train").click()

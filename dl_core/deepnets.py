@@ -78,6 +78,28 @@ def first_to_last_ratio(norms: list[float]) -> float:
     return norms[0] / max(norms[-1], 1e-30)
 
 
+TOO_LARGE = 1e2  # a weight matrix's ‖∂L/∂W‖ above this: the outputs (and the loss) have blown up
+TOO_SMALL = 1e-3  # first ÷ last below this: the early layers barely move
+
+
+def verdict(norms: list[float]) -> tuple[str, str]:
+    """(kind, plain words) about one pass's gradient norms: their sizes and how they change
+    from the last layer back to the first. The ratio alone called a network "healthy" whose
+    gradients were all 10³–10⁵ (loss 10⁸): uniformly huge is as broken as uniformly shrinking."""
+    ratio, top = first_to_last_ratio(norms), max(norms)
+    if not np.isfinite(norms).all() or top > TOO_LARGE:
+        return "exploding", (f"exploding: gradients up to {top:.0e}, so every update throws the weights far "
+                             "and the loss jumps")
+    if ratio < TOO_SMALL:
+        return "vanishing", f"vanishing: the first layer gets {ratio:.0e} of the last's gradient and barely moves"
+    if ratio > 1 / TOO_SMALL:
+        return "exploding", f"exploding: the first layer gets {ratio:.0e}× the last's gradient"
+    if top < 1e-4:
+        return "healthy", (f"tiny everywhere (at most {top:.0e}): either the data have been learnt (see the loss) "
+                           "or nothing is left to learn from")
+    return "healthy", f"healthy: every layer gets a usable signal (from {min(norms):.0e} to {top:.0e})"
+
+
 class FlowProbe:
     """Live view for the gradient-flow lab: a histogram of every activation layer's outputs on
     a fixed batch (eval mode), so the learner sees sigmoids pile up at 0 and 1 or ReLUs die."""
@@ -100,15 +122,21 @@ class FlowProbe:
             for h in hooks:
                 h.remove()
             model.train(was)
-        hists = []
-        for out in outputs:
-            values = out.numpy().ravel()
-            # The range spans the middle 99 % (the rest counts in the end bins): a few large ReLU
-            # outputs would otherwise squeeze everything else into the first bin.
-            lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
-            if hi - lo < 1e-9:
-                lo, hi = lo - 0.5, hi + 0.5
-            counts, edges = np.histogram(np.clip(values, lo, hi), bins=self.BINS, range=(lo, hi))
-            hists.append((counts / max(counts.sum(), 1), edges))
-        return {"histograms": hists}
+        return {"histograms": [self.histogram(out.numpy().ravel()) for out in outputs]}
+
+    @classmethod
+    def histogram(cls, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(share per bin, bin edges, share exactly 0). Outputs that are exactly 0 (ReLUs that are
+        off) are counted apart and the bins cover the rest: with them in, one bar at 0 and an axis
+        to a few large outputs looked empty. The range spans the middle 99 % of the rest (the
+        others count in the end bins), so a few large outputs do not squeeze it into one bin."""
+        off = float((values == 0).mean()) if len(values) else 0.0
+        on = values[values != 0] if off and values.min() >= 0 else values
+        if not len(on):
+            on = values
+        lo, hi = (float(v) for v in np.percentile(on, [0.5, 99.5]))
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.5, hi + 0.5
+        counts, edges = np.histogram(np.clip(on, lo, hi), bins=cls.BINS, range=(lo, hi))
+        return counts / max(len(values), 1), edges, off if on is not values else 0.0
 

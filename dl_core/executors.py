@@ -41,6 +41,10 @@ class ThreadBackend:
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
         job.advance(budget, max_s, halt=job._halted)
 
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Whether every lane can run chunks where this backend runs them (here: always)."""
+        return True
+
     def interrupt(self, lane: int) -> None:
         """The job reads its own flags between batches: nothing to do."""
 
@@ -178,15 +182,26 @@ class Executor:
             return CHUNK_S, 0.0
         return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(3.0, 0.2 * per_lane)
 
+    def _pick(self):
+        """(the first ready job whose turn is due, None) or (None, seconds to wait): a paced job
+        (slow motion) stays in line between its steps without holding a lane."""
+        now = time.monotonic()
+        for job in self._ready:
+            if job.not_before <= now:
+                self._ready.remove(job)
+                return job, None
+        return None, (min(j.not_before for j in self._ready) - now) if self._ready else self.idle_s
+
     def _lane(self, lane: int) -> None:
         while True:
             with self._cond:
-                if not self._cond.wait_for(lambda: self._ready or self._closed, timeout=self.idle_s):
-                    self.backend.release(lane)  # nobody trains: the worker's memory goes back
-                    continue
                 if self._closed:
                     return
-                job = self._ready.popleft()
+                job, wait = self._pick()
+                if job is None:
+                    if not self._cond.wait(wait) and not self._ready:
+                        self.backend.release(lane)  # nobody trains: the worker's memory goes back
+                    continue
                 self._busy[job] = lane
             self._turn(job, lane)
 
@@ -194,6 +209,10 @@ class Executor:
         budget = job._begin_turn()
         if budget is not False:
             chunk_s, job.snapshot_floor_s = self.pace()
+            pace = job.config.steps_per_s
+            if pace:  # slow motion: one step a turn, the next turn due 1/pace seconds later
+                budget = 1 if budget is None else min(budget, 1)
+                job.not_before = time.monotonic() + 1 / pace
             try:
                 self.backend.chunk(job, lane, budget, chunk_s)
             except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message

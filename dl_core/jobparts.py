@@ -37,6 +37,12 @@ class TrainConfig:
     mixed_precision: bool = False
     snapshot_interval_s: float = 0.25
     seed: int = 0
+    # Pacing, so there is something to watch: at most this many steps a second (None: full speed;
+    # the executor holds a paced job back between its turns, so slow motion holds no lane) ...
+    steps_per_s: float | None = None
+    # ... and stop conditions besides max_epochs: the held-out accuracy or loss reaching a goal.
+    target_acc: float | None = None
+    target_loss: float | None = None
 
     def optimizer_settings(self) -> dict:
         """What dl_core.optim.OPTIMIZERS reads; each optimizer takes the ones it uses."""
@@ -72,7 +78,7 @@ class Event:
     snapshot), so whoever receives the events, in this process or another, can rebuild the
     job's whole history with History.apply."""
 
-    kind: str  # step | stats | epoch | snapshot | finished | stopped | failed | paused | started
+    kind: str  # step | stats | epoch | snapshot | finished | stopped | failed | paused | started | collapse
     step: int
     epoch: int
     time: float
@@ -90,20 +96,33 @@ class History:
     activations: list = field(default_factory=list)  # (step, [(mean, std, flat share) per activation layer])
     snapshot: dict | None = None  # the latest probe result
 
+    # Full resolution for the latest KEEP entries of each series, every other one before them
+    # (again and again as a run goes on): the charts show at most 500 points anyway, and a
+    # Playground run at full speed measures ~800 steps and ~100 epochs a second, which kept in
+    # full cost ~300 MB an hour per learner.
+    KEEP = {"steps": 20_000, "epochs": 5_000, "grad_norms": 2_000, "activations": 2_000}
+
     def apply(self, event: Event) -> None:
         """Record what `event` measured (lifecycle events carry nothing to record)."""
         d = event.data or {}
         if event.kind == "step":
-            self.steps.extend(enumerate(d["losses"], d["first"]))
+            self._add("steps", enumerate(d["losses"], d["first"]))
         elif event.kind == "stats":
             if d.get("grad_norms") is not None:
-                self.grad_norms.append((event.step, d["grad_norms"]))
+                self._add("grad_norms", [(event.step, d["grad_norms"])])
             if d.get("activations"):
-                self.activations.append((event.step, d["activations"]))
+                self._add("activations", [(event.step, d["activations"])])
         elif event.kind == "epoch":
-            self.epochs.append(d)
+            self._add("epochs", [d])
         elif event.kind == "snapshot":
             self.snapshot = d
+
+    def _add(self, name: str, items) -> None:
+        series, keep = getattr(self, name), self.KEEP[name]
+        series.extend(items)
+        if len(series) > 2 * keep:  # thin the older part: its first and last entries stay
+            old = series[:-keep]
+            series[:] = old[:-1:2] + old[-1:] + series[-keep:]
 
 
 class Precision:

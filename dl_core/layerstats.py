@@ -32,21 +32,47 @@ _SLOPES: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
+def _top(model: nn.Module) -> list[nn.Module]:
+    return list(model.layers) if hasattr(model, "layers") else list(model.children())
+
+
 def tracked_layers(model: nn.Module) -> list[tuple[int, nn.Module]]:
     """(position, module) of each top-level layer whose output is an activation."""
-    layers = model.layers if hasattr(model, "layers") else list(model.children())
-    inner = [(i, m.act if isinstance(m, DenseResidual) else m) for i, m in enumerate(layers)]
+    inner = [(i, m.act if isinstance(m, DenseResidual) else m) for i, m in enumerate(_top(model))]
     return [(i, m) for i, m in inner if type(m) in _SLOPES]
 
 
+def layer_names(model: nn.Module) -> list[tuple[str, str]]:
+    """(short, long) name of every top-level layer, numbered as the learner built the network,
+    so every chart, picture and table says the same. A stack of dense layers is built by
+    hidden layers (the Playground's #1…#8, the gradient-flow lab's depth): a Linear starts the
+    next hidden layer, its batch norm and activation belong to it, the last Linear is the output
+    layer. A network with convolutions is built row by row in the layer table: its numbers."""
+    layers = _top(model)
+    dense = (nn.Linear, DenseResidual)
+    if not any(isinstance(m, dense) for m in layers) or any(isinstance(m, (nn.Conv2d, ResidualBlock)) for m in layers):
+        return [(str(i + 1), f"layer {i + 1}") for i in range(len(layers))]
+    last = max(i for i, m in enumerate(layers) if isinstance(m, nn.Linear))
+    out, k = [], 0
+    for i, m in enumerate(layers):
+        if i >= last:
+            out.append(("out", "output layer"))
+            continue
+        k += isinstance(m, dense)
+        out.append((str(k), f"hidden layer {k}") if k else ("in", "input"))
+    return out
+
+
 def labels(model: nn.Module) -> list[str]:
-    return [f"layer {i + 1} · {type(m).__name__}" for i, m in tracked_layers(model)]
+    names = layer_names(model)
+    return [f"{names[i][1]} · {type(m).__name__}" for i, m in tracked_layers(model)]
 
 
 def weight_labels(model: nn.Module, names: list[str]) -> list[str]:
-    """Readable names for weight tensors, 1-based as the layer table counts: "layers.3.weight"
-    → "layer 4 · Conv2d"; weights inside a block are numbered: "layer 4 · Conv2d #2"."""
-    out, seen = [], {}
+    """Readable names for weight tensors in the builder's numbering (layer_names): "layers.3.weight"
+    → "hidden layer 2 · Linear" or "layer 4 · Conv2d"; weights inside a block are numbered:
+    "layer 4 · Conv2d #2"."""
+    numbers, out, seen = layer_names(model), [], {}
     for name in names:
         path = name.rsplit(".", 1)[0]
         parts = path.split(".")
@@ -54,12 +80,19 @@ def weight_labels(model: nn.Module, names: list[str]) -> list[str]:
         if len(parts) < 2 or parts[0] != "layers" or not parts[1].isdigit():
             out.append(f"{path} · {kind}")
             continue
-        top = int(parts[1]) + 1
+        top = int(parts[1])
         if len(parts) > 2:
             seen[top] = seen.get(top, 0) + 1
             kind += f" #{seen[top]}"
-        out.append(f"layer {top} · {kind}")
+        out.append(f"{numbers[top][1]} · {kind}")
     return out
+
+
+def weight_numbers(model: nn.Module) -> list[str]:
+    """The short builder number of each weight matrix (a bar chart's axis: 1, 2, …, out)."""
+    numbers = layer_names(model)
+    return [numbers[int(n.split(".")[1])][0] for n, p in model.named_parameters()
+            if n.endswith("weight") and p.dim() > 1 and n.startswith("layers.")]
 
 
 @contextmanager

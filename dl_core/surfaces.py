@@ -26,6 +26,11 @@ class Surface:
     minima: tuple[tuple[float, float], ...]
     about: str
     log_colour: bool = False  # colour the contours by log(1 + f): steep walls, flat floor
+    # A race that shows something: no one rate suits both families (on the banana SGD blows up
+    # above 0.001, where Adam barely moves), so each surface sets its own pair, and its steps.
+    lr: float = 0.01  # SGD, momentum, Nesterov: the step is the rate times the slope
+    adaptive_lr: float = 0.1  # ADAPTIVE: the step is about the rate, whatever the slope
+    steps: int = 150
 
 
 SURFACES: dict[str, Surface] = {
@@ -34,18 +39,25 @@ SURFACES: dict[str, Surface] = {
                     "valley, momentum and Adam go along it."),
     "rosenbrock": Surface("Rosenbrock banana", lambda x, y: (1 - x) ** 2 + 100 * (y - x ** 2) ** 2, (-2, 2),
                           (-1, 3), (-1.5, 2.5), ((1, 1),), "A long, curved, flat-floored valley: easy to find, "
-                          "slow to follow to the minimum at (1, 1).", True),
+                          "slow to follow to the minimum at (1, 1).", True, 0.001, 0.1, 500),
     "saddle": Surface("Saddle point", lambda x, y: x ** 2 - y ** 2 + 0.25 * y ** 4, (-2, 2), (-2.5, 2.5),
                       (-1.8, 1e-3), ((0, 2 ** 0.5), (0, -(2 ** 0.5))), "Flat at the centre in the y-direction: "
-                      "gradients there are tiny, so plain SGD lingers before it slides off to a minimum."),
+                      "gradients there are tiny, so plain SGD lingers before it slides off to a minimum.", False, 0.003, 0.03),
     "multiple": Surface("Several minima", lambda x, y: (x ** 2 + y - 11) ** 2 + (x + y ** 2 - 7) ** 2,
                         (-5, 5), (-5, 5), (0.0, -0.5), ((3, 2), (-2.805, 3.131), (-3.779, -3.283), (3.584, -1.848)),
                         "Himmelblau's function: four minima of equal depth. Where you start, and how you "
-                        "step, decides which one you end in.", True),
+                        "step, decides which one you end in.", True, 0.001, 0.03),
     "beale": Surface("Beale", lambda x, y: (1.5 - x + x * y) ** 2 + (2.25 - x + x * y ** 2) ** 2 +
                      (2.625 - x + x * y ** 3) ** 2, (-4.5, 4.5), (-4.5, 4.5), (1.0, 1.4), ((3, 0.5),),
-                     "Sharp ridges and a flat plateau around the minimum at (3, 0.5).", True),
+                     "Sharp ridges and a flat plateau around the minimum at (3, 0.5).", True, 0.003, 0.1, 200),
 }
+ADAPTIVE = ("rmsprop", "adagrad", "adam", "adamw")  # optimizers that scale each step by its own gradients' size
+
+
+def rate(surface: str, optimizer: str) -> float:
+    """The surface's default learning rate for this optimizer's family."""
+    surf = SURFACES[surface]
+    return surf.adaptive_lr if optimizer in ADAPTIVE else surf.lr
 
 
 

@@ -53,6 +53,9 @@ class SupervisedTrainer:
         self._x_all = torch.cat([data.x_train, data.x_test])
         self._y_all = torch.cat([data.y_train, data.y_test])
         self.n_train = len(data.x_train)
+        # what always answering the commonest held-out class scores (a collapse falls back to it)
+        self.chance = (float(torch.bincount(data.y_test.long()).max()) / len(data.y_test)
+                       if data.task == "classification" and len(data.y_test) else None)
         self._acts: list | None = None
         self._reset_running()
 

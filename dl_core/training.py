@@ -29,12 +29,13 @@ from torch.nn.utils import parameters_to_vector
 from .jobparts import Event, History, Precision, TensorData, TrainConfig, clone_state, downsample
 from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
 from .trainers import SupervisedTrainer
+from .stopping import Stopping
 from .travel import CHUNK_S, Travelling
 from .worker import Worker
 
 
 
-class TrainingJob(Travelling, Worker):
+class TrainingJob(Travelling, Stopping, Worker):
     """Train `trainer`'s networks under `config`; see the module docstring."""
 
     def __init__(self, trainer, config: TrainConfig = TrainConfig(), executor=None):
@@ -59,6 +60,9 @@ class TrainingJob(Travelling, Worker):
         self._precision = {name: Precision(m, config.mixed_precision) for name, m in trainer.models.items()}
         self._new_optimizers()
         self._best: tuple[float, int, dict] | None = None  # (validation loss, epoch, weights) for early stopping
+        self._peak: tuple[float, int, dict] | None = None  # (score, epoch, weights): the best so far (collapse)
+        self._low_epochs = 0  # epochs in a row far below the peak
+        self.collapse: dict | None = None  # set while the run has collapsed: what happened, in words
         self._good_state = self._weights()
         self._record_epoch()
 
@@ -177,7 +181,10 @@ class TrainingJob(Travelling, Worker):
             self._collect.append(event)
 
     def _record(self, event: Event) -> None:
-        (self._step_events if event.kind == "step" else self._events).append(event)
+        """Into the history, and into the event log: a snapshot there without its pictures (the
+        history keeps the latest; a log of them all grew by ~160 KB each, several a second)."""
+        kept = replace(event, data=None) if event.kind == "snapshot" else event
+        (self._step_events if event.kind == "step" else self._events).append(kept)
         self._history.apply(event)
 
     def _train_one_batch(self) -> bool:
@@ -284,29 +291,14 @@ class TrainingJob(Travelling, Worker):
         if self.config.max_epochs is not None and self.epoch >= self.config.max_epochs:
             self._finish(f"Finished {self.epoch} epochs.")
             return False
-        return True
+        self._watch_collapse()
+        return not self._reached_goal()
 
     def _finish(self, message: str) -> None:
         with self._cond:
             self._want_run, self._budget = False, 0
             self.state, self.message = "finished", message
             self._emit("finished", message)
-
-    def _stopped_early(self) -> bool:
-        """Early stopping: keep the best validation weights; stop after `patience` epochs without progress."""
-        patience, loss = self.config.early_stop_patience, self._history.epochs[-1]["test_loss"]
-        if not patience or loss is None:
-            return False
-        if self._best is None or loss < self._best[0]:
-            self._best = (loss, self.epoch, self._weights())
-            return False
-        if self.epoch - self._best[1] < patience:
-            return False
-        self._load(self._best[2])
-        self._finish(f"Stopped early at epoch {self.epoch}: the validation loss has not improved for {patience} "
-                     f"epochs, a sign the network has started to overfit. The weights from epoch {self._best[1]} "
-                     "(the best so far) are back in place.")
-        return True
 
     def _record_epoch(self) -> None:
         full = self.config.full_train_eval or self.epoch == 0

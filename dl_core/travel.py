@@ -19,7 +19,7 @@ from .optim import track_steps
 CHUNK_S = 0.1  # the longest chunk: a job reads its losses back and checks its controls at least this often
 _LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest")
 _COUNTERS = ("_pos", "step", "epoch", "_best", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
-             "snapshot_floor_s")
+             "snapshot_floor_s", "_peak", "_low_epochs", "collapse")
 
 
 class Travelling:

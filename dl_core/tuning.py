@@ -62,12 +62,19 @@ def lr_range_test(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: C
     return np.array(rates), np.array(losses)
 
 
-def suggested_lr(rates: np.ndarray, losses: np.ndarray) -> float:
+def suggested_lr(rates: np.ndarray, losses: np.ndarray, min_drop: float = 0.1) -> float | None:
     """A tenth of the rate at the lowest smoothed loss (Smith's rule of thumb, fastai's lr_min):
     the minimum itself is already at the edge where training turns unstable. The steepest
-    descent point, the other common pick, landed 3–15× higher on the Playground's data."""
+    descent point, the other common pick, landed 3–15× higher on the Playground's data.
+
+    None when the curve has no clear minimum: its lowest point is less than `min_drop` (a tenth)
+    below where it started. A flat curve's lowest point is noise, and a tenth of it is not advice
+    (on the spiral the test once "suggested" 0.0057 from a curve at about 0.7 throughout)."""
     if len(rates) == 0:
-        return 1e-3
+        return None
+    start = float(np.median(losses[:5]))
+    if start - float(losses.min()) < min_drop * abs(start):
+        return None
     return float(max(rates[int(np.argmin(losses))] / 10, rates[0]))
 
 

@@ -18,6 +18,8 @@ class WorkerLost(RuntimeError):
 class Worker:
     """The lifecycle half of TrainingJob; see the module docstring."""
 
+    not_before = 0.0  # a paced job's next turn is due then (time.monotonic); the executor waits till then
+
     def __init__(self, executor=None):
         from .executors import executor as default_executor
 
@@ -75,7 +77,7 @@ class Worker:
     def status(self) -> dict:
         with self._cond:
             out = {"state": self.state, "message": self.message, "step": self.step, "epoch": self.epoch,
-                   "busy": self._want_run or self._budget > 0}
+                   "busy": self._want_run or self._budget > 0, "collapse": getattr(self, "collapse", None)}
         out["queue_position"] = self.executor.position(self)
         return out
 

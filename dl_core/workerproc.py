@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .worker import WorkerLost
 _RESIDENT: OrderedDict = OrderedDict()  # in a worker: uid -> (version, job), the jobs it has seen lately
 RESIDENT_MAX = 64
 MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
+READY = struct.pack("<Q", 0)  # a new worker's first message: its imports (~3 s of torch) are done
 
 
 def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
@@ -72,10 +74,14 @@ def _serve() -> None:
 
     import torch
 
+    from . import probes, training  # noqa: F401 - what a job's pickle needs, imported before "ready"
+
     torch.set_num_threads(1)  # one process per core: more threads would only fight each other
     if hasattr(os, "nice"):  # training fills the idle cores; the web process's redraws and first paints come first
         os.nice(int(os.environ.get("DLLAB_WORKER_NICE", "5")))
     out, sys.stdout = os.fdopen(os.dup(1), "wb"), sys.stderr  # nothing but replies on the pipe
+    out.write(READY)  # imports done: the lane may send chunks now
+    out.flush()
     halted = [False]
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, lambda *_: halted.__setitem__(0, True))
@@ -98,6 +104,7 @@ class ProcessBackend(ThreadBackend):
     def __init__(self, lanes: int):
         super().__init__(lanes)
         self._procs: list[subprocess.Popen | None] = [None] * lanes
+        self._ready: list[threading.Event] = [threading.Event() for _ in range(lanes)]
         self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its worker holds
 
     def _proc(self, lane: int) -> subprocess.Popen:
@@ -106,10 +113,20 @@ class ProcessBackend(ThreadBackend):
             root = str(Path(__file__).resolve().parents[1])
             env = os.environ | {"PYTHONPATH": os.pathsep.join([root, *sys.path])}
             self._jobs[lane].clear()
+            ready = self._ready[lane] = threading.Event()
             proc = self._procs[lane] = subprocess.Popen(
                 [sys.executable, "-m", "dl_core.workerproc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 env=env, cwd=root)
+            threading.Thread(target=lambda: proc.stdout.read(len(READY)) == READY and ready.set(), daemon=True,
+                             name=f"worker-{lane}-boot").start()
         return proc
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Start every lane's worker and wait until all have done their imports (tests that need
+        chunks to run in a worker, not in the lane's thread while the worker boots)."""
+        for lane in range(self.lanes):
+            self._proc(lane)
+        return all(event.wait(timeout) for event in self._ready)
 
     def kill(self, lane: int) -> None:
         """End one worker process the hard way (tests: a worker lost mid-chunk)."""
@@ -118,6 +135,9 @@ class ProcessBackend(ThreadBackend):
             proc.kill()
 
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
+        self._proc(lane)
+        if not self._ready[lane].is_set():  # the worker is still importing torch: train here meanwhile,
+            return super().chunk(job, lane, budget, max_s)  # so a first ▶ Train or ⏭ Step never waits ~3 s
         with job.lock:  # held until the chunk is back: a page that changes the job waits for it
             try:
                 if round_trip(job, self._jobs[lane], budget, max_s, lambda payload: self._send(lane, payload)):

@@ -114,10 +114,13 @@ with data_col:
     st.caption(f"{len(ds.x):,} images of {'×'.join(map(str, ds.shape))} · {len(ds.classes)} classes · "
                f"train {int((ds.split == 0).sum()):,} / validation {int((ds.split == 1).sum()):,} / "
                f"test {int((ds.split == 2).sum()):,}")
-    picks = np.concatenate([np.flatnonzero(ds.y == k)[:6] for k in range(len(ds.classes))])
-    st.image(figures.tile(ds.x[picks], 6, max(1, 96 // ds.shape[1])), caption="Six examples per class, one row each")
+    k = len(ds.classes)
+    per = int(min(3, np.bincount(ds.y, minlength=k).min()))
+    picks = np.array([np.flatnonzero(ds.y == c)[r] for r in range(per) for c in range(k)])  # a column per class
+    st.image(figures.tile(ds.x[picks], k, max(1, 40 // ds.shape[1])), caption="Examples of each class, "
+             "one column each", width="stretch")
     st.vega_lite_chart(spec=charts.bars(list(counts), [sum(v) for v in counts.values()], y_title="images",
-                                        height=160))
+                                        height=120))
     augment = tuple(st.multiselect("Augment training images", list(AUGMENTATIONS), format_func=AUGMENTATIONS.get,
                                    key=state.kept("cnn_augment"), help="Each batch gets random variations, so the network "
                                    "learns the object, not its exact pixels. Validation and test images stay as "
@@ -189,7 +192,7 @@ else:
     shell.retune(config, ("optimizer", "lr", "batch_size", "max_epochs", "schedule", "early_stop_patience", "augment"))
 job = run.job
 shell.header()
-shell.controls(on_reset)
+shell.controls(on_reset, stops=False)
 
 
 def live(job):
@@ -208,7 +211,7 @@ def live(job):
     done = status["epoch"] / job.config.max_epochs
     eta = (job.config.max_epochs - status["epoch"]) * len(job.data.x_train) / rate if rate else None
     st.progress(min(done, 1.0), text=f"{done:.0%}" + (f" · about {eta:.0f} s left" if eta and job.active else ""))
-    widgets.job_status(status)
+    widgets.job_status(status, job)
     left, right = st.columns(2)
     with left:
         views.curves(view, "classification", held_out="validation")
@@ -228,33 +231,40 @@ st.markdown("#### 4 · How good is it? (the test images it never trained on)")
 with job.lock:
     report = cnn.test_report(job.model, ds)
 xte, yte = ds.part("test")
-c = st.columns([1, 2])
+c = st.columns([1, 1.4, 2.6])
 c[0].metric("Test accuracy", f"{report['accuracy']:.1%}")
-c[0].vega_lite_chart(spec=charts.bars(list(ds.classes), report["per_class"], y_title="accuracy", height=200,
-                                      percent=True))
-if report["mistakes"]:
-    c[1].markdown("**Its most confident mistakes** — true class → what it said")
-    c[1].image([figures.tile(xte[i:i + 1], 1, max(1, 64 // ds.shape[1])) for i, *_ in report["mistakes"]],
+untrained = job.step == 0
+if untrained:  # a random network's score and "mistakes" teach nothing, and look like a result
+    c[0].caption(f"**Untrained:** random weights, so about what guessing scores ({1 / len(ds.classes):.0%}). "
+                 "Train it, and its mistakes appear here.")
+c[1].vega_lite_chart(spec=charts.bars(list(ds.classes), report["per_class"], y_title="accuracy per class",
+                                      height=140, percent=True))
+if report["mistakes"] and not untrained:
+    c[2].markdown("**Its most confident mistakes** — true class → what it said")
+    c[2].image([figures.tile(xte[i:i + 1], 1, max(1, 64 // ds.shape[1])) for i, *_ in report["mistakes"]],
                caption=[f"{ds.classes[t]} → {ds.classes[g]} ({p:.0%})" for _, t, g, p in report["mistakes"]])
 
-st.markdown("#### 5 · Inside the network")
-pick_col, probs_col = st.columns([1, 1.4])
+st.markdown("#### 5 · Inside the network" + (" (untrained: random weights)" if untrained else ""))
+pick_col, image_col, probs_col = st.columns([1.2, 0.7, 1.6])
 with pick_col:
     image, caption, _ = picture.choose(ds, "cnn_in")
 with job.lock:
     maps = cnn.feature_maps(job.model, torch.as_tensor(image))
     probs = cnn.predict(job.model, image[None])[0]
-with probs_col:
-    c = st.columns([1, 2.2])
-    c[0].image(figures.tile(image[None], 1, max(1, 128 // ds.shape[1])), caption=caption)
-    c[1].plotly_chart(figures.probability_figure(probs, list(ds.classes)), key="cnn_probs")
-st.caption("Each layer's output for this image, left to right through the network. Early layers respond to edges "
-           "and blobs; deeper ones to larger, more abstract parts.")
-for i, (layer, out) in enumerate(zip(spec.layers, maps), 1):
-    if out.ndim == 3:
-        st.markdown(f"**Layer {i} · {LAYERS[layer.kind].label}** — {out.shape[0]} maps of "
-                    f"{out.shape[1]}×{out.shape[2]}")
-        st.image(figures.feature_map_image(out))
+image_col.image(figures.tile(image[None], 1, max(1, 160 // ds.shape[1])), caption=caption)
+probs_col.plotly_chart(figures.probability_figure(probs, list(ds.classes)), key="cnn_probs")
+shown = [i for i, out in enumerate(maps) if out.ndim == 3]
+if shown:
+    name = lambda i: f"{i + 1} · {LAYERS[spec.layers[i].kind].label}"  # noqa: E731 - the layer table's numbers
+    if ss.get("cnn_map_layer") not in shown:
+        ss["cnn_map_layer"] = shown[0]
+    chosen = st.select_slider("Layer to look at, input side first", shown, key="cnn_map_layer", format_func=name,
+                              help="Early layers respond to edges and blobs; deeper ones to larger, more abstract "
+                                   "parts.")
+    out = maps[chosen]
+    st.markdown(f"**Layer {name(chosen)}** — {out.shape[0]} maps of {out.shape[1]}×{out.shape[2]}, each a picture of "
+                "where in this image its pattern is (bright = strongly active)")
+    st.image(figures.feature_map_image(out, 1100), width="stretch")
 
 conv_cell.explain(job, spec, image, maps)
 

@@ -125,8 +125,14 @@ if own_source:
 st.markdown("#### 2 · Methods")
 m = st.columns([3, 1.2, 1.2])
 available = explain.available(ex.model)
-keys = m[0].multiselect("Methods (columns)", available, [k for k in explain.DEFAULT_SET if k in available],
-                        format_func=lambda k: explain.METHODS[k].label, key=state.kept("xp_methods"), max_selections=6)
+MAX_METHODS = 6  # columns of maps that stay readable side by side
+# Pills, not a multiselect: its chips cut long names short once a few are chosen.
+keys = m[0].pills(f"Methods (columns, up to {MAX_METHODS})", available, selection_mode="multi",
+                  default=[k for k in explain.DEFAULT_SET if k in available],
+                  format_func=lambda k: explain.METHODS[k].label, key=state.kept("xp_methods")) or []
+if len(keys) > MAX_METHODS:
+    m[0].caption(f"Showing the first {MAX_METHODS} of the {len(keys)} methods chosen.")
+    keys = keys[:MAX_METHODS]
 convs = explain.conv_layers(ex.model)
 layer = m[1].selectbox("GradCAM layer", convs, index=len(convs) - 1, format_func=lambda i: f"layer {i + 1} (conv)",
                        key=state.kept("xp_layer")) if convs else None

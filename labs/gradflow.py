@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from dl_core import data2d, deepnets
+from dl_core import data2d, deepnets, layerstats
 from dl_core.jobparts import TensorData, TrainConfig
 from dl_core.activations import ACTIVATIONS
 from dl_core.spec import build
@@ -19,11 +19,11 @@ POLL_S = 0.5
 SETTINGS = ("gf_data", "gf_depth", "gf_width", "gf_act", "gf_init", "gf_bn", "gf_res", state.SEED)
 shell = Shell("gradflow")
 PRESETS = {  # one click to each lesson's starting point
-    "vanish": ("😵 Vanishing: 20 sigmoid layers", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=False)),
+    "vanish": ("😵 Vanishing: 20 sigmoids", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=False)),
     "he": ("🔧 Fix 1: ReLU + He init", dict(gf_act="relu", gf_init="kaiming", gf_bn=False, gf_res=False)),
     "bn": ("🔧 Fix 2: batch norm", dict(gf_act="sigmoid", gf_init="default", gf_bn=True, gf_res=False)),
-    "res": ("🔧 Fix 3: residual connections", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=True)),
-    "explode": ("💥 Exploding: too-large init", dict(gf_act="relu", gf_init="large", gf_bn=False, gf_res=False)),
+    "res": ("🔧 Fix 3: residual", dict(gf_act="sigmoid", gf_init="default", gf_bn=False, gf_res=True)),
+    "explode": ("💥 Exploding: big init", dict(gf_act="relu", gf_init="large", gf_bn=False, gf_res=False)),
 }
 
 
@@ -51,7 +51,7 @@ for col, (k, (label, _)) in zip(p, PRESETS.items()):
 for k, v in {"gf_depth": 20, "gf_width": 16, "gf_act": "sigmoid", "gf_init": "default", "gf_bn": False,
              "gf_res": False}.items():
     ss.setdefault(k, v)  # the widgets take their values from here, so the preset buttons can set them
-c = st.columns(7)
+c = st.columns([1.1, 1.1, 1.1, 1, 2.1, 0.8, 0.8])  # the initialisation names are long: room for them
 name = c[0].selectbox("Data", [k for k, v in data2d.DATASETS.items() if not v.curve and v.n_classes == 2],
                       format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("gf_data"))
 depth = c[1].slider("Hidden layers", 5, deepnets.MAX_DEPTH, key=state.kept("gf_depth"))
@@ -90,16 +90,19 @@ with job.lock:
     probe_model.zero_grad(set_to_none=True)
     probe_model.train(was)
 ratio = deepnets.first_to_last_ratio(norms)
+kind, verdict = deepnets.verdict(norms)
 m = st.columns([1, 3])
 m[0].metric("First layer ÷ last layer", f"{ratio:.1e}", help="‖∂L/∂W‖ of the first weight matrix over the last's, "
             "for one pass over the training data with the current weights.")
-verdict = ("vanishing: the early layers barely move" if ratio < 1e-3 else
-           "exploding: early updates are huge" if ratio > 1e3 else "healthy: every layer gets a usable signal")
-m[0].caption(verdict)
-m[1].vega_lite_chart(spec=charts.bars([f"{i + 1:02d}" for i in range(len(norms))], np.log10(np.maximum(norms, 1e-30)),
-                                      x_title="layer", y_title="log10 ‖∂L/∂W‖", height=220))
-st.caption("Each bar is one weight matrix, input side on the left, on a log scale: a bar 6 lower means a gradient "
-           "a million times smaller. With sigmoid every layer can pass back at most a quarter of what it gets.")
+(m[0].success if kind == "healthy" else m[0].error)(verdict)
+logs = np.log10(np.maximum(norms, 1e-30))
+m[1].vega_lite_chart(spec=charts.bars(layerstats.weight_numbers(probe_model), logs, base=float(np.floor(logs.min())) - 1,
+                                      x_title="hidden layer (out: the output layer)", y_title="log₁₀ ‖∂L/∂W‖",
+                                      height=220))
+st.caption("Each bar is the gradient of one layer's weights, input side on the left, on a log scale: a taller bar "
+           "is a larger gradient, a bar 6 lower one a million times smaller." +
+           (" A sigmoid passes back at most a quarter of what it gets (its steepest slope), so twenty of them "
+            "multiply the signal by at most 0.25²⁰." if act == "sigmoid" else ""))
 
 st.markdown("#### Train it and watch")
 shell.controls(on_reset)
@@ -108,7 +111,7 @@ shell.controls(on_reset)
 def live(job):
     status, view = job.status(), job.view()
     views.metrics(status, view, "classification")
-    widgets.job_status(status)
+    widgets.job_status(status, job)
     left, right = st.columns([1.2, 1])
     with left:
         views.layer_stats(view, job)

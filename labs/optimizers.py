@@ -19,8 +19,11 @@ LOCAL_LANES = Executor("thread", lanes=1, capacity=4)  # short demo runs on this
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def paths(surface: str, keys: tuple[str, ...], settings: tuple, steps: int, start: tuple) -> dict[str, np.ndarray]:
-    return {surfaces.OPTIMIZERS[k].label: surfaces.trajectory(surface, k, dict(settings), steps, start) for k in keys}
+def paths(surface: str, keys: tuple[str, ...], settings: tuple, rates: tuple[float, float], steps: int,
+          start: tuple) -> dict[str, np.ndarray]:
+    """Each optimizer's path; `rates`: (SGD family, adaptive family) learning rates."""
+    return {surfaces.OPTIMIZERS[k].label: surfaces.trajectory(
+        surface, k, dict(settings) | {"lr": rates[k in surfaces.ADAPTIVE]}, steps, start) for k in keys}
 
 
 @st.cache_data(show_spinner=False)
@@ -72,19 +75,25 @@ keys = c[1].multiselect("Optimizers", list(surfaces.OPTIMIZERS), ["sgd", "moment
                         format_func=lambda k: surfaces.OPTIMIZERS[k].label, key=state.kept("opt_keys"))
 surf = surfaces.SURFACES[surface]
 st.caption(surf.about)
-s = st.columns(6)
-lr = s[0].select_slider("Learning rate", [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.01 if surface == "bowl"
-                        else 0.001, key=state.kept(f"opt_lr_{surface}"))
-momentum = s[1].slider("Momentum", 0.0, 0.99, 0.9, 0.01, key=state.kept("opt_momentum"))
-beta1 = s[2].slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key=state.kept("opt_beta1"))
-beta2 = s[3].select_slider("β₂ (Adam, RMSprop)", [0.9, 0.99, 0.999], 0.999, key=state.kept("opt_beta2"))
-decay = s[4].select_slider("Weight decay (AdamW)", [0.0, 0.01, 0.1], 0.01, key=state.kept("opt_decay"))
-steps = s[5].slider("Steps", 10, 500, 150, 10, key=state.kept("opt_steps"))
+s = [*st.columns(3), *st.columns(4)]  # two rows: rates and steps, then each optimizer's own settings
+RATES = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+rates = (s[0].select_slider("Learning rate: SGD, momentum, Nesterov", RATES, surf.lr, key=state.kept(f"opt_lr_{surface}"),
+                            help="Plain and momentum SGD step by the rate times the slope: steep walls need a small rate."),
+         s[1].select_slider("Learning rate: Adam, RMSprop, Adagrad", RATES, surf.adaptive_lr,
+                            key=state.kept(f"opt_alr_{surface}"),
+                            help="Adaptive optimizers step by about the rate whatever the slope: flat floors need a "
+                                 "larger one. No single rate is fair to both families; each surface starts with a "
+                                 "pair under which the race shows its lesson."))
+steps = s[2].slider("Steps", 10, 1000, surf.steps, 10, key=state.kept(f"opt_steps_{surface}"))
+momentum = s[3].slider("Momentum", 0.0, 0.99, 0.9, 0.01, key=state.kept("opt_momentum"))
+beta1 = s[4].slider("β₁ (Adam)", 0.0, 0.99, 0.9, 0.01, key=state.kept("opt_beta1"))
+beta2 = s[5].select_slider("β₂ (Adam, RMSprop)", [0.9, 0.99, 0.999], 0.999, key=state.kept("opt_beta2"))
+decay = s[6].select_slider("Weight decay (AdamW)", [0.0, 0.01, 0.1], 0.01, key=state.kept("opt_decay"))
 g = st.columns(3)
 start = (g[0].slider("Start x", *map(float, surf.x_range), float(surf.start[0]), key=state.kept(f"opt_sx_{surface}")),
          g[1].slider("Start y", *map(float, surf.y_range), float(surf.start[1]), key=state.kept(f"opt_sy_{surface}")))
-settings = (("lr", lr), ("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("weight_decay", decay))
-runs = paths(surface, tuple(keys), settings, steps, start)
+settings = (("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("weight_decay", decay))
+runs = paths(surface, tuple(keys), settings, rates, steps, start)
 upto = g[2].slider("Show the paths up to step", 0, steps, steps, key="opt_upto",
                    help="Drag to replay the race step by step.")
 st.plotly_chart(bf.surface_figure(*contour(surface), runs, upto, surf.minima, surf.log_colour), key="opt_fig")
@@ -92,9 +101,10 @@ if runs:
     st.dataframe(pd.DataFrame([{"optimizer": k, "loss at the end": p[min(upto, len(p) - 1), 2],
                                 "stopped early (diverged)": len(p) < steps + 1} for k, p in runs.items()]),
                  hide_index=True)
-    if {"adam", "adamw", "rmsprop", "adagrad"} & set(keys):
+    if set(surfaces.ADAPTIVE) & set(keys):
         st.caption("Adam, AdamW, RMSprop and Adagrad scale every step to about the learning rate, however steep or "
-                   "flat the slope: on a wide surface they need a larger rate than SGD to arrive in time.")
+                   "flat the slope, so they get a rate of their own: on a wide surface they need a larger one than "
+                   "SGD to arrive in time.")
 with st.expander("💡 Why momentum helps"):
     st.markdown(
         "Plain gradient descent takes a step along the current slope: **w ← w − η·g**. In a long narrow valley the "
@@ -119,10 +129,15 @@ with t[0]:
     top = 1.2 * max(losses[0], 4 * losses.min())  # the last, blown-up points would flatten the rest
     st.vega_lite_chart(spec=charts.series_lines(np.log10(rates), {"loss": losses}, "log₁₀ learning rate",
                                                 "smoothed loss", height=240, y_domain=(0, top)))
-    st.caption(f"{optimizer.label}, one batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
-               f" each step (Smith, 2017). The loss is lowest near {rates[np.argmin(losses)]:.2g}, at the edge of "
-               f"where training turns unstable; a tenth of it, **{best:.2g}**, is the usual safe choice. Where the "
-               "curve turns up, training blows up.")
+    how = (f"{optimizer.label}, one batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
+           " each step (Smith, 2017). ")
+    if best is None:
+        st.caption(how + "**No clear minimum:** the loss never falls well below where it started, so this test has "
+                   "no rate to suggest. Try another optimizer or network, or pick a rate by training.")
+    else:
+        st.caption(how + f"The loss is lowest near {rates[np.argmin(losses)]:.2g}, at the edge of where training turns "
+                   f"unstable; a tenth of it, **{best:.2g}**, is the usual safe choice. Where the curve turns up, "
+                   "training blows up.")
 with t[1]:
     epochs = st.slider("Epochs", 5, 100, 30, key=state.kept("opt_sched_epochs"))
     base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key=state.kept("opt_sched_lr"),

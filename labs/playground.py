@@ -210,15 +210,15 @@ with own_points:
     st.download_button("⬇ These points as CSV", to_csv(ds), "playground-data.csv", "text/csv")
 with bar:  # at the top, above the settings: notices (welcome back, a loaded file) where they are seen
     shell.header()
-    shell.controls(on_reset)
+    shell.controls(on_reset, task=ds.task)
 
 
 def live(job):
     status, view = job.status(), job.view()
     snap = job.snapshot() or job.snapshot(fresh=True)
     views.metrics(status, view, ds.task)
-    widgets.job_status(status)
-    net_col, out_col = st.columns([1.5, 1])
+    widgets.job_status(status, job)
+    net_col, out_col = st.columns([1.6, 1])
     with net_col:
         st.markdown("**The network** — each square shows what that neuron responds to across the plane; "
                     "blue connections are positive weights, orange negative, wider is larger.")

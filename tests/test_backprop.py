@@ -131,12 +131,27 @@ def test_a_too_large_step_diverges_and_the_path_stops():
     assert len(path) < 501 and abs(path[-1, 1]) > 1e6
 
 
-def _ratio(act, init="default", bn=False, res=False, depth=20):
+def _norms(act, init="default", bn=False, res=False, depth=20):
     ds = data2d.make_dataset("spiral", 256, 0.0, 0.5, 0)
     x = torch.as_tensor(data2d.feature_matrix(ds.train[0], ("x", "y")), dtype=torch.float32)
     y = torch.as_tensor(ds.train[1]).long()
     model = deepnets.initialise(build(deepnets.deep_spec(2, depth, 16, act, 2, bn, res), seed=0), init, act)
-    return deepnets.first_to_last_ratio(deepnets.gradient_norms(model, x, y))
+    return deepnets.gradient_norms(model, x, y)
+
+
+def _ratio(*args, **kwargs):
+    return deepnets.first_to_last_ratio(_norms(*args, **kwargs))
+
+
+@pytest.mark.parametrize("act, init, kind", [("sigmoid", "default", "vanishing"), ("relu", "kaiming", "healthy"),
+                                             ("relu", "large", "exploding")])
+def test_the_gradient_verdict_judges_sizes_as_well_as_the_ratio(act, init, kind):
+    """The "Exploding" lesson (ReLU, std-1 weights) has a first/last ratio near 1, yet every
+    gradient is 10³ or more: the verdict must say exploding, never healthy."""
+    norms = _norms(act, init)
+    assert deepnets.verdict(norms)[0] == kind, (norms[0], norms[-1], max(norms))
+    if kind == "exploding":
+        assert max(norms) > deepnets.TOO_LARGE
 
 
 def test_gradients_vanish_through_deep_sigmoid_layers_and_recover_with_the_fixes():

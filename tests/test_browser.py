@@ -48,7 +48,7 @@ def test_each_page_opens_and_is_screenshotted(server, page, key):
 
 
 def test_training_in_the_playground_moves_the_counter_and_the_loss_chart(server, page):
-    _open(page, f"{server}/playground?lesson=depth_spiral")
+    _open(page, f"{server}/playground?lesson=depth_spiral&stop=never")
     page.get_by_text("Epoch").first.wait_for(timeout=30_000)
     assert _epoch(page) == 0
     page.get_by_role("button", name="▶ Train", exact=True).click()
@@ -90,7 +90,7 @@ def test_clicking_the_plane_adds_a_point(server, page):
 
 def test_closing_the_tab_stops_its_training_after_the_grace_period(server, browser):
     trainer = browser.new_context().new_page()
-    _open(trainer, f"{server}/playground")
+    _open(trainer, f"{server}/playground?stop=never")
     trainer.get_by_role("button", name="▶ Train", exact=True).click()
     trainer.get_by_role("button", name="⏸ Pause", exact=True).wait_for(timeout=30_000)
     watcher = browser.new_context().new_page()

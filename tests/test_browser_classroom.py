@@ -89,7 +89,7 @@ def test_the_classroom_start_keeps_a_browser_on_its_process_and_shares_saved_run
     url, _ = classroom
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     page = ctx.new_page()
-    open_lab(page, f"{url}/playground")
+    open_lab(page, f"{url}/playground?stop=never")
     press_train(page)
     trained = wait_epoch(page, 5)
     button(page, "⏸ Pause").click(timeout=WAIT)

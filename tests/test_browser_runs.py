@@ -34,7 +34,8 @@ def test_the_lists_cover_every_lab_with_a_run():
 
 
 def _status(page) -> str:
-    return page.get_by_text(re.compile(r"^Status: ")).first.inner_text()
+    """The status line, or the box that says how a run ended (its stop: "Finished 300 epochs.")."""
+    return page.get_by_text(re.compile(r"^(Status: |Finished |Goal reached)")).first.inner_text().lower()
 
 
 def _max_epochs(page) -> int | None:
@@ -186,9 +187,10 @@ def test_a_downloaded_model_loads_back_and_downloads_the_same(server, new_page, 
 # ---------- 2 and 3. a visit to another lab, then a reload, while training ----------
 @pytest.mark.parametrize("lab", LIVE_LABS)
 def test_a_run_outlives_a_visit_to_another_lab_and_a_reload(server, new_page, lab):
-    """One learner's story (one page load for both, to keep the module quick)."""
+    """One learner's story (one page load for both, to keep the module quick), mid-training: with
+    no stop (a Playground run reaches the default 300 epochs in seconds)."""
     page = new_page()
-    _open_lab(page, f"{server}/{LABS[lab].url_path}")
+    _open_lab(page, f"{server}/{LABS[lab].url_path}?stop=never")
     _change_settings(page, lab)
     rid = run_id(page)
     assert rid
@@ -228,7 +230,7 @@ def test_a_run_outlives_a_visit_to_another_lab_and_a_reload(server, new_page, la
 # ---------- 4. someone else opens a live run's address ----------
 def test_someone_elses_address_gives_an_own_copy_and_never_their_controls(server, new_page):
     a = new_page()
-    _open_lab(a, f"{server}/playground")
+    _open_lab(a, f"{server}/playground?stop=never")  # trains through the whole test
     before = _train_to(a)
     url, rid_a = a.url, run_id(a)
     assert rid_a and "run=" in url
@@ -277,3 +279,75 @@ def test_the_share_link_carries_settings_but_never_the_run(server, new_page):
     assert epoch(student) == 0  # a fresh network, not the teacher's
     assert run_id(student) not in (None, run_id(teacher))
     no_exception(student)
+
+
+def _pick(page, combobox, option):
+    page.get_by_role("combobox", name=combobox, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    idle(page)
+
+
+def test_a_link_that_hides_controls_hides_them_and_carries_their_values(server, new_page):
+    """The teacher box's multiselect writes labels into the link (hide=Data, dataset=XOR): a
+    student who opens it in a fresh context sees none of those controls and gets every value.
+    (Hiding a control also dropped its value from the link: Streamlit removes the parameter of a
+    bound widget that is not drawn.)"""
+    teacher = new_page()
+    _open_lab(teacher, f"{server}/playground")
+    _pick(teacher, "Data", "XOR")
+    noise = teacher.get_by_role("slider", name="Noise").first
+    noise.focus()
+    for _ in range(4):  # 0 → 20 in steps of 5
+        noise.press("ArrowRight")
+    idle(teacher)
+    _pick(teacher, "Optimizer", "SGD")
+    _button(teacher, "x²").click()
+    idle(teacher)
+    teacher.get_by_text("For teachers").first.click()
+    idle(teacher)
+    for label in ("Data", "Activation", "Optimizer", "Input features"):
+        hide = teacher.get_by_role("combobox", name="Hide these controls from students")
+        hide.click()
+        hide.press_sequentially(label)  # the list opens on typing
+        teacher.get_by_role("option", name=label, exact=True).click()
+        idle(teacher)
+    box = teacher.locator("[data-testid='stExpander']").filter(has_text="For teachers").first
+    link = box.locator("[data-testid='stCode']").first.inner_text().strip()
+    assert "hide=" in link and "noise=20" in link, link
+
+    student = new_page()
+    _open_lab(student, link)
+    for name in ("Data", "Activation", "Optimizer"):
+        assert student.get_by_role("combobox", name=name, exact=True).count() == 0, name
+    assert _button(student, "x²").count() == 0  # the feature pills are gone too
+    for shown in ("Data: XOR", "Optimizer: SGD", "Input features: x, y, x²", "Activation: GELU"):
+        pattern = r"\s*".join(map(re.escape, shown.split(" "))) + r"\s*\(set by the link\)"  # **bold** splits it
+        expect(student.get_by_text(re.compile(pattern)).first).to_be_visible(timeout=WAIT)
+    expect(student.get_by_role("slider", name="Noise").first).to_have_attribute("aria-valuetext", "20")
+    student.get_by_text("📦 Model & code").first.click()
+    idle(student)
+    code = _expander(student).locator("[data-testid='stCode']").first.inner_text()
+    assert "torch.optim.SGD" in code and "x * x" in code, code  # the network and its trainer got them
+    no_exception(student)
+
+
+def _step_count(page) -> int:
+    metric = page.locator("[data-testid='stMetric']").filter(has_text="Step").first
+    return int(re.search(r"Step\s+([\d,]+)", metric.inner_text()).group(1).replace(",", ""))
+
+
+def test_twelve_steps_each_move_the_counter_and_give_the_buttons_back(server, new_page):
+    """⏭ Step twelve times: after each, ▶ Train and ⏭ Step come back (in 2 of 12 clicks they once
+    stayed on ⏸ Pause, greyed out) and the step counter shows one more, with its batch's loss."""
+    page = new_page()
+    _open_lab(page, f"{server}/playground")
+    for n in range(1, 13):
+        _button(page, "⏭ Step").click(timeout=WAIT)
+        expect(_button(page, "▶ Train")).to_be_visible(timeout=10_000)
+        expect(_button(page, "⏭ Step")).to_be_enabled(timeout=10_000)
+        deadline = time.monotonic() + 10
+        while _step_count(page) != n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _step_count(page) == n
+    expect(page.get_by_text("batch loss").first).to_be_visible(timeout=WAIT)
+    no_exception(page)

@@ -17,7 +17,8 @@ from ui import charts, explain_figures as xf, figures
 SCHEMA = json.loads(next(Path(altair.__file__).parent.glob("vegalite/v*/schema/vega-lite-schema.json")).read_text())
 EPOCHS = [{"epoch": e, "train_loss": 1 / (e + 1), "test_loss": 1.1 / (e + 1), "train_acc": e / 10,
            "test_acc": None if e == 0 else e / 11} for e in range(5)]
-HIST = (np.array([0.5, 0.25, 0.25]), np.array([0.0, 0.3, 0.6, 0.9], np.float32))
+HIST = (np.array([0.5, 0.25, 0.25]), np.array([0.0, 0.3, 0.6, 0.9], np.float32), 0.0)
+RELU_HIST = (np.array([0.2, 0.1, 0.1]), np.array([1e3, 1e5, 1e6, 2e6], np.float32), 0.6)
 
 BUILDERS = {
     "loss curves": lambda: figures.epoch_chart(EPOCHS, "loss", "validation"),
@@ -33,7 +34,7 @@ BUILDERS = {
     "one series": lambda: charts.series_lines(range(3), {"loss": [1.0, float("nan"), 0.5]}, "update", "loss"),
     "several series": lambda: charts.series_lines(range(2), {"a": [1, 2], "b": [2, 1]}, "epoch", "lr"),
     "batch-size spread": lambda: bf.spread_chart({1: np.array([0.1, 0.3]), 8: np.array([0.2])}, 0.2),
-    "activation histograms": lambda: bf.histograms_chart([HIST, HIST], ["layer 2 · ReLU", "layer 4 · ReLU"]),
+    "activation histograms": lambda: bf.histograms_chart([HIST, RELU_HIST], ["layer 2 · Tanh", "layer 4 · ReLU"]),
     "deletion curves": lambda: xf.perturbation_chart({"Saliency": (np.linspace(0, 1, 3), np.array([1, .5, 0])),
                                                       "random order": (np.linspace(0, 1, 3), np.ones(3))}, "Deletion"),
     "sanity checks": lambda: xf.randomisation_chart(["to layer 2", "to layer 1"], {"saliency": [0.4, 0.1]},
@@ -46,6 +47,19 @@ def test_every_chart_is_valid_vega_lite_and_plain_json(name):
     spec = BUILDERS[name]()
     text = json.dumps(spec, allow_nan=False)  # numpy scalars, NaN or infinity would fail here (or in the browser)
     jsonschema.validate(json.loads(text), SCHEMA)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_chart_has_a_readable_plot_area_whatever_its_legend(name):
+    """An explicit height that is the plot area's own (autosize fit-x: legend, title and axis
+    labels are added around it, never taken out of it), at least MIN_PLOT_PX tall; facets size
+    each panel and add nothing to squeeze."""
+    spec = BUILDERS[name]()
+    if "concat" in spec:  # small multiples: each panel its own size, nothing added to squeeze them
+        assert all(panel["height"] >= 60 for panel in spec["concat"]) and spec["autosize"]["type"] == "pad"
+        return
+    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}, spec.get("autosize")
+    assert isinstance(spec["height"], int) and spec["height"] >= charts.MIN_PLOT_PX
 
 
 def test_the_validation_really_catches_a_broken_spec():
@@ -69,3 +83,27 @@ def test_a_long_legend_names_the_first_middle_and_last_series():
     assert spec["encoding"]["color"]["legend"]["values"] == ["layer 1", "layer 11", "layer 21"]
     assert "values" not in figures.layer_lines([(1, [0.1] * 3)], labels[:3], "size")["encoding"]["color"]["legend"]
 
+
+
+def test_the_probability_bars_name_every_class():
+    """Digits' class names look like numbers: a numeric axis labelled only 0, 2, 4, 6, 8."""
+    classes = [str(k) for k in range(10)]
+    axis = figures.probability_figure(np.full(10, 0.1), classes).layout.xaxis
+    assert axis.type == "category" and list(axis.tickvals) == classes == list(axis.ticktext)
+
+
+def test_each_activation_histogram_keeps_its_own_range_and_names_the_units_that_are_off():
+    """One histogram ran to 2,000,000 (an exploding ReLU layer) and every other layer's shared that
+    axis and looked empty: each panel has its own x scale, spanning its own bins."""
+    spec = bf.histograms_chart([HIST, RELU_HIST], ["layer 2 · Tanh", "layer 4 · ReLU"])
+    assert spec["resolve"]["scale"]["x"] == "independent" and len(spec["concat"]) == 2
+    first, second = (panel["data"]["values"] for panel in spec["concat"])
+    assert max(r["to"] for r in first) < 1 and min(r["from"] for r in second) >= 1e3
+    assert spec["concat"][1]["title"]["text"] == "layer 4 · ReLU · 60% off"
+    assert spec["concat"][0]["title"]["text"] == "layer 2 · Tanh"
+
+
+def test_a_loss_that_falls_by_orders_of_magnitude_gets_a_log_axis():
+    falling = [{"epoch": e, "train_loss": 10.0 ** -e, "test_loss": 2 * 10.0 ** -e} for e in range(6)]
+    assert figures.epoch_chart(falling, "loss", "test")["encoding"]["y"]["scale"]["type"] == "log"
+    assert "type" not in figures.epoch_chart(EPOCHS, "loss", "test")["encoding"]["y"]["scale"]  # 0.18 to 1.1: linear

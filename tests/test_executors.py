@@ -146,6 +146,7 @@ def test_a_killed_worker_becomes_a_message_and_the_weights_survive(pool, tmp_pat
     job.pause()
     wait_for(lambda: not job.active)
     job.join()  # its last snapshot is taken: the probe below runs only in a worker
+    assert pool.backend.wait_ready(60)  # booting workers leave their lanes' chunks to the lane's thread
     job.probe = SlowProbe(str(tmp_path / "started"))
     job.start()
     wait_for(lambda: (tmp_path / "started").exists(), timeout=30)  # a chunk is taking a snapshot, in a worker
@@ -183,5 +184,38 @@ def test_a_run_nobody_watches_pauses_and_says_why():
         job.start()
         wait_for(lambda: job.status()["state"] == "paused", timeout=30)
         assert "nobody had looked" in job.status()["message"]
+    finally:
+        ex.shutdown()
+
+
+def test_slow_motion_paces_the_steps_and_holds_no_lane(pool):
+    """At 5 steps a second a job takes about 5 steps a second, one per turn; between its turns the
+    lanes train the others at full speed (two busy jobs on two lanes: still all turns taken)."""
+    slow, fast, other = new_job(pool, steps_per_s=5.0), new_job(pool), new_job(pool)
+    for job in (slow, fast, other):
+        job.start()
+    wait_for(lambda: slow.step >= 1, timeout=60)
+    s0, f0, t0 = slow.step, fast.step, time.monotonic()
+    time.sleep(2.0)
+    s1, f1, dt = slow.step, fast.step, time.monotonic() - t0
+    for job in (slow, fast, other):
+        job.stop()
+    assert 0.5 * 5 * dt <= s1 - s0 <= 5 * dt + 2, (s1 - s0, dt)
+    assert f1 - f0 > 4 * (s1 - s0), (f1 - f0, s1 - s0)
+
+
+def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
+    """A worker needs seconds to import torch; the first ⏭ Step must not wait for it: the lane
+    trains that chunk itself, and hands later ones to the worker once it is ready."""
+    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None)
+    try:
+        job = new_job(ex)
+        job.step_batch(1)
+        wait_for(lambda: job.step == 1 and not job.active, timeout=30)
+        assert not ex.backend.wait_ready(0)  # done before the worker finished booting
+        assert ex.backend.wait_ready(60)
+        job.step_batch(2)
+        wait_for(lambda: job.step == 3 and not job.active, timeout=30)
+        assert ex.backend._jobs[0].get(job.uid) == job.version  # that one went to the worker
     finally:
         ex.shutdown()

@@ -17,12 +17,12 @@ def captions(at) -> list[str]:
 def test_the_grid_has_one_map_per_method_and_input_with_its_cost():
     at = open_page("explain")
     assert not at.exception and not at.error
-    methods = at.multiselect(key="xp_methods").value
+    methods = at.pills(key="xp_methods").value
     n_inputs = at.slider(key="xp_f_count").value
     timed = [c for c in captions(at) if " ms" in c]
     assert len(methods) == 4 and len(timed) >= n_inputs * len(methods)
     assert any("gap" in c for c in timed)  # Integrated Gradients shows its completeness gap
-    at.multiselect(key="xp_methods").set_value(["saliency", "guided_backprop"]).run()
+    at.pills(key="xp_methods").set_value(["saliency", "guided_backprop"]).run()
     at.radio(key="xp_target_mode").set_value("pick").run()
     at.selectbox(key="xp_target_class").set_value(7).run()
     assert sum("explaining 7" in c for c in captions(at)) == n_inputs and not at.exception
@@ -54,7 +54,7 @@ def test_an_uploaded_picture_is_explained_beside_the_test_images():
 
 def test_trust_sections_report_faithfulness_and_sanity_checks():
     at = open_page("explain")
-    at.multiselect(key="xp_methods").set_value(["saliency", "guided_backprop"]).run()
+    at.pills(key="xp_methods").set_value(["saliency", "guided_backprop"]).run()
     faith = at.dataframe[0].value
     assert list(faith["method"]) == ["Saliency", "Guided Backprop"] and (faith["infidelity ↓"] >= 0).all()
     at.button(key="xp_run_sanity").click().run()

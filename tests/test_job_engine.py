@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import wait_for
-from dl_core.jobparts import History, TrainConfig
+from dl_core.jobparts import Event, History, TrainConfig
 from dl_core.optim import SCHEDULES
 from dl_core.playground import Setup, make_job
 from dl_core.training import TrainingJob
@@ -188,3 +188,25 @@ def test_a_two_network_trainer_runs_on_the_same_job_each_network_with_its_own_op
     assert abs(start - 3) > 1.5 and abs(epochs[-1]["fake_mean"] - 3) < 1.0, (start, epochs[-1])  # G learnt the mean
     for name in ("D", "G"):  # both followed the schedule down
         assert job._optimizers[name].param_groups[0]["lr"] == pytest.approx(0.02 * SCHEDULES["cosine"].factor(40, 40))
+
+
+def test_a_long_run_keeps_its_history_bounded_and_its_recent_past_whole():
+    """Hours at full speed must not grow memory without end: older entries thin out (every other
+    one, again and again), the latest KEEP stay whole, and the very first and last are kept."""
+    h, keep = History(), History.KEEP["steps"]
+    for first in range(1, 10 * keep, 1000):
+        h.apply(Event("step", first, 0, 0.0, data={"first": first, "losses": [float(first)] * 1000}))
+    steps = [s for s, _ in h.steps]
+    assert len(steps) <= 2 * keep + 1 and steps[0] == 1 and steps[-1] == 10 * keep
+    assert steps[-keep:] == list(range(10 * keep - keep + 1, 10 * keep + 1))  # recent: every step
+    assert steps == sorted(steps)
+
+
+def test_the_event_log_keeps_no_pictures():
+    """Snapshots (~160 KB of neuron pictures each, several a second) live in the history, the latest
+    only; the event log keeps that one was taken."""
+    job, _, _ = make_job(Setup(train=TrainConfig(snapshot_interval_s=0.0)))
+    job.advance(max_batches=20, max_seconds=60)
+    logged = [e for e in job.view()["events"] if e.kind == "snapshot"]
+    assert len(logged) >= 10 and all(e.data is None for e in logged)
+    assert job.snapshot()["neurons"]

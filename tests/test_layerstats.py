@@ -1,5 +1,6 @@
 """Per-layer activation statistics (oracles: autograd's slope, the layer outputs themselves)
 and mixed precision through the one training path."""
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def test_stats_are_the_layer_outputs_own_mean_spread_and_flat_share():
     with layerstats.recording(model) as stats:
         model(x)
     first = model.layers[1](model.layers[0](x)).detach()
-    assert layerstats.labels(model) == ["layer 2 · ReLU", "layer 4 · ReLU"]
+    assert layerstats.labels(model) == ["hidden layer 1 · ReLU", "hidden layer 2 · ReLU"]
     assert stats[0] == pytest.approx((float(first.mean()), float(first.std()), float((first == 0).float().mean())))
     assert stats[1][2] == 1.0 and stats[1][:2] == (0.0, 0.0)
     model(x)
@@ -59,9 +60,21 @@ def test_a_job_records_saturation_in_a_deep_sigmoid_network(executor):
     acts, job = _flat_shares_after_steps(executor, 12.0)
     calm, _ = _flat_shares_after_steps(executor, 1.0)
     assert [s for s, _ in acts] == [1, 2, 3] and len(acts[0][1]) == 6 == len(job.activation_labels)
-    assert job.gradient_labels == [f"layer {i} · Linear" for i in range(1, 14, 2)]
+    assert job.gradient_labels == [f"hidden layer {i} · Linear" for i in range(1, 7)] + ["output layer · Linear"]
     saturated = sum(flat for _, _, flat in acts[0][1]) / 6
     assert saturated > 0.15 and sum(flat for _, _, flat in calm[0][1]) / 6 < 0.05, (saturated, calm[0][1])
+
+
+@pytest.mark.parametrize("bn, res", [(False, False), (True, False), (False, True), (True, True)])
+def test_a_dense_stack_is_numbered_by_hidden_layer_everywhere(bn, res):
+    """The gradient-flow lab's 20 hidden layers are 1…20 and "out" in the bars, the histograms and
+    the legends alike, whatever batch norm or residual blocks add to the module list."""
+    model = build(deepnets.deep_spec(2, 20, 8, "sigmoid", 2, bn, res))
+    assert layerstats.weight_numbers(model) == [str(i) for i in range(1, 21)] + ["out"]
+    names = [n for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+    assert layerstats.weight_labels(model, names)[-1] == "output layer · Linear"
+    acts = layerstats.labels(model)
+    assert len(acts) == 20 and acts[0].startswith("hidden layer 1 · ") and acts[-1].startswith("hidden layer 20 · ")
 
 
 def test_weight_labels_name_the_layer_table_rows():
@@ -95,7 +108,18 @@ def test_flow_histograms_keep_every_output_and_are_not_squeezed_by_an_outlier():
     x[0] = 1e4
     hists = deepnets.FlowProbe(x)(model)["histograms"]
     assert len(hists) == 3
-    for counts, edges in hists:
-        assert counts.sum() == pytest.approx(1.0)
+    for counts, edges, off in hists:
+        assert counts.sum() + off == pytest.approx(1.0)
         assert counts[0] < 0.9  # without the clipped range: one bin held everything but the outlier
         assert edges[-1] < 1e3
+
+
+def test_relus_that_are_off_are_counted_apart_from_the_histogram():
+    """An exploding ReLU layer: most outputs exactly 0, the rest up to millions. The zeros are a
+    share of their own and the bins cover the outputs that are on, which fill more than one bin."""
+    values = np.concatenate([np.zeros(700), np.geomspace(1e3, 2e6, 300)])
+    counts, edges, off = deepnets.FlowProbe.histogram(values)
+    assert off == pytest.approx(0.7) and counts.sum() == pytest.approx(0.3)
+    assert edges[0] >= 1e3 and (counts > 0).sum() > 3
+    counts, edges, off = deepnets.FlowProbe.histogram(np.linspace(-1, 1, 101))  # a tanh: its 0 is just a value
+    assert off == 0 and counts.sum() == pytest.approx(1.0)

@@ -1,6 +1,7 @@
 """The backpropagation, gradient-flow and optimizer pages, through AppTest."""
 import json
 
+import numpy as np
 import pytest
 
 from test_pages import open_page, poll, switch_to
@@ -80,6 +81,32 @@ def test_changing_the_optimizer_changes_the_race():
     lines = [(t["line"]["color"], t["line"]["dash"]) for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
              if t.get("mode") == "lines+markers"]
     assert len(lines) == 4 and len(set(lines)) == 4  # every optimizer keeps its own, distinct look
+
+
+@pytest.mark.parametrize("surface", list(surfaces.SURFACES))
+def test_every_surfaces_default_race_shows_something(surface):
+    """At the surface's own rates and steps, with the page's default racers (SGD, momentum, Adam):
+    nobody blows up, somebody arrives near a minimum, and somebody does not (plain SGD), so the
+    race shows a difference. With one shared rate of 0.001 nobody got near the banana's minimum."""
+    surf = surfaces.SURFACES[surface]
+    ends = {}
+    for key in ("sgd", "momentum", "adam"):
+        path = surfaces.trajectory(surface, key, {"lr": surfaces.rate(surface, key)}, surf.steps)
+        assert len(path) == surf.steps + 1, f"{key} diverged"
+        ends[key] = min(np.hypot(path[-1, 0] - mx, path[-1, 1] - my) for mx, my in surf.minima)
+    assert min(ends.values()) < 0.25, ends
+    assert ends["sgd"] > 0.5, ends
+
+
+def test_the_race_page_starts_each_surface_at_its_own_rates():
+    at = open_page("optimizers")
+    at.selectbox(key="opt_surface").set_value("rosenbrock").run()
+    assert at.select_slider(key="opt_lr_rosenbrock").value == 0.001
+    assert at.select_slider(key="opt_alr_rosenbrock").value == 0.1
+    assert at.slider(key="opt_steps_rosenbrock").value == 500
+    ends = dict(zip(at.dataframe[0].value["optimizer"], at.dataframe[0].value["loss at the end"]))
+    assert ends["Adam"] < 0.05 and ends["SGD + momentum"] < 0.05 and ends["SGD"] > 1, ends
+    assert not at.exception
 
 
 def test_every_optimizer_has_its_own_path_style():

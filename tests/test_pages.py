@@ -146,6 +146,23 @@ def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
     assert not any("For teachers" in e.label for e in at.expander)
 
 
+@pytest.mark.parametrize("naming", ["labels", "keys"])
+def test_a_link_hides_controls_and_shares_values_whether_it_names_labels_or_keys(naming):
+    """Streamlit's URL binding writes labels (`hide=Activation`, `dataset=XOR`, as the teacher box
+    makes them); a hand-written link may use keys. Both must hide the control and share its value."""
+    hide, dataset, activation, optimizer = ("dataset", "activation", "optimizer"), "xor", "relu", "sgd"
+    if naming == "labels":
+        fmt = state.PLAYGROUND["hide"].fmt
+        hide = tuple(fmt(k) for k in hide)
+        dataset, activation = state.PLAYGROUND["dataset"].fmt(dataset), state.PLAYGROUND["activation"].fmt(activation)
+        optimizer = state.PLAYGROUND["optimizer"].fmt(optimizer)
+    at = open_page("playground", hide=list(hide), dataset=dataset, activation=activation, optimizer=optimizer)
+    assert not at.exception
+    assert not {s.key for s in at.selectbox} & {"dataset", "activation", "optimizer"}
+    assert run(at).settings["dataset"] == "xor" and run(at).settings["activation"] == "relu"
+    assert job(at).config.optimizer == "sgd"
+
+
 @pytest.mark.parametrize("name", list(__import__("dl_core.data2d", fromlist=["DATASETS"]).DATASETS))
 def test_every_dataset_trains_and_draws_in_the_page(name):
     from dl_core.data2d import DATASETS
@@ -163,13 +180,20 @@ def test_every_dataset_trains_and_draws_in_the_page(name):
 def test_cnn_lab_builds_trains_and_shows_feature_maps():
     at = open_page("cnn")
     assert not at.exception and not at.error
+    untrained = lambda a: any("Untrained" in c.value for c in a.caption)  # noqa: E731
+    mistakes = lambda a: any("confident mistakes" in m.value for m in a.markdown)  # noqa: E731
+    assert untrained(at) and not mistakes(at)  # a random network's score is labelled, its "mistakes" not shown
     n_layers = len(at.session_state[state.CNN_LAYERS])
     at.button(key="ctl_epoch").click().run()
     cnn_job = job(at, "cnn")
     poll(at, lambda a: cnn_job.epoch == 1 and cnn_job.status()["state"] == "paused")
     assert any(m.label == "Validation accuracy" for m in at.metric)
-    maps = [m for m in at.markdown if m.value.startswith("**Layer ")]
-    assert len(maps) == sum(1 for l in at.session_state[state.CNN_LAYERS] if l.kind != "flatten" and l.kind != "linear")
+    assert not untrained(at)
+    with_maps = [i for i, l in enumerate(at.session_state[state.CNN_LAYERS]) if l.kind not in ("flatten", "linear")]
+    assert len(at.select_slider(key="cnn_map_layer").options) == len(with_maps)
+    at.select_slider(key="cnn_map_layer").set_value(with_maps[-1]).run()
+    heading = [m.value for m in at.markdown if m.value.startswith("**Layer ")]
+    assert heading and heading[0].startswith(f"**Layer {with_maps[-1] + 1} · ")
     at.button(key="cnn_del_0").click().run()  # remove the first conv: still a valid stack, one layer fewer
     assert len(at.session_state[state.CNN_LAYERS]) == n_layers - 1 and not at.exception
 

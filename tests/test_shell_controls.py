@@ -39,3 +39,52 @@ def test_controls_drawn_busy_for_a_job_that_has_ended_are_redrawn(lab):
     keys = {b.key for b in at.button}
     assert "ctl_train" in keys and "ctl_pause" not in keys, keys
     assert not next(b for b in at.button if b.key == "ctl_step").disabled
+
+
+def test_a_step_moves_the_step_counter_and_shows_that_batchs_loss():
+    """Losses are measured per epoch, so after one ⏭ Step only the step counter and the batch's
+    own loss can move: both must show it (they did not; the count hid in a tooltip)."""
+    from test_pages import job, poll
+
+    at = open_page("playground")
+    at.button(key="ctl_step").click().run()
+    poll(at, lambda a: job(a).step == 1 and not job(a).active)
+    step = next(m for m in at.metric if m.label == "Step")
+    loss = job(at).view()["steps"][-1][1]
+    assert step.value == "1" and f"batch loss {loss:.2g}" == step.delta, (step.value, step.delta)
+
+
+def test_speed_and_stop_reach_the_job_and_suit_the_task():
+    from test_pages import job
+
+    at = open_page("playground")
+    assert job(at).config.max_epochs == 300 and job(at).config.steps_per_s is None  # the default stop
+    at.select_slider(key="speed").set_value("step1").run()
+    at.selectbox(key="stop").set_value("acc95").run()
+    cfg = job(at).config
+    assert cfg.steps_per_s == 1.0 and cfg.target_acc == 0.95 and cfg.max_epochs is None
+    at.selectbox(key="dataset").set_value("plane").run()  # regression: no accuracy goal to offer
+    assert "acc95" not in at.selectbox(key="stop").options and not at.exception
+    assert job(at).config.target_acc is None and job(at).config.max_epochs == 300
+
+
+def test_a_collapsed_run_is_told_and_its_best_weights_come_back_with_one_click():
+    from conftest import wait_for
+    from dl_core.stopping import COLLAPSE_EPOCHS
+    from test_pages import job
+
+    at = open_page("playground")
+    j = job(at)
+    j.set_config(target_acc=0.95)
+    j.start()
+    wait_for(lambda: not j.active, timeout=60)
+    peak = j.evaluate()["test_acc"]
+    with j.lock:
+        j.model.layers[-1].weight.data.zero_()
+    j.set_config(lr=0.0, target_acc=None, max_epochs=j.epoch + COLLAPSE_EPOCHS + 2)
+    j.start()
+    wait_for(lambda: not j.active, timeout=60)
+    at.run()
+    assert any("collapsed" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.button(key="ctl_restore_peak").click().run()
+    assert j.evaluate()["test_acc"] == peak and not any("collapsed" in w.value for w in at.warning)

@@ -76,6 +76,17 @@ def test_lr_range_test_rises_exponentially_and_suggests_a_rate_inside_it(trained
     assert tuning.suggested_lr(rates, losses) == pytest.approx(max(rates[np.argmin(losses)] / 10, rates[0]))
 
 
+def test_a_flat_range_test_has_no_suggestion():
+    """A curve that never falls well below its start (about 0.7 throughout) suggests nothing;
+    the same curve with a real dip suggests a tenth of the dip's rate."""
+    rates = np.geomspace(1e-5, 10, 100)
+    flat = 0.7 + 0.01 * np.sin(np.arange(100))
+    assert tuning.suggested_lr(rates, flat) is None
+    dip = flat - 0.4 * np.exp(-((np.arange(100) - 60) / 10) ** 2)
+    assert tuning.suggested_lr(rates, dip) == pytest.approx(rates[np.argmin(dip)] / 10)
+    assert tuning.suggested_lr(rates[:0], flat[:0]) is None
+
+
 def test_the_range_test_runs_the_networks_own_optimizer_and_its_suggestion_trains():
     """With Adam (the Playground's default) the suggested rate, used for real, fits the spiral;
     the optimizer factory is what steps the weights (Adam and SGD give different curves)."""

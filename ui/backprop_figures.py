@@ -45,12 +45,12 @@ def graph_figure(trace, known: set[str], grads_known: set[str], current: str | N
         fig.add_annotation(x=x, y=y, text=f"<b>{n.short}</b><br>{value}<br><span style='color:#c0392b'>"
                                           f"∇ {grad}</span>", showarrow=False, align="center",
                            bgcolor=_KIND_COLOUR[n.kind], bordercolor="#c0392b" if k == current else "#8896a5",
-                           borderwidth=3 if k == current else 1, borderpad=4, font=dict(size=13))
-    height = 120 + 95 * max(rows_in.values())
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
-                      xaxis=dict(visible=False, range=[-0.5, cols - 0.5]),
-                      yaxis=dict(visible=False, range=[-max(rows_in.values()) / 2 - 0.2, max(rows_in.values()) / 2
-                                                       + 0.2]))
+                           borderwidth=3 if k == current else 1, borderpad=5, font=dict(size=18))
+    rows = max(rows_in.values())
+    half = (rows - 1) / 2 + 0.55  # the boxes' extent and room for their three lines: no empty band below
+    fig.update_layout(height=60 + 125 * rows, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      xaxis=dict(visible=False, range=[-0.5, cols - 0.5]), yaxis=dict(visible=False, range=[-half, half]),
+                      hoverlabel=dict(font_size=16))
     return fig
 
 
@@ -114,17 +114,26 @@ def landscape_figure(alphas, surface, path_xy: np.ndarray | None) -> go.Figure:
     return fig
 
 
-def histograms_chart(hists: list[tuple[np.ndarray, np.ndarray]], labels: list[str]) -> dict:
-    """One small histogram per activation layer (share of outputs per bin), each on its own x range."""
-    rows = [{"layer": label, "from": num(lo), "to": num(hi), "share": num(c)}
-            for (counts, edges), label in zip(hists, labels) for c, lo, hi in zip(counts, edges[:-1], edges[1:])]
-    return {"data": {"values": rows}, "columns": 2, "resolve": {"scale": {"x": "independent"}},
-            "facet": {"field": "layer", "type": "nominal", "sort": labels, "title": None},
-            "spec": {"mark": {"type": "area", "color": CLASS_HEX[1], "interpolate": "step-after", "opacity": 0.8},
-                     "width": 170, "height": 70, "encoding": {
-                         "x": {"field": "from", "type": "quantitative", "title": None, "axis": {"tickCount": 4}},
-                         "y": {"field": "share", "type": "quantitative", "title": None,
-                               "axis": {"format": "%", "tickCount": 3}},
-                         "tooltip": [{"field": "from", "type": "quantitative", "format": ".3g"},
-                                     {"field": "to", "type": "quantitative", "format": ".3g"},
-                                     {"field": "share", "type": "quantitative", "format": ".1%"}]}}}
+def histograms_chart(hists: list[tuple], labels: list[str], columns: int = 2) -> dict:
+    """One small histogram per activation layer (share of outputs per bin), each on its own x range
+    (a facet shared one range, so every layer's axis ran to the largest layer's millions and the
+    rest looked empty); a layer with outputs exactly 0 (ReLUs that are off) says their share in its
+    title. Bars span their bins exactly (x to x2)."""
+    panels = []
+    for (counts, edges, *off), label in zip(hists, labels):
+        title = f"{label} · {off[0]:.0%} off" if off and off[0] else label
+        rows = [{"from": num(lo), "to": num(hi), "share": num(c)} for c, lo, hi in zip(counts, edges[:-1], edges[1:])]
+        panels.append({"data": {"values": rows}, "title": {"text": title, "fontSize": 12, "fontWeight": "normal"},
+                       "mark": {"type": "bar", "color": CLASS_HEX[1], "opacity": 0.85}, "width": 170, "height": 70,
+                       "encoding": {
+                           "x": {"field": "from", "type": "quantitative", "title": None,
+                                 "scale": {"zero": False, "nice": False},
+                                 "axis": {"tickCount": 4, "format": ".2~s"}},
+                           "x2": {"field": "to"},
+                           "y": {"field": "share", "type": "quantitative", "title": None,
+                                 "axis": {"format": "%", "tickCount": 3}},
+                           "tooltip": [{"field": "from", "type": "quantitative", "format": ".3g"},
+                                       {"field": "to", "type": "quantitative", "format": ".3g"},
+                                       {"field": "share", "type": "quantitative", "format": ".1%"}]}})
+    return {"concat": panels, "columns": columns, "autosize": {"type": "pad", "contains": "padding"},
+            "resolve": {"scale": {"x": "independent", "y": "shared"}}}

@@ -19,6 +19,19 @@ def num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
+MIN_PLOT_PX = 120  # the smallest plot area a chart may ask for: readable from the back of a room
+
+# The height is the plot area's, whatever the legend, title and axis labels add around it. Under
+# Streamlit's default ("fit": all of that inside the height) a legend of four schedules took all
+# but about 30 px of a 220 px chart: labels overlapped and titles were clipped.
+PLOT_AREA = {"type": "fit-x", "contains": "padding"}
+
+
+def sized(spec: dict, height: int) -> dict:
+    """`spec` with a plot area `height` px tall (never below MIN_PLOT_PX) and the page's width."""
+    return spec | {"height": max(MIN_PLOT_PX, int(height)), "autosize": dict(PLOT_AREA)}
+
+
 def _axis(title: str | None, fmt: str | None = None, **extra) -> dict:
     axis = {"title": title, **extra}
     if fmt:
@@ -32,7 +45,8 @@ def _colour(series: str, colours: dict[str, str] | None, scheme: str | None, leg
     middle and last series, and the colour scheme's ramp says where the others sit."""
     entries = {"values": [names[0], names[len(names) // 2], names[-1]]} if len(names) > 12 else {}
     colour = {"field": series, "type": "nominal",
-              "legend": {"title": None, "orient": legend, "columns": 1 if legend == "right" else 3, **entries}}
+              "legend": {"title": None, "orient": legend, "columns": 1 if legend == "right" else 3,
+                         "labelLimit": 360, **entries}}  # Vega cuts labels at 160 px: "One-cycle (warm up…"
     if colours:
         colour["scale"] = {"domain": list(colours), "range": list(colours.values())}
         colour["sort"] = list(colours)
@@ -66,27 +80,32 @@ def lines(rows: list[dict], x: str, y: str, series: str | None = None, *, x_titl
     if dashed:
         encoding["strokeDash"] = {"condition": {"test": f"datum[{series!r}] === {dashed!r}", "value": [5, 4]},
                                   "value": [1, 0]}
-    spec = {"data": {"values": rows}, "mark": {"type": "line", "point": points, "clip": y_domain is not None},
-            "encoding": encoding, "height": height}
+    spec = sized({"data": {"values": rows}, "mark": {"type": "line", "point": points, "clip": y_domain is not None},
+                  "encoding": encoding}, height)
     if title:
         spec["title"] = title
     return spec
 
 
 def bars(labels: list[str], values: list[float], *, x_title: str | None = None, y_title: str | None = None,
-         height: int = 200, percent: bool = False) -> dict:
-    """One bar per label, in the given order."""
+         height: int = 200, percent: bool = False, base: float | None = None) -> dict:
+    """One bar per label, in the given order. `base`: bars rise from there instead of from 0 (a log
+    scale's values are negative below 1: from 0 they would hang down, the longest bar the smallest)."""
     rows = [{"label": str(k), "value": num(v)} for k, v in zip(labels, values)]
-    return {"data": {"values": rows}, "mark": {"type": "bar"}, "height": height, "encoding": {
-        "x": {"field": "label", "type": "ordinal", "sort": [str(k) for k in labels], "axis": _axis(x_title)},
-        "y": {"field": "value", "type": "quantitative", "axis": _axis(y_title, ".0%" if percent else None)},
-        "tooltip": [{"field": "label", "type": "nominal"}, {"field": "value", "type": "quantitative",
-                                                             "format": ".1%" if percent else ".3g"}]}}
+    y = {"field": "value", "type": "quantitative", "axis": _axis(y_title, ".0%" if percent else None)}
+    encoding = {"x": {"field": "label", "type": "ordinal", "sort": [str(k) for k in labels],
+                      "axis": _axis(x_title, labelAngle=0)}, "y": y,
+                "tooltip": [{"field": "label", "type": "nominal"}, {"field": "value", "type": "quantitative",
+                                                                    "format": ".1%" if percent else ".3g"}]}
+    if base is not None:
+        y["scale"] = {"zero": False, "domainMin": base}
+        encoding["y2"] = {"datum": base}
+    return sized({"data": {"values": rows}, "mark": {"type": "bar"}, "encoding": encoding}, height)
 
 
 def layered(*specs: dict, height: int = 220) -> dict:
     """Several specs on shared axes (each keeps its own data)."""
-    return {"layer": [{k: v for k, v in s.items() if k != "height"} for s in specs], "height": height}
+    return sized({"layer": [{k: v for k, v in s.items() if k not in ("height", "autosize")} for s in specs]}, height)
 
 
 def series_lines(x, series: dict[str, Iterable[float]], x_title: str, y_title: str, **options) -> dict:

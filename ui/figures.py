@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-from .charts import layered, lines, num
+from .charts import layered, lines, num, sized
 
 CLASS_RGB = np.array([(245, 147, 34), (8, 119, 189), (46, 160, 67), (148, 103, 189),
                       (214, 39, 40), (140, 86, 75), (227, 119, 194), (127, 127, 127)], float)
@@ -95,9 +95,13 @@ def epoch_chart(epochs: list[dict], metric: str, held_out: str, height: int = 19
     rows = [{"epoch": e["epoch"], "set": name, metric: num(e[f"{prefix}_{metric}"])}
             for e in epochs for prefix, name in (("train", "train"), ("test", held_out))
             if e.get(f"{prefix}_{metric}") is not None]
-    return lines(rows, "epoch", metric, "set", x_title="epoch", y_title=None, height=height,
+    values = [r[metric] for r in rows if r[metric] is not None]
+    # A long run's loss falls by orders of magnitude: on a linear axis everything after the first
+    # few epochs is a flat line at 0. Past a 100-fold range, a log axis keeps the late epochs readable.
+    log = metric == "loss" and bool(values) and min(values) > 0 and max(values) / min(values) > 100
+    return lines(rows, "epoch", metric, "set", x_title="epoch", y_title="log scale" if log else None, height=height,
                  colours={"train": CLASS_HEX[1], held_out: CLASS_HEX[0]}, percent=metric == "acc",
-                 y_domain=(0, 1) if metric == "acc" else None, legend="right")
+                 y_domain=(0, 1) if metric == "acc" else None, legend="right", log=log)
 
 
 def click_figure(points: np.ndarray, colors: np.ndarray, grid_n: int = 31, domain: float = 6.0) -> go.Figure:
@@ -146,10 +150,15 @@ def _wmax(weights) -> float:
 
 
 def network_image(columns: list[list[tuple[str, Image.Image | None]]], weights: list[np.ndarray],
-                  height: int = 420, width_px: int = 560) -> Image.Image:
-    """The network as a picture: updates in place while training (no hover)."""
-    pos, tallest, ux, uy, side = _geometry(columns, height, width_px)
-    px = lambda x, y: ((x + 0.6) * ux, (tallest / 2 + 0.1 - y) * uy)
+                  height: int = 420, width_px: int = 560, headings: list[str] | None = None) -> Image.Image:
+    """The network as a picture: updates in place while training (no hover). Each column has its
+    heading on top and each input its name on its left (x, y, x², …), in letters a 24th of the
+    picture's width: about 20 px at the size the page shows it, readable on a projector."""
+    font = ImageFont.load_default(size=max(12, width_px // 27))
+    band = int(font.size * 1.8) if headings else 0  # the headings' strip
+    margin = int(max(font.getlength(name) for name, _ in columns[0])) + font.size // 2  # the inputs' names
+    pos, tallest, ux, uy, side = _geometry(columns, height - band, width_px - margin)
+    px = lambda x, y: (margin + (x + 0.6) * ux, band + (tallest / 2 + 0.1 - y) * uy)  # noqa: E731
     img = Image.new("RGB", (width_px, height), "white")
     draw = ImageDraw.Draw(img)
     wmax = _wmax(weights)
@@ -160,12 +169,16 @@ def network_image(columns: list[list[tuple[str, Image.Image | None]]], weights: 
         (a, b), (c, d) = px(x0, y0), px(x1, y1)
         draw.line([(a + side / 2, b), (c - side / 2, d)], fill=rgb, width=1 + bucket)
     for li, col in enumerate(columns):
+        if headings:
+            draw.text((px(li, 0)[0], band / 2), headings[li], fill=(60, 60, 60), font=font, anchor="mm")
         for (name, node), (x, y) in zip(col, pos[li]):
             cx, cy = px(x, y)
             box = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
             if node is not None:
                 img.paste(node.resize((box[2] - box[0], box[3] - box[1])), box[:2])
             draw.rectangle(box, outline=(187, 187, 187))
+            if li == 0:
+                draw.text((box[0] - font.size // 4, cy), name, fill=(40, 40, 40), font=font, anchor="rm")
     return img
 
 
@@ -225,7 +238,7 @@ def confusion_chart(counts: np.ndarray, names: list[str], title: str = "Test set
     labels = {"mark": {"type": "text", "fontSize": 11}, "encoding": {
         "x": x, "y": y, "text": {"field": "count", "type": "quantitative"},
         "color": {"condition": {"test": "datum.dark", "value": "white"}, "value": "#333333"}}}
-    return {"data": {"values": rows}, "layer": [cells, labels], "height": 300, "title": title}
+    return sized({"data": {"values": rows}, "layer": [cells, labels], "title": title}, 300)
 
 
 def layer_lines(series: list[tuple[int, list[float]]], labels: list[str], y_title: str, log: bool = False,
@@ -258,11 +271,12 @@ def normalise_each(maps: np.ndarray) -> np.ndarray:
     return (maps - lo) / np.where(hi - lo > 1e-12, hi - lo, 1)
 
 
-def feature_map_image(maps: np.ndarray, width_px: int = 640) -> Image.Image:
-    """One layer's output: each channel a grey tile (bright = strongly active)."""
+def feature_map_image(maps: np.ndarray, width_px: int = 640, columns: int = 8) -> Image.Image:
+    """One layer's output: each channel a grey tile (bright = strongly active), `columns` a row and
+    as large as `width_px` allows (about 130 px each at 1100: readable across a classroom)."""
     c, h, w = maps.shape
-    columns = min(c, 16)
-    scale = max(1, min(8, width_px // (columns * (w + 2))))
+    columns = min(c, columns)
+    scale = max(1, min(24, width_px // (columns * (w + 2))))
     return tile(normalise_each(maps)[:, None], columns, scale)
 
 
@@ -282,8 +296,11 @@ def probability_figure(probs: np.ndarray, classes: list[str]) -> go.Figure:
     fig = go.Figure(go.Bar(x=list(classes), y=probs, marker_color=[CLASS_HEX[1] if i == best else "#c7d4e0"
                                                                       for i in range(len(probs))],
                            hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
-    fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[0, 1], yaxis_tickformat=".0%",
-                      title="What the network thinks it is")
+    # Class names like "0".."9" would make a numeric axis labelled 0, 2, 4, 6, 8 (a drawn 7's winning
+    # bar had no label): a category axis names every bar.
+    fig.update_xaxes(type="category", tickmode="array", tickvals=list(classes), ticktext=list(classes))
+    fig.update_layout(height=240, margin=dict(l=10, r=10, t=40, b=10), yaxis_range=[0, 1], yaxis_tickformat=".0%",
+                      title="What the network thinks it is", font=dict(size=15))
     return fig
 
 

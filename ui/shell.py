@@ -201,11 +201,12 @@ class Shell:
         notify(self.lab, kind, text)
 
     # ---- training controls and the live view ----
-    def controls(self, on_reset: Callable[[], None]) -> None:
+    def controls(self, on_reset: Callable[[], None], stops: bool = True, task: str = "classification") -> None:
+        """The training controls; `stops=False` for a lab that sets its own number of epochs."""
         # Read before drawing: a job only ever stops being busy on its own, so this is never
         # "idle" while the buttons below show it at work (live() redraws them once it ends).
         self._drawn_busy = self.run.job.status()["busy"]
-        widgets.job_controls(self.run.job, on_reset)
+        widgets.job_controls(self.run.job, on_reset, stops, task)
         prev = self.previous
         if prev is not None:
             st.button(f"↶ Undo: bring back the previous network (trained {prev.job.step:,} steps)",

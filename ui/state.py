@@ -131,20 +131,34 @@ PLAYGROUND["hide"] = Setting("hide", "Hide these controls from students", "multi
                              role="view")
 
 
+def _option(s: Setting, raw: str):
+    """The option a URL value names. Streamlit's URL binding writes an option's label (what
+    `fmt` shows: `dataset=XOR`, `hide=Activation`); a hand-written link may use the key
+    (`dataset=xor`, `hide=activation`). Both name the same option; anything else, none."""
+    return next(o for o in s.options if raw in (str(o), (s.fmt or str)(o)))
+
+
 def hidden() -> set[str]:
-    return set(st.query_params.get_all("hide"))
+    """Keys of the controls the link hides, whichever way the link names them."""
+    out = set()
+    for raw in st.query_params.get_all("hide"):
+        try:
+            out.add(_option(PLAYGROUND["hide"], raw))
+        except StopIteration:
+            pass  # a control that does not exist: nothing to hide
+    return out
 
 
 def _parse(s: Setting, raw: list[str]):
     """A URL value for a control that is hidden (so not rendered); invalid → default."""
     try:
         if s.kind in ("pills", "multiselect"):
-            return tuple(v for v in raw if v in s.options) or s.default
+            return tuple(o for v in raw for o in s.options if v in (str(o), (s.fmt or str)(o))) or s.default
         value = raw[-1]
         if s.kind == "toggle":
             return value.lower() in ("true", "1")
         cast = type(s.default)
-        out = next(o for o in s.options if str(o) == value) if s.options else cast(float(value))
+        out = _option(s, value) if s.options else cast(float(value))
         if s.lo is not None and not s.lo <= out <= s.hi:
             return s.default
         return out
@@ -152,12 +166,37 @@ def _parse(s: Setting, raw: list[str]):
         return s.default
 
 
+def _checked(s: Setting, value):
+    """A session value for a control as the control would hold it (tuples for multi-choice)."""
+    return tuple(value) if s.kind in ("pills", "multiselect") else value
+
+
+def _url(s: Setting, value) -> str | list[str]:
+    """A value as Streamlit's URL binding writes it: option labels, "true"/"false", numbers."""
+    fmt = s.fmt or str
+    if isinstance(value, tuple):
+        return [fmt(v) for v in value]
+    if s.kind == "toggle":
+        return str(bool(value)).lower()
+    return fmt(value) if s.options else str(value)
+
+
 def control(key: str, where=None, **extra):
     """Render one setting as a URL-bound widget and return its value (hidden → from the URL)."""
     s = PLAYGROUND[key]
-    if key in hidden() and key != "hide":
-        return _parse(s, st.query_params.get_all(key))
     where = where or st
+    if key in hidden() and key != "hide":
+        raw = st.query_params.get_all(key)
+        # Just hidden (the teacher ticked it in the box): the link has lost the value, because
+        # Streamlit drops a bound widget's parameter when the widget is not drawn. Its last value
+        # is still in the session: put it back into the link, so the link still shares it.
+        value = _parse(s, raw) if raw or key not in st.session_state else _checked(s, st.session_state[key])
+        if not raw and value != s.default:
+            st.query_params[key] = _url(s, value)
+        shown = ", ".join(map(s.fmt or str, value)) if isinstance(value, tuple) else \
+            ("on" if value else "off") if s.kind == "toggle" else (s.fmt or str)(value)
+        where.caption(f"{s.label}: **{shown}** (set by the link)")  # read-only: the learner still knows
+        return value
     common = dict(key=key, help=s.help, bind="query-params", **extra)
     if s.kind == "select":
         return where.selectbox(s.label, s.options, index=s.options.index(s.default),
@@ -171,7 +210,15 @@ def control(key: str, where=None, **extra):
     if s.kind == "pills":
         return tuple(where.pills(s.label, s.options, selection_mode="multi", default=list(s.default),
                                  format_func=s.fmt, wrap=True, **common) or ())
+    if key == "hide":  # not bound: Streamlit's binding would drop a hand-written `hide=activation`
+        return tuple(where.multiselect(s.label, s.options, default=sorted(hidden(), key=s.options.index),
+                                       format_func=s.fmt, key=key, help=s.help, on_change=_hide_changed))
     return tuple(where.multiselect(s.label, s.options, default=list(s.default), format_func=s.fmt, **common))
+
+
+def _hide_changed() -> None:
+    """The teacher's choice into the link, as labels (`hide=Data`), as a bound widget would write it."""
+    st.query_params["hide"] = [PLAYGROUND["hide"].fmt(k) for k in st.session_state.get("hide", ())]
 
 
 def setup_from(values: dict, seed: int) -> Setup:

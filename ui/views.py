@@ -52,7 +52,8 @@ def _network_picture(snap: dict, spec, ds: Dataset2D, resolution: int, discretiz
     cols = [[(FEATURES[f].label, img(m)) for f, m in zip(spec.input_names, _feature_maps(spec.input_names,
                                                                                           resolution, ds.curve))]]
     for li, layer in enumerate(snap["neurons"], 1):
-        cols.append([(f"layer {li} · neuron {ni + 1}", img(figures.diverging_rgb(m))) for ni, m in enumerate(layer)])
+        cols.append([(f"hidden layer {li} · neuron {ni + 1}", img(figures.diverging_rgb(m)))
+                     for ni, m in enumerate(layer)])
     out = snap["output"]
     n_out = snap["weights"][-1].shape[0]
     if n_out == 1 or (out.ndim <= 2 and n_out == 2):
@@ -65,7 +66,8 @@ def _network_picture(snap: dict, spec, ds: Dataset2D, resolution: int, discretiz
                      for k in range(n_out)])
         weights = snap["weights"]
     tallest = max(len(c) for c in cols)
-    return cols, weights, int(min(640, max(260, 58 * tallest)))
+    headings = ["inputs", *[f"hidden {li}" for li in range(1, len(cols) - 1)], "output"]
+    return cols, weights, int(min(900, max(320, 60 + 84 * (tallest + 0.2)))), headings  # square tiles at 720 px
 
 
 def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, live: bool) -> None:
@@ -74,12 +76,13 @@ def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, 
     a room of 30 pays 30 times); paused, the learner can switch to an interactive chart."""
     interactive = not live and st.toggle("Read the weights (hover the connections)", key="pg_network_hover")
     if interactive:
-        st.plotly_chart(figures.network_figure(*_network_picture(snap, spec, ds, resolution, discretize)),
+        st.plotly_chart(figures.network_figure(*_network_picture(snap, spec, ds, resolution, discretize)[:3]),
                         key="pg_network", config={"displayModeBar": False})
     else:
-        widgets.picture("pg_network", (id(snap), discretize),
-                        lambda: figures.network_image(*_network_picture(snap, spec, ds, resolution, discretize)),
-                        width="stretch")
+        def draw():
+            cols, weights, height, headings = _network_picture(snap, spec, ds, resolution, discretize)
+            return figures.network_image(cols, weights, height, 720, headings)
+        widgets.picture("pg_network", (id(snap), discretize), draw, width="stretch")
     n_neurons = sum(len(n) for n in snap["neurons"])
     if n_neurons > MAX_NEURON_IMAGES:
         st.caption(f"{n_neurons} neurons: too many to draw each one's picture; hover connections for weights.")
@@ -120,16 +123,32 @@ def curves(view: dict, task: str, held_out: str = "test") -> None:
         st.vega_lite_chart(spec=figures.epoch_chart(epochs, "acc", held_out, height=200))
 
 
+def loss_text(v: float | None) -> str:
+    """A loss in at most six characters, so a metric never cuts it ("1.93e…"): 0.123, 0.0012, 6e-05, 5e+06."""
+    if v is None:
+        return "—"
+    if v >= 1e4 or v < 0.001:
+        return f"{v:.0e}"
+    return f"{v:.3g}" if v >= 0.01 else f"{v:.2g}"
+
+
 def metrics(status: dict, view: dict, task: str) -> None:
+    """Epoch and step counters and the latest numbers. The losses and accuracy are measured once
+    per epoch, so a single ⏭ Step moves only the step counter and its batch's loss: both shown."""
     last = view["epochs"][-1] if view["epochs"] else {}
-    cols = st.columns(4)
-    cols[0].metric("Epoch", f"{status['epoch']:,}", help=f"{status['step']:,} gradient steps so far")
-    fmt = lambda v: "—" if v is None else f"{v:.3g}"
-    cols[1].metric("Train loss", fmt(last.get("train_loss")))
-    cols[2].metric("Test loss", fmt(last.get("test_loss")))
+    steps = view["steps"]
+    cols = st.columns(5)
+    cols[0].metric("Epoch", f"{status['epoch']:,}", help="Passes over the whole training set so far.")
+    batch = f"batch loss {steps[-1][1]:.2g}" if steps and steps[-1][0] == status["step"] else None
+    cols[1].metric("Step", f"{status['step']:,}", batch, "off", delta_arrow="off",
+                   help="Gradient steps so far: one batch each, one update of every weight. Below it, the loss "
+                        "of the latest step's batch.")
+    fmt = loss_text
+    cols[2].metric("Train loss", fmt(last.get("train_loss")), help="Measured at the end of each epoch.")
+    cols[3].metric("Test loss", fmt(last.get("test_loss")), help="Measured at the end of each epoch.")
     if task == "classification":
         acc = last.get("test_acc")
-        cols[3].metric("Test accuracy", "—" if acc is None else f"{acc:.0%}")
+        cols[4].metric("Test accuracy", "—" if acc is None else f"{acc:.0%}", help="Measured at the end of each epoch.")
 
 
 def layer_stats(view: dict, job) -> None:

@@ -100,8 +100,51 @@ def action(label: str, key: str, **kwargs) -> bool:
     return bool(st.session_state.pop(flag, False))
 
 
-def job_controls(job, on_reset) -> None:
-    """Train/pause, step one batch, step one epoch, reset — the same row on every lab."""
+SPEEDS = {  # key: (label, steps a second from the steps in one epoch; None: as fast as it goes)
+    "step1": ("🐢 1 step/s", lambda per_epoch: 1.0),
+    "step5": ("5 steps/s", lambda per_epoch: 5.0),
+    "epoch1": ("1 epoch/s", lambda per_epoch: float(per_epoch)),
+    "epoch10": ("10 epochs/s", lambda per_epoch: 10.0 * per_epoch),
+    "full": ("⚡ full speed", lambda per_epoch: None),
+}
+STOPS = {  # key: (label, the TrainConfig fields it sets, the tasks it suits)
+    "e100": ("at epoch 100", {"max_epochs": 100}, ("classification", "regression")),
+    "e300": ("at epoch 300", {"max_epochs": 300}, ("classification", "regression")),
+    "e1000": ("at epoch 1,000", {"max_epochs": 1000}, ("classification", "regression")),
+    "acc95": ("at 95 % test accuracy", {"target_acc": 0.95}, ("classification",)),
+    "acc99": ("at 99 % test accuracy", {"target_acc": 0.99}, ("classification",)),
+    "loss01": ("at test loss 0.01", {"target_loss": 0.01}, ("regression",)),
+    "never": ("never", {}, ("classification", "regression")),  # label = key: a link can say ?stop=never
+}
+NO_STOP = {"max_epochs": None, "target_acc": None, "target_loss": None}
+
+
+def pacing(job, where, stops: bool, task: str) -> None:
+    """Speed (slow motion to full) and, where the lab has no stop of its own, when to stop; both
+    in the address bar (`?speed=…&stop=…`), both handed to the job as they change. A run solved
+    in two seconds that never stops leaves nothing to watch and curves thousands of epochs long."""
+    per_epoch = max(1, -(-job.trainer.n_train // job.config.batch_size))
+    c = where.columns(2 if stops else 1)
+    speed = c[0].select_slider("Speed", list(SPEEDS), "full", format_func=lambda k: SPEEDS[k][0],
+                               key=state.kept("speed"),
+                               bind="query-params", help="Slow motion shows every step's change in the "
+                               "pictures; at full speed the server trains as fast as it can.")
+    changes = {"steps_per_s": SPEEDS[speed][1](per_epoch)}
+    if stops:
+        options = [k for k, v in STOPS.items() if task in v[2]]
+        if st.session_state.get("stop", "e300") not in options:  # an accuracy goal, and now regression data
+            st.session_state["stop"] = "e300"
+        stop = c[1].selectbox("Stop", options, options.index("e300"), format_func=lambda k: STOPS[k][0],
+                              key=state.kept("stop"), bind="query-params", help="When training ends by itself "
+                              "(never: until you pause); ▶ Train after a stop trains on until the next one.")
+        changes |= NO_STOP | STOPS[stop][1]
+    changed = {k: v for k, v in changes.items() if getattr(job.config, k) != v}
+    if changed:
+        job.set_config(**changed)
+
+
+def job_controls(job, on_reset, stops: bool = True, task: str = "classification") -> None:
+    """Train/pause, step one batch, step one epoch, reset, speed and stop: the same row on every lab."""
     status = job.status()
     running = status["busy"] and status["state"] in ("running", "queued")
     cols = st.columns([1.2, 1, 1, 1, 3.5])
@@ -116,10 +159,18 @@ def job_controls(job, on_reset) -> None:
                    help="Train to the end of this pass over the training data.")
     cols[3].button("↺ Reset", on_click=on_reset, width="stretch", key="ctl_reset",
                    help="Fresh random weights (you can undo this).")
+    pacing(job, cols[4], stops, task)
 
 
-def job_status(status: dict) -> None:
-    """One line on what the job is doing: its problem, its place in the queue, how it ended."""
+def job_status(status: dict, job=None) -> None:
+    """One line on what the job is doing: its problem, its place in the queue, how it ended; and,
+    above it, a collapse the job noticed, with its best weights one click away."""
+    collapse = status.get("collapse")
+    if collapse:
+        st.warning(collapse["message"], icon="📉")
+        if job is not None:
+            st.button(f"↶ Bring back the weights from epoch {collapse['peak_epoch']:,}", on_click=job.restore_peak,
+                      key="ctl_restore_peak")
     if status["state"] == "failed":
         st.error(status["message"], icon="💥")
     elif status["state"] == "queued":
