@@ -51,7 +51,7 @@ for col, (k, (label, _)) in zip(p, PRESETS.items()):
 for k, v in {"gf_depth": 20, "gf_width": 16, "gf_act": "sigmoid", "gf_init": "default", "gf_bn": False,
              "gf_res": False}.items():
     ss.setdefault(k, v)  # the widgets take their values from here, so the preset buttons can set them
-c = st.columns([1.1, 1.1, 1.1, 1, 2.1, 0.8, 0.8])  # the initialisation names are long: room for them
+c = st.columns([1, 1.1, 1.1, 1, 1.9, 1.1, 1.1])  # the initialisation names are long: room for them
 name = c[0].selectbox("Data", [k for k, v in data2d.DATASETS.items() if not v.curve and v.n_classes == 2],
                       format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("gf_data"))
 depth = c[1].slider("Hidden layers", 5, deepnets.MAX_DEPTH, key=state.kept("gf_depth"))

@@ -55,8 +55,9 @@ def test_every_chart_has_a_readable_plot_area_whatever_its_legend(name):
     labels are added around it, never taken out of it), at least MIN_PLOT_PX tall; facets size
     each panel and add nothing to squeeze."""
     spec = BUILDERS[name]()
-    if "concat" in spec:  # small multiples: each panel its own size, nothing added to squeeze them
-        assert all(panel["height"] >= 60 for panel in spec["concat"]) and spec["autosize"]["type"] == "pad"
+    if "vconcat" in spec:  # small multiples: each panel its own size, nothing added to squeeze them
+        panels = [p for row in spec["vconcat"] for p in row["hconcat"]]
+        assert all(panel["height"] >= 60 for panel in panels) and spec["autosize"]["type"] == "pad"
         return
     assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}, spec.get("autosize")
     assert isinstance(spec["height"], int) and spec["height"] >= charts.MIN_PLOT_PX
@@ -96,11 +97,12 @@ def test_each_activation_histogram_keeps_its_own_range_and_names_the_units_that_
     """One histogram ran to 2,000,000 (an exploding ReLU layer) and every other layer's shared that
     axis and looked empty: each panel has its own x scale, spanning its own bins."""
     spec = bf.histograms_chart([HIST, RELU_HIST], ["layer 2 · Tanh", "layer 4 · ReLU"])
-    assert spec["resolve"]["scale"]["x"] == "independent" and len(spec["concat"]) == 2
-    first, second = (panel["data"]["values"] for panel in spec["concat"])
+    panels = [p for row in spec["vconcat"] for p in row["hconcat"]]
+    assert spec["resolve"]["scale"]["x"] == "independent" and len(panels) == 2
+    assert all(row["resolve"]["scale"]["x"] == "independent" for row in spec["vconcat"])
+    first, second = (panel["data"]["values"] for panel in panels)
     assert max(r["to"] for r in first) < 1 and min(r["from"] for r in second) >= 1e3
-    assert spec["concat"][1]["title"]["text"] == "layer 4 · ReLU · 60% off"
-    assert spec["concat"][0]["title"]["text"] == "layer 2 · Tanh"
+    assert panels[1]["title"]["text"] == "layer 4 · ReLU · 60% off" and panels[0]["title"]["text"] == "layer 2 · Tanh"
 
 
 def test_a_loss_that_falls_by_orders_of_magnitude_gets_a_log_axis():

@@ -135,5 +135,7 @@ def histograms_chart(hists: list[tuple], labels: list[str], columns: int = 2) ->
                            "tooltip": [{"field": "from", "type": "quantitative", "format": ".3g"},
                                        {"field": "to", "type": "quantitative", "format": ".3g"},
                                        {"field": "share", "type": "quantitative", "format": ".1%"}]}})
-    return {"concat": panels, "columns": columns, "autosize": {"type": "pad", "contains": "padding"},
-            "resolve": {"scale": {"x": "independent", "y": "shared"}}}
+    rows = [{"hconcat": panels[i:i + columns], "resolve": {"scale": {"x": "independent"}}}
+            for i in range(0, len(panels), columns)]
+    return {"vconcat": rows, "autosize": {"type": "pad", "contains": "padding"},
+            "resolve": {"scale": {"x": "independent"}}}

@@ -33,10 +33,11 @@ def _canvas(shape: tuple[int, int, int], key: str) -> np.ndarray | None:
         colour = c[0].color_picker("Colour", "#ffcc33", key=state.kept(f"{key}_colour"))
         mode = c[1].selectbox("Tool", ["freedraw", "circle", "rect", "polygon"], key=state.kept(f"{key}_tool"),
                               help="Circles, rectangles and polygons are filled, like the shapes images.")
-    st.caption("Draw with the mouse; the bin icon above the canvas clears it.")
+    st.markdown("&nbsp;")  # room for the canvas's own toolbar, which floats above it (it covered the caption)
     result = st_canvas(fill_color=colour, stroke_width=CANVAS_PX // 12, stroke_color=colour, background_color="#000000",
                        height=CANVAS_PX, width=CANVAS_PX, drawing_mode=mode, key=f"{key}_canvas",
                        return_image_data=True)
+    st.caption("Draw with the mouse; the bin icon above the canvas clears it.")
     data = result.image_data if result is not None else None
     framed = None if data is None else cnn.frame_drawing(np.asarray(data), 0.12 if shape[0] == 1 else 0.2)
     return None if framed is None else cnn.as_input(Image.fromarray(framed), shape)

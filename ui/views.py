@@ -158,8 +158,8 @@ def layer_stats(view: dict, job) -> None:
         if view["grad_norms"]:
             st.vega_lite_chart(spec=figures.layer_lines(view["grad_norms"], job.gradient_labels,
                                                         "‖∂loss/∂W‖ (log scale)", log=True))
-        st.caption("Layer 1 is nearest the input. If its line sits far below the last layer's, gradients vanish "
-                   "on the way back and the early layers barely learn.")
+        st.caption("The first layer is nearest the input. If its line sits far below the last layer's, gradients "
+                   "vanish on the way back and the early layers barely learn.")
     with acts:
         if not job.activation_labels:
             st.caption("This network has no activation layers to watch.")
