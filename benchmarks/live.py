@@ -62,7 +62,7 @@ def run() -> dict:
         while _epoch(page) < CNN_EPOCHS and time.perf_counter() - t0 < 300:
             time.sleep(0.1)
         cnn_s = time.perf_counter() - t0
-        _open(page, f"{url}/playground?stop=never")
+        _open(page, f"{url}/playground?stop=never&speed=full")
         page.get_by_role("button", name="▶ Train", exact=True).click()
         time.sleep(PLAYGROUND_SECONDS)
         pg_epochs = _epoch(page)

@@ -22,9 +22,9 @@ from .spec import LayerSpec, ModelSpec
 
 MAX_DEPTH = 30
 INITS: dict[str, tuple[str, Callable[[nn.Linear, str], None] | None]] = {
-    "default": ("PyTorch default (uniform, ±1/√fan-in)", None),
-    "small": ("Too small (normal, std 0.01)", lambda m, fn: nn.init.normal_(m.weight, std=0.01)),
-    "large": ("Too large (normal, std 1)", lambda m, fn: nn.init.normal_(m.weight, std=1.0)),
+    "default": ("PyTorch default", None),  # uniform, ±1/√fan-in
+    "small": ("Too small (std 0.01)", lambda m, fn: nn.init.normal_(m.weight, std=0.01)),
+    "large": ("Too large (std 1)", lambda m, fn: nn.init.normal_(m.weight, std=1.0)),
     "xavier": ("Xavier/Glorot (for tanh, sigmoid)",
                lambda m, fn: nn.init.xavier_normal_(m.weight, gain=nn.init.calculate_gain(ACTIVATIONS[fn].gain))),
     "kaiming": ("Kaiming/He (for ReLU)", lambda m, fn: nn.init.kaiming_normal_(m.weight, nonlinearity="relu")),
@@ -79,7 +79,8 @@ def first_to_last_ratio(norms: list[float]) -> float:
 
 
 TOO_LARGE = 1e2  # a weight matrix's ‖∂L/∂W‖ above this: the outputs (and the loss) have blown up
-TOO_SMALL = 1e-3  # first ÷ last below this: the early layers barely move
+TOO_SMALL = 1e-3  # first ÷ last below this: the early layers get far less than the last ...
+USABLE = 1e-4  # ... and below this in size they barely move (Adam or not)
 
 
 def verdict(norms: list[float]) -> tuple[str, str]:
@@ -90,8 +91,11 @@ def verdict(norms: list[float]) -> tuple[str, str]:
     if not np.isfinite(norms).all() or top > TOO_LARGE:
         return "exploding", (f"exploding: gradients up to {top:.0e}, so every update throws the weights far "
                              "and the loss jumps")
-    if ratio < TOO_SMALL:
+    if ratio < TOO_SMALL and norms[0] < USABLE:
         return "vanishing", f"vanishing: the first layer gets {ratio:.0e} of the last's gradient and barely moves"
+    if ratio < TOO_SMALL:  # residual sigmoids: 3e-4 of the last layer's, yet about 1e-2 in size
+        return "weak", (f"weakened: the first layer gets {ratio:.0e} of the last's gradient, but {norms[0]:.0e} is "
+                        "still enough to learn from")
     if ratio > 1 / TOO_SMALL:
         return "exploding", f"exploding: the first layer gets {ratio:.0e}× the last's gradient"
     if top < 1e-4:

@@ -22,6 +22,7 @@ Where a chunk computes is the backend's business:
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import threading
 import time
@@ -72,12 +73,14 @@ class Executor:
     """Admission, the round-robin line and the lanes; see the module docstring."""
 
     def __init__(self, backend: str = "thread", lanes: int | None = None, capacity: int = 32,
-                 slice_s: float = 30.0, unwatched_s: float | None = 300.0, idle_s: float = 60.0,
+                 slice_s: float = 30.0, unwatched_s: float | None = 300.0, idle_s: float = 20.0,
                  **backend_options):
         lanes = lanes or os.cpu_count() or 1
         self.backend = make_backend(backend, lanes, **backend_options)
         self.capacity, self.slice_s, self.unwatched_s = max(1, capacity), slice_s, unwatched_s
-        self.idle_s = idle_s  # a lane idle this long releases its worker (memory back after a class)
+        # A lane idle this long releases its worker: memory back soon after a class. Short, because a
+        # cold pool costs nobody a wait (the lane trains while a new worker boots, workerproc.py).
+        self.idle_s = idle_s
         self._cond = threading.Condition()
         self._admitted: dict = {}  # job -> when its current stretch of turns began
         self._ready: deque = deque()  # admitted jobs waiting for their next chunk
@@ -200,7 +203,8 @@ class Executor:
                 job, wait = self._pick()
                 if job is None:
                     if not self._cond.wait(wait) and not self._ready:
-                        self.backend.release(lane)  # nobody trains: the worker's memory goes back
+                        self.backend.release(lane)  # nobody trains: the worker's memory goes back,
+                        _trim()  # and this process's freed heap with it
                     continue
                 self._busy[job] = lane
             self._turn(job, lane)
@@ -210,9 +214,10 @@ class Executor:
         if budget is not False:
             chunk_s, job.snapshot_floor_s = self.pace()
             pace = job.config.steps_per_s
-            if pace:  # slow motion: one step a turn, the next turn due 1/pace seconds later
-                budget = 1 if budget is None else min(budget, 1)
-                job.not_before = time.monotonic() + 1 / pace
+            if pace:  # paced: a chunk's worth of steps a turn (one in slow motion), the next turn due then
+                steps = max(1, round(pace * CHUNK_S))
+                budget = steps if budget is None else min(budget, steps)
+                job.not_before = time.monotonic() + steps / pace
             try:
                 self.backend.chunk(job, lane, budget, chunk_s)
             except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message
@@ -247,11 +252,20 @@ class Executor:
                     self._cond.notify_all()
 
 
+def _trim() -> None:
+    """Hand freed heap back to the operating system (glibc keeps it for reuse otherwise): after a
+    class, the server's memory returns to its level before it. Elsewhere, nothing to do."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _default() -> Executor:
     env = os.environ.get
     return Executor(env("DLLAB_EXECUTOR", "process"), int(env("DLLAB_WORKERS", "0")) or None,
                     int(env("DLLAB_MAX_RUNNING_JOBS", "32")), float(env("DLLAB_SLICE_S", "30")),
-                    float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "60")))
+                    float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "20")))
 
 
 _lock = threading.Lock()

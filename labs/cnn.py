@@ -164,12 +164,14 @@ with build_col:
 
 st.markdown("#### 3 · Train")
 h = st.columns(6)
-optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=2, format_func=lambda k: OPTIMIZERS[k].label,
+optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=list(OPTIMIZERS).index(cnn.DEFAULT_CONFIG.optimizer),
+                           format_func=lambda k: OPTIMIZERS[k].label,
                            key=state.kept("cnn_opt"))
 lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key=state.kept("cnn_lr"))
 schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k].label, key=state.kept("cnn_schedule"),
                           help="How the learning rate changes over the run (torch.optim.lr_scheduler).")
-batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key=state.kept("cnn_batch"))
+batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 32, key=state.kept("cnn_batch"),
+                           help="32 by default: the first epoch already learns (at 64 it stayed at chance).")
 epochs = h[4].number_input("Epochs", 1, 500, 20, key=state.kept("cnn_epochs"))
 patience = h[5].number_input("Early stop after", 0, 50, 0, key=state.kept("cnn_patience"),
                              help="Stop when the validation loss has not improved for this many epochs, and put the "

@@ -94,7 +94,7 @@ kind, verdict = deepnets.verdict(norms)
 m = st.columns([1, 3])
 m[0].metric("First layer ÷ last layer", f"{ratio:.1e}", help="‖∂L/∂W‖ of the first weight matrix over the last's, "
             "for one pass over the training data with the current weights.")
-(m[0].success if kind == "healthy" else m[0].error)(verdict)
+{"healthy": m[0].success, "weak": m[0].warning}.get(kind, m[0].error)(verdict)
 logs = np.log10(np.maximum(norms, 1e-30))
 m[1].vega_lite_chart(spec=charts.bars(layerstats.weight_numbers(probe_model), logs, base=float(np.floor(logs.min())) - 1,
                                       x_title="hidden layer (out: the output layer)", y_title="log₁₀ ‖∂L/∂W‖",

@@ -1,6 +1,8 @@
 """Network Playground: build a network layer by layer on 2-D data and watch it learn, live."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError
@@ -226,6 +228,7 @@ def live(job):
     with out_col:
         st.markdown("**Output**")
         views.output(snap, ds, values["show_test"], values["discretize"])
+        views.loss_glance(view)
     # Only the open tab is drawn: each chart costs the server a conversion on every redraw.
     tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"], key="pg_tabs",
                    on_change="rerun")
@@ -264,7 +267,11 @@ if "teacher" not in state.hidden():
         st.markdown("Share this link: students who open it get the same data, network and starting weights. It "
                     "carries the settings only, never your trained network (the address bar also names your run, "
                     "so that a reload finds it). Uploaded or clicked-in points are not part of the link.")
-        st.code(widgets.share_link(), language=None)
+        link = widgets.share_link()
+        st.code(link, language=None)
+        if urlsplit(link).hostname in ("localhost", "127.0.0.1", "::1"):
+            st.warning("This link names this computer (localhost): students' devices cannot open it. Open the app "
+                       "by the server's network address (e.g. http://192.168.1.20:8501) and share that link.")
         state.control("hide")
         st.caption("Hidden controls keep the values in the link. Hide 'this teacher box' too for a clean "
                    "student view.")

@@ -268,6 +268,7 @@ def test_the_share_link_carries_settings_but_never_the_run(server, new_page):
     box = teacher.locator("[data-testid='stExpander']").filter(has_text="For teachers").first
     link = box.locator("[data-testid='stCode']").first.inner_text().strip()
     assert re.search(r"[?&]lr=0\.01(&|$)", link), link
+    expect(box.get_by_text("names this computer")).to_be_visible()  # 127.0.0.1: no student device can open it
     assert "run=" not in link, link
     assert run_id(teacher) and run_id(teacher) not in link  # the teacher's own address does name a run
 

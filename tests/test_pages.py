@@ -189,6 +189,7 @@ def test_cnn_lab_builds_trains_and_shows_feature_maps():
     poll(at, lambda a: cnn_job.epoch == 1 and cnn_job.status()["state"] == "paused")
     assert any(m.label == "Validation accuracy" for m in at.metric)
     assert not untrained(at)
+    assert cnn_job.view()["epochs"][-1]["test_acc"] > 0.3  # the page's defaults learn in one epoch (chance: 0.1)
     with_maps = [i for i, l in enumerate(at.session_state[state.CNN_LAYERS]) if l.kind not in ("flatten", "linear")]
     assert len(at.select_slider(key="cnn_map_layer").options) == len(with_maps)
     at.select_slider(key="cnn_map_layer").set_value(with_maps[-1]).run()

@@ -58,7 +58,10 @@ def test_speed_and_stop_reach_the_job_and_suit_the_task():
     from test_pages import job
 
     at = open_page("playground")
-    assert job(at).config.max_epochs == 300 and job(at).config.steps_per_s is None  # the default stop
+    per_epoch = -(-job(at).trainer.n_train // job(at).config.batch_size)
+    assert job(at).config.max_epochs == 300 and job(at).config.steps_per_s == 10 * per_epoch  # the defaults
+    at.select_slider(key="speed").set_value("full").run()
+    assert job(at).config.steps_per_s is None
     at.select_slider(key="speed").set_value("step1").run()
     at.selectbox(key="stop").set_value("acc95").run()
     cfg = job(at).config

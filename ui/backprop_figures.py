@@ -123,15 +123,16 @@ def histograms_chart(hists: list[tuple], labels: list[str], columns: int = 2) ->
     for (counts, edges, *off), label in zip(hists, labels):
         title = f"{label} · {off[0]:.0%} off" if off and off[0] else label
         rows = [{"from": num(lo), "to": num(hi), "share": num(c)} for c, lo, hi in zip(counts, edges[:-1], edges[1:])]
-        panels.append({"data": {"values": rows}, "title": {"text": title, "fontSize": 12, "fontWeight": "normal"},
-                       "mark": {"type": "bar", "color": CLASS_HEX[1], "opacity": 0.85}, "width": 170, "height": 70,
+        big = max(abs(float(edges[0])), abs(float(edges[-1]))) >= 1e4  # 2M, not 2000000; 0.5, not 500m
+        panels.append({"data": {"values": rows}, "title": {"text": title, "fontSize": 13, "fontWeight": "normal"},
+                       "mark": {"type": "rect", "color": CLASS_HEX[1], "opacity": 0.85}, "width": 190, "height": 80,
                        "encoding": {
                            "x": {"field": "from", "type": "quantitative", "title": None,
                                  "scale": {"zero": False, "nice": False},
-                                 "axis": {"tickCount": 4, "format": ".2~s"}},
-                           "x2": {"field": "to"},
+                                 "axis": {"tickCount": 4, "format": ".2~s" if big else ".2~g", "labelFontSize": 12}},
+                           "x2": {"field": "to"}, "y2": {"datum": 0},
                            "y": {"field": "share", "type": "quantitative", "title": None,
-                                 "axis": {"format": "%", "tickCount": 3}},
+                                 "axis": {"format": "%", "tickCount": 3, "labelFontSize": 12}},
                            "tooltip": [{"field": "from", "type": "quantitative", "format": ".3g"},
                                        {"field": "to", "type": "quantitative", "format": ".3g"},
                                        {"field": "share", "type": "quantitative", "format": ".1%"}]}})

@@ -99,9 +99,13 @@ def epoch_chart(epochs: list[dict], metric: str, held_out: str, height: int = 19
     # A long run's loss falls by orders of magnitude: on a linear axis everything after the first
     # few epochs is a flat line at 0. Past a 100-fold range, a log axis keeps the late epochs readable.
     log = metric == "loss" and bool(values) and min(values) > 0 and max(values) / min(values) > 100
-    return lines(rows, "epoch", metric, "set", x_title="epoch", y_title="log scale" if log else None, height=height,
+    spec = lines(rows, "epoch", metric, "set", x_title="epoch", y_title="log scale" if log else None, height=height,
                  colours={"train": CLASS_HEX[1], held_out: CLASS_HEX[0]}, percent=metric == "acc",
-                 y_domain=(0, 1) if metric == "acc" else None, legend="right", log=log)
+                 y_domain=(0, 1) if metric == "acc" else None, legend="right", log=log, points=len(epochs) < 3)
+    spec["encoding"]["x"]["axis"]["tickMinStep"] = 1  # whole epochs (one epoch drew 0.0, 0.1, … 1.0)
+    if metric == "loss":
+        spec["encoding"]["y"]["axis"]["format"] = ".3~g"  # 0.25, 1.2e+8 (not 120,000,000)
+    return spec
 
 
 def click_figure(points: np.ndarray, colors: np.ndarray, grid_n: int = 31, domain: float = 6.0) -> go.Figure:
@@ -248,7 +252,7 @@ def layer_lines(series: list[tuple[int, list[float]]], labels: list[str], y_titl
     rows = [{"step": step, "layer": label, "value": max(num(v) or 0.0, 1e-12) if log else num(v)}
             for step, values in series for label, v in zip(labels, values)]
     return lines(rows, "step", "value", "layer", x_title="step", y_title=y_title, height=240, scheme="viridis",
-                 order=labels, log=log, percent=percent, legend="right")
+                 order=labels, log=log, percent=percent, legend="right", points=len(series) < 3)  # one: a dot
 
 
 def tile(images: np.ndarray, columns: int, scale: int, gap: int = 2) -> Image.Image:

@@ -110,6 +110,13 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
                f"dots: training points{' (white ring), test points (black ring)' if show_test else ''}.")
 
 
+def loss_glance(view: dict, held_out: str = "test") -> None:
+    """The loss curve, small, beside the live pictures: on a projected 1440×900 screen the curves
+    tab starts below the fold, and a class should see the loss fall while the map changes."""
+    if len(view["epochs"]) >= 2:
+        st.vega_lite_chart(spec=figures.epoch_chart(view["epochs"], "loss", held_out, height=120))
+
+
 def curves(view: dict, task: str, held_out: str = "test") -> None:
     """Loss (and accuracy) per epoch; `held_out` names the set the job checks against."""
     epochs = view["epochs"]

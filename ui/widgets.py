@@ -105,7 +105,7 @@ SPEEDS = {  # key: (label, steps a second from the steps in one epoch; None: as 
     "step5": ("5 steps/s", lambda per_epoch: 5.0),
     "epoch1": ("1 epoch/s", lambda per_epoch: float(per_epoch)),
     "epoch10": ("10 epochs/s", lambda per_epoch: 10.0 * per_epoch),
-    "full": ("⚡ full speed", lambda per_epoch: None),
+    "full": ("full", lambda per_epoch: None),  # label = key: a link can say ?speed=full
 }
 STOPS = {  # key: (label, the TrainConfig fields it sets, the tasks it suits)
     "e100": ("at epoch 100", {"max_epochs": 100}, ("classification", "regression")),
@@ -125,7 +125,9 @@ def pacing(job, where, stops: bool, task: str) -> None:
     in two seconds that never stops leaves nothing to watch and curves thousands of epochs long."""
     per_epoch = max(1, -(-job.trainer.n_train // job.config.batch_size))
     c = where.columns(2 if stops else 1)
-    speed = c[0].select_slider("Speed", list(SPEEDS), "full", format_func=lambda k: SPEEDS[k][0],
+    # 10 epochs a second by default: the spiral takes ~20 s to solve, which a class can watch (at full
+    # speed it took 2); the server does less for a room, too.
+    speed = c[0].select_slider("Speed", list(SPEEDS), "epoch10", format_func=lambda k: SPEEDS[k][0],
                                key=state.kept("speed"),
                                bind="query-params", help="Slow motion shows every step's change in the "
                                "pictures; at full speed the server trains as fast as it can.")
