@@ -213,7 +213,8 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
     import tempfile
     import threading
 
-    env = {"DLLAB_RUN_STORE": tempfile.mkdtemp(prefix="dllab-bench-runs-"), "DLLAB_SESSION_GRACE_S": "5"}
+    env = {"DLLAB_RUN_STORE": tempfile.mkdtemp(prefix="dllab-bench-runs-"), "DLLAB_SESSION_GRACE_S": "5",
+           "DLLAB_SPEED": "full", "DLLAB_STOP": "never"}  # as fast and as long as it goes (scripted students send no URL)
     proc, url = _start(start, env)
     try:
         asyncio.run(_visit(url))  # the server as a teacher leaves it before class: opened once

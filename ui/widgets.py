@@ -119,6 +119,13 @@ STOPS = {  # key: (label, the TrainConfig fields it sets, the tasks it suits)
 NO_STOP = {"max_epochs": None, "target_acc": None, "target_loss": None}
 
 
+def _default(env: str, options, fallback: str) -> str:
+    """The server's default for a pacing control (a teacher may start a room in slow motion:
+    DLLAB_SPEED=step1; the benchmarks train at full speed: DLLAB_SPEED=full, DLLAB_STOP=never)."""
+    wanted = os.environ.get(env, fallback)
+    return wanted if wanted in options else fallback
+
+
 def pacing(job, where, stops: bool, task: str) -> None:
     """Speed (slow motion to full) and, where the lab has no stop of its own, when to stop; both
     in the address bar (`?speed=…&stop=…`), both handed to the job as they change. A run solved
@@ -127,7 +134,8 @@ def pacing(job, where, stops: bool, task: str) -> None:
     c = where.columns(2 if stops else 1)
     # 10 epochs a second by default: the spiral takes ~20 s to solve, which a class can watch (at full
     # speed it took 2); the server does less for a room, too.
-    speed = c[0].select_slider("Speed", list(SPEEDS), "epoch10", format_func=lambda k: SPEEDS[k][0],
+    speed = c[0].select_slider("Speed", list(SPEEDS), _default("DLLAB_SPEED", SPEEDS, "epoch10"),
+                               format_func=lambda k: SPEEDS[k][0],
                                key=state.kept("speed"),
                                bind="query-params", help="Slow motion shows every step's change in the "
                                "pictures; at full speed the server trains as fast as it can.")
@@ -135,8 +143,9 @@ def pacing(job, where, stops: bool, task: str) -> None:
     if stops:
         options = [k for k, v in STOPS.items() if task in v[2]]
         if st.session_state.get("stop", "e300") not in options:  # an accuracy goal, and now regression data
-            st.session_state["stop"] = "e300"
-        stop = c[1].selectbox("Stop", options, options.index("e300"), format_func=lambda k: STOPS[k][0],
+            st.session_state["stop"] = _default("DLLAB_STOP", options, "e300")
+        stop = c[1].selectbox("Stop", options, options.index(_default("DLLAB_STOP", options, "e300")),
+                              format_func=lambda k: STOPS[k][0],
                               key=state.kept("stop"), bind="query-params", help="When training ends by itself "
                               "(never: until you pause); ▶ Train after a stop trains on until the next one.")
         changes |= NO_STOP | STOPS[stop][1]
