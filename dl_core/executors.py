@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import gc
 import os
 import threading
 import time
@@ -254,11 +253,10 @@ class Executor:
 
 
 def _trim() -> None:
-    """Collect the closed sessions' garbage cycles and hand freed heap back to the operating system
-    (glibc keeps it for reuse otherwise): after a class, the server's memory returns to its level
-    before it. Runs every `idle_s` while nothing trains, so a collection then costs no learner
-    anything (Streamlit's own after-run collection is off: see .streamlit/config.toml)."""
-    gc.collect()
+    """Hand freed heap back to the operating system (glibc keeps it for reuse otherwise): after a
+    class, the server's memory returns towards its level before it. No gc.collect() here: a forced
+    collection released session-scoped cache entries of sessions still open (their on_release
+    scheduled a stop), and a learner reading another page lost a training run."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
