@@ -119,8 +119,8 @@ with data_col:
     picks = np.array([np.flatnonzero(ds.y == c)[r] for r in range(per) for c in range(k)])  # a column per class
     st.image(figures.tile(ds.x[picks], k, max(1, 40 // ds.shape[1])), caption="Examples of each class, "
              "one column each", width="stretch")
-    st.vega_lite_chart(spec=charts.bars(list(counts), [sum(v) for v in counts.values()], y_title="images",
-                                        height=120))
+    st.vega_lite_chart(spec=charts.arrow(charts.bars(list(counts), [sum(v) for v in counts.values()], y_title="images",
+                                        height=120)))
     augment = tuple(st.multiselect("Augment training images", list(AUGMENTATIONS), format_func=AUGMENTATIONS.get,
                                    key=state.kept("cnn_augment"), help="Each batch gets random variations, so the network "
                                    "learns the object, not its exact pixels. Validation and test images stay as "
@@ -220,8 +220,8 @@ def live(job):
         views.layer_stats(view, job)
     snap = job.snapshot() or job.snapshot(fresh=True)
     with right:
-        st.vega_lite_chart(spec=figures.confusion_chart(last["confusion"], list(ds.classes),
-                                                        f"Validation set after epoch {last['epoch']}: true vs predicted"))
+        st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(last["confusion"], list(ds.classes),
+                                                        f"Validation set after epoch {last['epoch']}: true vs predicted")))
         if snap["filters"] is not None:
             st.markdown("**First-layer filters** — the patterns the first convolution looks for")
             st.image(figures.filter_image(snap["filters"]))
@@ -239,8 +239,8 @@ untrained = job.step == 0
 if untrained:  # a random network's score and "mistakes" teach nothing, and look like a result
     c[0].caption(f"**Untrained:** random weights, so about what guessing scores ({1 / len(ds.classes):.0%}). "
                  "Train it, and its mistakes appear here.")
-c[1].vega_lite_chart(spec=charts.bars(list(ds.classes), report["per_class"], y_title="accuracy per class",
-                                      height=140, percent=True))
+c[1].vega_lite_chart(spec=charts.arrow(charts.bars(list(ds.classes), report["per_class"], y_title="accuracy per class",
+                                      height=140, percent=True)))
 if report["mistakes"] and not untrained:
     c[2].markdown("**Its most confident mistakes** — true class → what it said")
     c[2].image([figures.tile(xte[i:i + 1], 1, max(1, 64 // ds.shape[1])) for i, *_ in report["mistakes"]],

@@ -10,7 +10,7 @@ from dl_core.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
 from dl_core.export import script
 from dl_core.playground import make_job
 from dl_core.spec import SpecError, summarize
-from ui import figures, state, views, widgets
+from ui import charts, figures, state, views, widgets
 from ui.shell import Shell
 from ui.lessons import LESSONS, lesson_values
 
@@ -238,8 +238,8 @@ def live(job):
     if tabs[1].open:
         with tabs[1]:
             if "confusion" in snap:
-                st.vega_lite_chart(spec=figures.confusion_chart(snap["confusion"],
-                                                                [str(k) for k in range(ds.n_classes)]))
+                st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(snap["confusion"],
+                                                                [str(k) for k in range(ds.n_classes)])))
             else:
                 st.caption("Regression has no classes; the loss curve tells the story.")
     if tabs[2].open:

@@ -109,3 +109,18 @@ def test_a_loss_that_falls_by_orders_of_magnitude_gets_a_log_axis():
     falling = [{"epoch": e, "train_loss": 10.0 ** -e, "test_loss": 2 * 10.0 ** -e} for e in range(6)]
     assert figures.epoch_chart(falling, "loss", "test")["encoding"]["y"]["scale"]["type"] == "log"
     assert "type" not in figures.epoch_chart(EPOCHS, "loss", "test")["encoding"]["y"]["scale"]  # 0.18 to 1.1: linear
+
+
+@pytest.mark.parametrize("name", ["loss curves", "confusion matrix", "flat share (percent)"])
+def test_a_live_chart_sent_as_arrow_carries_exactly_its_rows(name):
+    """charts.arrow (what the live views draw) hands Streamlit the rows as an Arrow table:
+    read back, the same rows and columns, and the spec names that table."""
+    import pyarrow as pa
+
+    spec = BUILDERS[name]()
+    lean = charts.arrow(spec)
+    assert lean["data"] == {"name": "rows"} and "values" in spec["data"]  # the original is left alone
+    table = pa.ipc.open_stream(lean["datasets"]["rows"]).read_all()
+    assert table.to_pylist() == [{k: row.get(k) for k in table.column_names} for row in spec["data"]["values"]]
+    assert set(table.column_names) == {k for row in spec["data"]["values"] for k in row}
+    jsonschema.validate({k: v for k, v in lean.items() if k != "datasets"} | {"datasets": {"rows": []}}, SCHEMA)

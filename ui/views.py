@@ -7,7 +7,7 @@ import streamlit as st
 from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
 from dl_core.probes import grid_points
 
-from . import figures, widgets
+from . import charts, figures, widgets
 
 MAX_NEURON_IMAGES = 96  # past this the diagram shows connections only
 
@@ -93,7 +93,7 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
     (xtr, ytr), (xte, yte) = ds.train, ds.test
     if ds.curve:
         xs = grid_points(len(snap["output"]), curve=True)[:, 0]
-        st.vega_lite_chart(spec=figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test))
+        st.vega_lite_chart(spec=charts.arrow(figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test)))
         st.caption("Dots: the data · orange line: the function the network has learned so far.")
         return
     scale = output_scale(ds)
@@ -102,7 +102,7 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
         pts, tg, rings = np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), rings + ["black"] * len(xte)
     widgets.picture("pg_output", (id(snap), discretize, show_test), lambda: figures.map_image(
         figures.output_rgb(snap["output"], ds.task, discretize, scale), 360, pts,
-        figures.point_colors(tg, ds.task, scale), rings), fmt="JPEG", width=360)
+        figures.point_colors(tg, ds.task, scale), rings), width=360)
     legend = ("orange → class 0, blue → class 1" if ds.n_classes == 2 else
               "colour = most likely class, paler = less sure") if ds.task == "classification" else \
         "orange = negative, blue = positive target"
@@ -114,7 +114,7 @@ def loss_glance(view: dict, held_out: str = "test") -> None:
     """The loss curve, small, beside the live pictures: on a projected 1440×900 screen the curves
     tab starts below the fold, and a class should see the loss fall while the map changes."""
     if len(view["epochs"]) >= 2:
-        st.vega_lite_chart(spec=figures.epoch_chart(view["epochs"], "loss", held_out, height=120))
+        st.vega_lite_chart(spec=charts.arrow(figures.epoch_chart(view["epochs"], "loss", held_out, height=120)))
 
 
 def curves(view: dict, task: str, held_out: str = "test") -> None:
@@ -124,10 +124,10 @@ def curves(view: dict, task: str, held_out: str = "test") -> None:
         st.caption("Train for an epoch to start the loss and accuracy curves.")
         return
     st.markdown("**Loss** (lower is better)")
-    st.vega_lite_chart(spec=figures.epoch_chart(epochs, "loss", held_out, height=220))
+    st.vega_lite_chart(spec=charts.arrow(figures.epoch_chart(epochs, "loss", held_out, height=220)))
     if task == "classification":
         st.markdown("**Accuracy**")
-        st.vega_lite_chart(spec=figures.epoch_chart(epochs, "acc", held_out, height=200))
+        st.vega_lite_chart(spec=charts.arrow(figures.epoch_chart(epochs, "acc", held_out, height=200)))
 
 
 def loss_text(v: float | None) -> str:
@@ -163,8 +163,8 @@ def layer_stats(view: dict, job) -> None:
     grads, acts = st.tabs(["Gradient size", "Activations"])
     with grads:
         if view["grad_norms"]:
-            st.vega_lite_chart(spec=figures.layer_lines(view["grad_norms"], job.gradient_labels,
-                                                        "‖∂loss/∂W‖ (log scale)", log=True))
+            st.vega_lite_chart(spec=charts.arrow(figures.layer_lines(view["grad_norms"], job.gradient_labels,
+                                                        "‖∂loss/∂W‖ (log scale)", log=True)))
         st.caption("The first layer is nearest the input. If its line sits far below the last layer's, gradients "
                    "vanish on the way back and the early layers barely learn.")
     with acts:
@@ -174,8 +174,9 @@ def layer_stats(view: dict, job) -> None:
         if view["activations"]:
             flat = [(s, [a[2] for a in per]) for s, per in view["activations"]]
             spread = [(s, [a[1] for a in per]) for s, per in view["activations"]]
-            st.vega_lite_chart(spec=figures.layer_lines(flat, job.activation_labels, "flat units", percent=True))
-            st.vega_lite_chart(spec=figures.layer_lines(spread, job.activation_labels, "spread of outputs (std)"))
+            for rows, title, percent in ((flat, "flat units", True), (spread, "spread of outputs (std)", False)):
+                st.vega_lite_chart(spec=charts.arrow(figures.layer_lines(rows, job.activation_labels, title,
+                                                                         percent=percent)))
         st.caption("Flat units pass (almost) no gradient back: a ReLU stuck at 0 for its inputs is dead, a sigmoid "
                    "or tanh pinned at its limits is saturated. A high line here explains a low line under Gradient "
                    "size. The spread shows whether signals shrink or blow up with depth.")
