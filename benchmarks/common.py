@@ -38,6 +38,8 @@ def bare_steps_per_s(job: TrainingJob, epochs: int) -> float:
             idx = order[start:start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
             loss_fn(model(data.x_train[idx]), data.y_train[idx]).backward()
+            if cfg.clip:  # the same work as the job's step
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
             steps += 1
     return steps / (time.perf_counter() - t0)

@@ -8,7 +8,9 @@ learners train the same architecture, one worker could stack their N networks' w
 (`torch.func.stack_module_state`) and take all N steps at once with `vmap` over
 `functional_call`, each on its own batch, with one Adam over the stacked weights (Adam is
 element-wise, so the N networks stay independent). This measures N separate steps against
-one stacked step on the same work, in one process on one thread.
+one stacked step on the same work, in one process on one thread; then the same through the
+engine (`dl_core.gang.train_gang` against each job's own `advance`), with everything a job does
+besides its steps: an evaluation every epoch (8 steps), snapshots every 3 s as in a full room.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import time
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from dl_core.executors import Executor
+from dl_core.gang import train_gang
 from dl_core.playground import Setup, make_job
 
 
@@ -64,6 +68,30 @@ def run(students: int = 30, *_ignored) -> dict:
         stacked_opt.step()
 
     sep, stk = _rounds(separate), _rounds(stacked)
-    return {"students": students, "separate_steps_per_s_per_student": round(sep, 1),
+    return _engine(students) | {"students": students, "separate_steps_per_s_per_student": round(sep, 1),
             "stacked_steps_per_s_per_student": round(stk, 1), "stacked_vs_separate": round(stk / sep, 2),
             "room_steps_per_s_separate": round(sep * students), "room_steps_per_s_stacked": round(stk * students)}
+
+
+def _engine(students: int, seconds: float = 3.0) -> dict:
+    """Steps/s per job, the room's jobs trained one after the other (their own advance) and
+    as one gang (train_gang), for the same wall time."""
+    pool = Executor("thread", 1)
+
+    def room():
+        jobs = [make_job(Setup(seed=s + 1))[0] for s in range(students)]
+        for job in jobs:
+            job.executor, job._want_run, job.snapshot_floor_s = pool, True, 3.0
+        return jobs
+
+    alone, t0 = room(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for job in alone:
+            job.advance(None, 0.1 / students)
+    alone_rate = sum(j.step for j in alone) / (time.perf_counter() - t0) / students
+    gang, t0 = room(), time.perf_counter()
+    train_gang(gang, [None] * students, seconds)
+    gang_rate = sum(j.step for j in gang) / (time.perf_counter() - t0) / students
+    return {"engine_alone_steps_per_s_per_student": round(alone_rate, 1),
+            "engine_gang_steps_per_s_per_student": round(gang_rate, 1),
+            "engine_gang_vs_alone": round(gang_rate / alone_rate, 2)}

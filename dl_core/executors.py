@@ -27,7 +27,9 @@ import os
 import threading
 import time
 from collections import deque
+from contextlib import ExitStack
 
+from .gang import MAX_GANG, gang_key
 from .travel import CHUNK_S
 
 
@@ -41,6 +43,15 @@ class ThreadBackend:
 
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
         job.advance(budget, max_s, halt=job._halted)
+
+    def gang(self, jobs: list, lane: int, budgets: list, max_s: float) -> None:
+        """One turn for same-architecture jobs together (gang.py), each job's lock held."""
+        from .gang import train_many
+
+        with ExitStack() as held:
+            for job in jobs:
+                held.enter_context(job.lock)
+            train_many(jobs, budgets, max_s, halt=lambda: all(j._halted() for j in jobs))
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Whether every lane can run chunks where this backend runs them (here: always)."""
@@ -90,6 +101,7 @@ class Executor:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self.chunks = 0  # chunks run so far (the teacher's view shows the load)
+        self.ganged = 0  # of those, job turns taken together with others as one gang (gang.py)
 
     # ---- what jobs call ----
     def submit(self, job) -> None:
@@ -138,7 +150,8 @@ class Executor:
         """How full the room is: jobs taking turns, waiting, and the lanes that share them."""
         with self._cond:
             return {"training": len(self._admitted), "queued": len(self._waiting), "lanes": self.backend.lanes,
-                    "capacity": self.capacity, "backend": self.backend.name, "chunks": self.chunks}
+                    "capacity": self.capacity, "backend": self.backend.name, "chunks": self.chunks,
+                    "ganged": self.ganged}
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Halt every job, let the lanes finish their chunks, stop the workers (server exit)."""
@@ -186,13 +199,19 @@ class Executor:
         return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(3.0, 0.2 * per_lane)
 
     def _pick(self):
-        """(the first ready job whose turn is due, None) or (None, seconds to wait): a paced job
-        (slow motion) stays in line between its steps without holding a lane."""
+        """(the first ready job whose turn is due, with the due jobs that can train with it as one
+        gang (gang.py), None) or (None, seconds to wait): a paced job (slow motion) stays in line
+        between its steps without holding a lane."""
         now = time.monotonic()
         for job in self._ready:
             if job.not_before <= now:
-                self._ready.remove(job)
-                return job, None
+                key = gang_key(job)
+                size = min(MAX_GANG, -(-len(self._admitted) // self.backend.lanes))  # every lane gets a share
+                gang = [job] if key is None else [j for j in self._ready if j.not_before <= now
+                                                  and gang_key(j) == key][:size]
+                for j in gang:
+                    self._ready.remove(j)
+                return gang, None
         return None, (min(j.not_before for j in self._ready) - now) if self._ready else self.idle_s
 
     def _lane(self, lane: int) -> None:
@@ -200,29 +219,47 @@ class Executor:
             with self._cond:
                 if self._closed:
                     return
-                job, wait = self._pick()
-                if job is None:
+                jobs, wait = self._pick()
+                if jobs is None:
                     if not self._cond.wait(wait) and not self._ready:
                         self.backend.release(lane)  # nobody trains: the worker's memory goes back,
                         _trim()  # and this process's freed heap with it
                     continue
-                self._busy[job] = lane
-            self._turn(job, lane)
+                for job in jobs:
+                    self._busy[job] = lane
+            self._turn(jobs, lane)
 
-    def _turn(self, job, lane: int) -> None:
-        budget = job._begin_turn()
-        if budget is not False:
-            chunk_s, job.snapshot_floor_s = self.pace()
+    def _turn(self, jobs: list, lane: int) -> None:
+        """One chunk for each of `jobs`: alone, or as one gang (a gang's turn lasts a chunk per job)."""
+        chunk_s, floor = self.pace()
+        going, budgets = [], []
+        for job in jobs:
+            budget = job._begin_turn()
+            if budget is False:
+                continue
+            job.snapshot_floor_s = floor
             pace = job.config.steps_per_s
             if pace:  # paced: a chunk's worth of steps a turn (one in slow motion), the next turn due then
                 steps = max(1, round(pace * CHUNK_S))
                 budget = steps if budget is None else min(budget, steps)
                 job.not_before = time.monotonic() + steps / pace
+            going.append(job)
+            budgets.append(budget)
+        if going:
             try:
-                self.backend.chunk(job, lane, budget, chunk_s)
+                if gang_key(going[0]) is None:
+                    self.backend.chunk(going[0], lane, budgets[0], chunk_s)
+                else:
+                    self.backend.gang(going, lane, budgets, chunk_s * len(going))
+                    self.ganged += len(going) if len(going) > 1 else 0
             except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message
-                job._fail(exc)
+                for job in going:
+                    job._fail(exc)
             self.chunks += 1
+        for job in jobs:
+            self._end_turn(job)
+
+    def _end_turn(self, job) -> None:
         unwatched = (self.unwatched_s is not None and job.seen_at is not None
                      and time.monotonic() - job.seen_at > self.unwatched_s)
         if unwatched:

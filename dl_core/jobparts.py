@@ -35,6 +35,9 @@ class TrainConfig:
     # float16 autocast + loss scaling on CUDA (bfloat16 autocast elsewhere): tensor cores run
     # convolutions several times faster in half precision; tiny 2-D networks gain nothing.
     mixed_precision: bool = False
+    # Rescale the gradient to at most this norm before each update (None: never). Recurrent
+    # networks need it: a gradient through many time steps can explode in one step.
+    clip: float | None = None
     snapshot_interval_s: float = 0.25
     seed: int = 0
     # Pacing, so there is something to watch: at most this many steps a second (None: full speed;

@@ -14,10 +14,11 @@ interrupt a chunk on another machine; a chunk lasts at most about 0.1 s.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 from .executors import ThreadBackend
-from .workerproc import round_trip, run_chunk
+from .workerproc import gang_trip, round_trip, run_chunk
 from .worker import WorkerLost
 
 
@@ -74,6 +75,22 @@ class RayBackend(ThreadBackend):
                     self._actors[lane] = None
                 raise WorkerLost("The Ray worker training this run stopped unexpectedly") from exc
         super().chunk(job, lane, budget, max_s)  # a GPU job, or one that cannot travel: in this process
+
+    def gang(self, jobs: list, lane: int, budgets: list, max_s: float) -> None:
+        import ray
+
+        with ExitStack() as held:
+            for job in jobs:
+                held.enter_context(job.lock)
+            actor = self._actor(lane)
+            try:
+                left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda p: ray.get(actor.run.remote(p)))
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                with self._lock:
+                    self._actors[lane] = None
+                raise WorkerLost("The Ray worker training this run stopped unexpectedly") from exc
+        for job in left:
+            self.chunk(job, lane, budgets[jobs.index(job)], max_s / len(jobs))
 
     def kill(self, lane: int) -> None:
         """End one actor (tests: a machine lost mid-chunk)."""

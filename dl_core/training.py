@@ -191,19 +191,12 @@ class TrainingJob(Travelling, Stopping, Worker):
         """One optimizer step; False if the chunk must end here (the run diverged)."""
         cfg = self.config
         idx = self._order[self._pos:self._pos + cfg.batch_size]
-        self.measuring = time.perf_counter() - self._last_snapshot_t >= max(cfg.snapshot_interval_s,
-                                                                           self.snapshot_floor_s)
+        self.measuring = self._snapshot_due()
         with self.lock:  # the networks stay in train mode: evaluate() and probes restore it
             loss = self.trainer.train_step(idx, self)
             stats = ({"grad_norms": self.trainer.grad_norms(), "activations": self.trainer.take_activations()}
                      if self.measuring and loss is not None else None)
-        with self._cond:
-            self.step += 1
-            self._pos += cfg.batch_size
-            if self._budget > 0:
-                self._budget -= 1
-            if stats is not None:
-                self._emit("stats", data=stats)
+        self._stepped(stats)
         if loss is not None:
             if not self._pending:
                 self._pending_first = self.step
@@ -214,6 +207,21 @@ class TrainingJob(Travelling, Stopping, Worker):
             return self._take_snapshot()
         return True
 
+    def _snapshot_due(self) -> bool:
+        """Whether this step records statistics and is followed by a snapshot."""
+        return time.perf_counter() - self._last_snapshot_t >= max(self.config.snapshot_interval_s,
+                                                                  self.snapshot_floor_s)
+
+    def _stepped(self, stats: dict | None) -> None:
+        """Count one optimizer step taken (here or in a gang, gang.py), with its measurements."""
+        with self._cond:
+            self.step += 1
+            self._pos += self.config.batch_size
+            if self._budget > 0:
+                self._budget -= 1
+            if stats is not None:
+                self._emit("stats", data=stats)
+
     # the job's side of the trainer's step: autocast, backward and the optimizer update
     def autocast(self, name: str):
         return self._precision[name].autocast()
@@ -221,7 +229,9 @@ class TrainingJob(Travelling, Stopping, Worker):
     def update(self, name: str, loss: torch.Tensor) -> None:
         opt, precision = self._optimizers[name], self._precision[name]
         opt.zero_grad(set_to_none=True)
-        precision.backward(loss, opt, unscale=self.measuring)
+        precision.backward(loss, opt, unscale=self.measuring or bool(self.config.clip))
+        if self.config.clip:
+            torch.nn.utils.clip_grad_norm_(self.trainer.models[name].parameters(), self.config.clip)
         precision.step(opt)
 
     def _flush(self) -> bool:

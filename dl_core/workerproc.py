@@ -16,9 +16,11 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
+from contextlib import ExitStack
 from pathlib import Path
 
 from .executors import ThreadBackend
+from .gang import train_many
 from .jobparts import pack_tensors
 from .worker import WorkerLost
 
@@ -28,26 +30,57 @@ MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a j
 READY = struct.pack("<Q", 0)  # a new worker's first message: its imports (~3 s of torch) are done
 
 
+def _resident(order: tuple):
+    """The worker's copy of the job a chunk's `order` is for, brought up to date (a whole job
+    stays here; a turn brings only its state), with the order's step budget; None if this
+    worker does not hold the job at that version."""
+    (kind, uid, body), version, budget, _max_s = order
+    if kind == "job":
+        _RESIDENT[uid] = (version, body)
+    elif _RESIDENT.get(uid, (None,))[0] != version:
+        return None, budget
+    else:
+        _RESIDENT[uid][1].load_turn_state(body)
+    _RESIDENT.move_to_end(uid)
+    job = _RESIDENT[uid][1]
+    while len(_RESIDENT) > RESIDENT_MAX:
+        _RESIDENT.popitem(last=False)
+    return job, budget
+
+
+def _answer(job, events) -> bytes:
+    return pickle.dumps((True, (pack_tensors(job.turn_state()), events, job.last_batches)))
+
+
+def _failure(exc: Exception) -> bytes:
+    return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
+
+
 def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
     """In a worker (process or actor): train one chunk of a job and answer with its state and
-    events. A whole job ("job") stays here as a resident copy; later turns ("turn") bring only
-    the state and run on that copy. Any error comes back as a message, never as a dead worker."""
+    events, or a gang of jobs together ("gang": a list of chunk orders, answered by a list of
+    answers, MISSING for a job this worker does not hold). Any error comes back as a message,
+    never as a dead worker."""
     try:
-        (kind, uid, body), version, budget, max_s = pickle.loads(payload)
-        if kind == "job":
-            _RESIDENT[uid] = (version, body)
-        elif _RESIDENT.get(uid, (None,))[0] != version:
-            return MISSING
-        else:
-            _RESIDENT[uid][1].load_turn_state(body)
-        _RESIDENT.move_to_end(uid)
-        while len(_RESIDENT) > RESIDENT_MAX:
-            _RESIDENT.popitem(last=False)
-        job = _RESIDENT[uid][1]
-        events = job.advance(budget, max_s, halt)
-        return pickle.dumps((True, (pack_tensors(job.turn_state()), events, job.last_batches)))
+        order = pickle.loads(payload)
+        if order[0] == "gang":
+            return _run_gang(order[1], order[2], halt)
+        job, budget = _resident(order)
+        return MISSING if job is None else _answer(job, job.advance(budget, order[3], halt))
     except Exception as exc:  # noqa: BLE001 - reaches the learner as a message
-        return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
+        return _failure(exc)
+
+
+def _run_gang(orders: list[bytes], max_s: float, halt) -> bytes:
+    held = [_resident(pickle.loads(o)) for o in orders]
+    jobs = [(job, budget) for job, budget in held if job is not None]
+    try:
+        events = dict(zip((j for j, _ in jobs), train_many([j for j, _ in jobs], [b for _, b in jobs], max_s, halt)
+                          if jobs else []))
+        answers = [MISSING if job is None else _answer(job, events[job]) for job, _ in held]
+    except Exception as exc:  # noqa: BLE001 - every job of the gang hears of it
+        answers = [MISSING if job is None else _failure(exc) for job, _ in held]
+    return pickle.dumps(answers)
 
 
 def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
@@ -64,6 +97,26 @@ def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
     lane_jobs[job.uid] = job.version
     job.absorb(reply)
     return True
+
+
+def gang_trip(jobs: list, lane_jobs: dict, budgets: list, max_s: float, send) -> list:
+    """Run one turn of `jobs` together (gang.py) through `send`, as round_trip does for one;
+    return the jobs left to train one by one (they cannot travel, or the worker lacked them).
+    A job whose own part failed hears of it alone. The caller holds every job's lock."""
+    orders = [job.payload(b, max_s, resident=lane_jobs.get(job.uid) == job.version) for job, b in zip(jobs, budgets)]
+    if any(o is None for o in orders):
+        return list(jobs)
+    left = []
+    for job, answer in zip(jobs, pickle.loads(send(pickle.dumps(("gang", orders, max_s))))):
+        if answer == MISSING:
+            left.append(job)
+            continue
+        lane_jobs[job.uid] = job.version
+        try:
+            job.absorb(answer)
+        except RuntimeError as exc:
+            job._fail(exc)
+    return left
 
 
 def _serve() -> None:
@@ -146,6 +199,21 @@ class ProcessBackend(ThreadBackend):
                 self._restart(lane)
                 raise WorkerLost("The training worker process stopped unexpectedly") from exc
         super().chunk(job, lane, budget, max_s)  # on a GPU, or holding something that cannot travel
+
+    def gang(self, jobs: list, lane: int, budgets: list, max_s: float) -> None:
+        self._proc(lane)
+        if not self._ready[lane].is_set():
+            return super().gang(jobs, lane, budgets, max_s)
+        with ExitStack() as held:
+            for job in jobs:
+                held.enter_context(job.lock)
+            try:
+                left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda payload: self._send(lane, payload))
+            except (EOFError, OSError, ValueError) as exc:
+                self._restart(lane)
+                raise WorkerLost("The training worker process stopped unexpectedly") from exc
+        for job in left:
+            self.chunk(job, lane, budgets[jobs.index(job)], max_s / len(jobs))
 
     def _send(self, lane: int, payload: bytes) -> bytes:
         proc = self._proc(lane)

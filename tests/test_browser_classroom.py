@@ -9,12 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
 
 from benchmarks.browser import free_port, streamlit_server, wait_healthy
-from browser_fixtures import WAIT, button, idle, no_exception, open_lab, press_train, run_id, wait_epoch
+from browser_fixtures import WAIT, button, idle, no_exception, open_lab, open_page, press_train, run_id, wait_epoch
 from conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -119,3 +120,34 @@ def test_the_classroom_start_stops_every_process_on_sigterm(classroom):
     assert proc.wait(60) == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+
+
+def test_the_teachers_view_needs_the_token_and_never_shows_run_ids(browser, tmp_path):
+    """A learner trains; in a fresh context the teacher's address refuses a wrong token and,
+    with the right one, counts the learner training, with no run id anywhere on the page."""
+    with streamlit_server({"DLLAB_RUN_STORE": str(tmp_path), "DLLAB_TEACHER_TOKEN": "owl-42"}) as url:
+        learner = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        open_lab(learner, f"{url}/playground?stop=never")
+        press_train(learner)
+        wait_epoch(learner, 2)
+        secret = run_id(learner)
+        teacher_ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+        teacher = teacher_ctx.new_page()
+        open_page(teacher, f"{url}/teacher")
+        box = teacher.get_by_label("Teacher's token")
+        box.fill("owl-41")
+        box.press("Enter")
+        teacher.get_by_text("That is not this server's teacher token.").wait_for(timeout=WAIT)
+        assert teacher.locator("[data-testid='stMetric']").count() == 0
+        box.fill("owl-42")
+        box.press("Enter")
+        training = teacher.locator("[data-testid='stMetric']").filter(has_text="Training now")
+        training.wait_for(timeout=WAIT)
+        deadline = time.monotonic() + 30
+        while int(training.inner_text().split()[-1]) < 1 and time.monotonic() < deadline:
+            teacher.wait_for_timeout(500)
+        assert int(training.inner_text().split()[-1]) >= 1
+        assert secret and secret not in teacher.content()
+        no_exception(teacher)
+        teacher_ctx.close()
+        learner.context.close()

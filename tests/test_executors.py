@@ -219,3 +219,29 @@ def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
         assert ex.backend._jobs[0].get(job.uid) == job.version  # that one went to the worker
     finally:
         ex.shutdown()
+
+
+def test_learners_with_the_same_network_train_as_one_gang_and_keep_the_contract(pool):
+    """Four learners, one network shape: their turns meet at epoch boundaries and train as one
+    stacked step (gang.py); step n still takes exactly n batches each, and a rate that blows
+    up fails only its own run."""
+    jobs = [new_job(pool, optimizer="sgd", lr=0.1) for _ in range(4)]
+    before = pool.load()["ganged"]
+    for job in jobs:
+        job.start()
+    wait_for(lambda: all(job.epoch >= 4 for job in jobs) and pool.load()["ganged"] > before, timeout=90)
+    for job in jobs:
+        job.pause()
+    wait_for(lambda: all(job.status()["state"] == "paused" for job in jobs))  # (inactive at once; paused when put back)
+    steps = [job.step for job in jobs]
+    jobs[3].set_config(lr=1e9)
+    for job in jobs:
+        job.step_batch(12)
+    wait_for(lambda: jobs[3].status()["state"] == "failed" and all(
+        job.step >= s + 12 and job.status()["state"] == "paused" for job, s in zip(jobs[:3], steps)), timeout=60)
+    time.sleep(0.3)
+    assert [job.step for job in jobs[:3]] == [s + 12 for s in steps[:3]]
+    assert jobs[3].status()["state"] == "failed" and "Learning rate too high" in jobs[3].status()["message"]
+    assert all(job.status()["state"] == "paused" for job in jobs[:3])
+    for job in jobs:
+        job.stop()

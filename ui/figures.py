@@ -20,11 +20,14 @@ CLASS_HEX = ["#%02x%02x%02x" % tuple(int(c) for c in rgb) for rgb in CLASS_RGB]
 WHITE = np.array([255.0, 255.0, 255.0])
 
 
-def diverging_rgb(values: np.ndarray, scale: float | None = None) -> np.ndarray:
-    """Map values to orange (−) · white (0) · blue (+); `scale` is the |value| of full colour."""
-    scale = float(np.abs(values).max()) if scale is None else scale
-    t = np.clip(values / (scale or 1.0), -1, 1)[..., None]
-    rgb = np.where(t < 0, WHITE + (CLASS_RGB[0] - WHITE) * -t, WHITE + (CLASS_RGB[1] - WHITE) * t)
+def diverging_rgb(values: np.ndarray, scale=None) -> np.ndarray:
+    """Map values to orange (−) · white (0) · blue (+); `scale` is the |value| of full colour:
+    one number, or one per map (an array that broadcasts, e.g. a whole layer's maps at once)."""
+    values = np.asarray(values, np.float32)
+    scale = np.abs(values).max() if scale is None else np.asarray(scale, np.float32)
+    t = np.clip(values / np.where(scale == 0, 1, scale), -1, 1)[..., None]
+    white = WHITE.astype(np.float32)
+    rgb = white + np.where(t < 0, (CLASS_RGB[0] - white) * -t, (CLASS_RGB[1] - white) * t)
     return rgb.astype(np.uint8)
 
 
@@ -51,6 +54,11 @@ def class_rgb(prob: np.ndarray, k: int) -> np.ndarray:
 def as_square(rgb: np.ndarray) -> np.ndarray:
     """A 1-D strip (curve data) becomes a square image with vertical bands."""
     return np.repeat(rgb[None], rgb.shape[0], 0) if rgb.ndim == 2 else rgb
+
+
+def node_picture(rgb: np.ndarray) -> Image.Image:
+    """A map as a picture at its own resolution: the network drawing scales it once, into its box."""
+    return Image.fromarray(as_square(rgb))
 
 
 def map_image(rgb: np.ndarray, size: int, points: np.ndarray | None = None, colors: np.ndarray | None = None,

@@ -48,21 +48,22 @@ def _network_picture(snap: dict, spec, ds: Dataset2D, resolution: int, discretiz
     """The diagram's columns (label, picture per neuron), the weights between them and its height."""
     n_neurons = sum(len(n) for n in snap["neurons"])
     show = n_neurons <= MAX_NEURON_IMAGES
-    img = lambda rgb: figures.map_image(rgb, 48) if show else None
+    img = figures.node_picture if show else lambda rgb: None
     cols = [[(FEATURES[f].label, img(m)) for f, m in zip(spec.input_names, _feature_maps(spec.input_names,
                                                                                           resolution, ds.curve))]]
     for li, layer in enumerate(snap["neurons"], 1):
-        cols.append([(f"hidden layer {li} · neuron {ni + 1}", img(figures.diverging_rgb(m)))
-                     for ni, m in enumerate(layer)])
+        maps = np.asarray(layer, np.float32)  # a layer's maps coloured at once, each on its own scale
+        rgbs = figures.diverging_rgb(maps, np.abs(maps).max(axis=tuple(range(1, maps.ndim)), keepdims=True))
+        cols.append([(f"hidden layer {li} · neuron {ni + 1}", img(rgb)) for ni, rgb in enumerate(rgbs)])
     out = snap["output"]
     n_out = snap["weights"][-1].shape[0]
     if n_out == 1 or (out.ndim <= 2 and n_out == 2):
-        cols.append([("output", figures.map_image(figures.output_rgb(out, ds.task, discretize, output_scale(ds)), 48))])
+        cols.append([("output", figures.node_picture(figures.output_rgb(out, ds.task, discretize, output_scale(ds))))])
         weights = snap["weights"][:-1] + [snap["weights"][-1][-1:] if n_out == 2 else snap["weights"][-1]]
         if n_out == 2:  # two logits; their difference decides, so draw class 1's weights
             weights[-1] = snap["weights"][-1][1:] - snap["weights"][-1][:1]
     else:
-        cols.append([(f"P(class {k})", figures.map_image(figures.class_rgb(out[..., k], k), 48))
+        cols.append([(f"P(class {k})", figures.node_picture(figures.class_rgb(out[..., k], k)))
                      for k in range(n_out)])
         weights = snap["weights"]
     tallest = max(len(c) for c in cols)

@@ -1,0 +1,274 @@
+"""A room's networks trained as one: a gang of same-architecture jobs takes one stacked step.
+
+Tiny networks are bound by PyTorch's per-operation overhead (about 0.55 ms a step whatever
+the layer sizes), so a room of learners training the Playground's networks spends nearly all
+its time on overhead. Jobs whose networks have the same layers, whose optimizers are the same
+kind with the same settings, and who stand at the same place of equally long epochs form a
+gang: their weights become the rows of one flat tensor (each job's parameters are views
+into its row, so every job always sees its own current weights); one `vmap` over
+`torch.func.functional_call` computes every row's loss on that job's own batch, one backward
+fills every row's gradient, and one optimizer update moves all rows. The update is
+torch.optim's, written row-wise, because each job has its own step count (Adam's bias
+correction) and rate; a test holds it to torch.optim's own result.
+
+Everything else stays each job's own (training.py): its data order, epochs, evaluation,
+snapshots, stopping and divergence checks run between steps exactly as when it trains alone.
+Gang turns end at an epoch boundary, so jobs that trained apart can meet at position 0.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from . import layerstats
+from .optim import OPTIMIZERS
+from .trainers import SupervisedTrainer
+
+ROW_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")  # those written row-wise below
+MAX_GANG = 32  # jobs in one gang: past this, a step's arithmetic outweighs the overhead it saves
+MAX_EPOCH_STEPS = 64  # small epochs only: a turn runs on to the epoch's end
+
+
+def gang_key(job) -> tuple | None:
+    """Jobs with equal keys can train as one gang now; None: this job trains alone (a GPU, a
+    random layer such as dropout, batch norm's running statistics, augmentation, images,
+    sequences, gradient clipping...)."""
+    cfg, trainer = job.config, job.trainer
+    if (type(trainer) is not SupervisedTrainer or job._device.type != "cpu" or cfg.augment or cfg.clip
+            or cfg.mixed_precision or not cfg.full_train_eval or cfg.optimizer not in ROW_OPTIMIZERS
+            or trainer.data.x_train.dim() != 2 or not trainer.data.x_train.is_floating_point() or -(-trainer.n_train // cfg.batch_size) > MAX_EPOCH_STEPS):
+        return None
+    static = job.__dict__.get("_gang_static")
+    if static is None:
+        model = job.model
+        random_or_stateful = any(isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
+                                                nn.RNNBase, nn.Embedding)) for m in model.modules()) \
+            or any(True for _ in model.buffers())
+        static = job._gang_static = None if random_or_stateful else (
+            repr(model), tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
+            trainer.data.task, tuple(trainer.data.x_train.shape[1:]), trainer.data.y_train.dtype)
+    if static is None:
+        return None
+    settings = OPTIMIZERS[cfg.optimizer].kwargs(cfg.optimizer_settings())
+    settings.pop("lr")
+    return (static, cfg.optimizer, tuple(sorted(settings.items())), cfg.batch_size, trainer.n_train,
+            cfg.l1, cfg.l2, job._pos)
+
+
+class RowOptimizer:
+    """torch.optim's SGD (with momentum, Nesterov), Adam and AdamW updates on a [jobs, weights]
+    tensor, each row with its own rate and step count, its state read from and written back to
+    each job's own torch optimizer."""
+
+    def __init__(self, kind: str, settings: dict, optimizers: list, params: list[list[torch.Tensor]]):
+        self.kind, self.s = kind, OPTIMIZERS[kind].kwargs(settings)
+        self.optimizers, self.params = optimizers, params
+        self.adam = kind in ("adam", "adamw")
+        states = [[opt.state.get(p, {}) for p in ps] for opt, ps in zip(optimizers, params)]
+        self.lr = torch.tensor([[opt.param_groups[0]["lr"]] for opt in optimizers], dtype=torch.float64)
+        if self.adam:
+            self.steps = torch.tensor([[float(st[0].get("step", 0.0)) if st else 0.0] for st in states],
+                                      dtype=torch.float64)
+            self.m, self.v = (self._rows(states, name) for name in ("exp_avg", "exp_avg_sq"))
+        elif self.s.get("momentum"):
+            self.has_buf = torch.tensor([[bool(st) and st[0].get("momentum_buffer") is not None] for st in states])
+            self.buf = self._rows(states, "momentum_buffer")
+
+    def _rows(self, states, name) -> torch.Tensor:
+        return torch.stack([torch.cat([(st.get(name) if st.get(name) is not None else torch.zeros_like(p)).reshape(-1)
+                                       for st, p in zip(sts, ps)]) for sts, ps in zip(states, self.params)])
+
+    @torch.no_grad()
+    def step(self, p: torch.Tensor, g: torch.Tensor) -> None:
+        lr = self.lr.to(p.dtype)
+        if self.adam:
+            b1, b2 = self.s["betas"]
+            if self.kind == "adamw":
+                p.mul_(1 - lr * self.s["weight_decay"])
+            self.steps += 1
+            self.m.lerp_(g, 1 - b1)
+            self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            size = (self.lr / (1 - b1 ** self.steps)).to(p.dtype)  # per row, in double as torch.optim's floats
+            root = ((1 - b2 ** self.steps) ** 0.5).to(p.dtype)
+            p.sub_(size * self.m / (self.v.sqrt() / root + 1e-8))
+            return
+        if self.s.get("momentum"):
+            mom = self.s["momentum"]
+            self.buf.copy_(torch.where(self.has_buf, self.buf * mom + g, g))
+            self.has_buf.fill_(True)
+            g = g + mom * self.buf if self.s.get("nesterov") else self.buf
+        p.sub_(lr * g)
+
+    def write_back(self, row: int, offsets: list[tuple[int, int]]) -> None:
+        """Row `row`'s state into its job's own optimizer (left alone if the job replaced it)."""
+        opt, params = self.optimizers[row], self.params[row]
+        for p, (a, b) in zip(params, offsets):
+            if self.adam:
+                opt.state[p] = {"step": torch.tensor(float(self.steps[row, 0])),
+                                "exp_avg": self.m[row, a:b].view_as(p).clone(),
+                                "exp_avg_sq": self.v[row, a:b].view_as(p).clone()}
+            elif self.s.get("momentum") and bool(self.has_buf[row, 0]):
+                opt.state[p] = {"momentum_buffer": self.buf[row, a:b].view_as(p).clone()}
+
+
+class Gang:
+    """The jobs' weights as rows of one tensor for the duration of a turn; see the docstring."""
+
+    def __init__(self, jobs: list):
+        self.jobs = list(jobs)
+        first = self.jobs[0]
+        named = list(first.model.named_parameters())
+        self.shapes = [(n, p.shape) for n, p in named]
+        ends = torch.tensor([p.numel() for _, p in named]).cumsum(0).tolist()
+        self.offsets = list(zip([0, *ends[:-1]], ends))
+        self.params = [list(j.model.parameters()) for j in self.jobs]
+        with torch.no_grad():
+            flat = torch.stack([torch.cat([p.reshape(-1) for p in ps]) for ps in self.params])
+        self.flat = flat.requires_grad_()
+        self._bind()
+        self.optimizers = [j._optimizers["model"] for j in self.jobs]
+        for opt in self.optimizers:  # stepped here, row-wise: their schedules must not warn that they were not
+            opt._opt_called = True
+        self.opt = RowOptimizer(first.config.optimizer, first.config.optimizer_settings(), self.optimizers,
+                                self.params)
+        self.x = torch.stack([j.data.x_train for j in self.jobs])
+        self.y = torch.stack([j.data.y_train for j in self.jobs])
+        self.orders = torch.stack([j._order for j in self.jobs])
+        self.rows = torch.arange(len(self.jobs))[:, None]
+        self.batch, self.losses = first.config.batch_size, []
+        base, loss_fn, cfg = copy.deepcopy(first.model).to("meta"), first.trainer.loss_fn, first.config
+        penalised = [n for n, p in named if n.endswith("weight") and p.dim() > 1] if cfg.l1 or cfg.l2 else []
+
+        def one(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            loss = loss_fn(functional_call(base, params, (x,)), y)
+            for n in penalised:  # as SupervisedTrainer.train_step adds them
+                loss = loss + cfg.l1 * params[n].abs().sum() + cfg.l2 * (params[n] * params[n]).sum()
+            return loss
+
+        self._losses = vmap(one)
+
+    def _bind(self) -> None:
+        """Each job's parameters become views into its row (they change as the rows do)."""
+        rows = self.flat.detach()
+        for k, ps in enumerate(self.params):
+            for p, (a, b) in zip(ps, self.offsets):
+                p.data = rows[k, a:b].view_as(p)
+
+    @property
+    def pos(self) -> int:
+        return self.jobs[0]._pos
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update of every row on its job's next batch: (losses [jobs], the inputs)."""
+        idx = self.orders[:, self.pos:self.pos + self.batch]
+        xb, yb = self.x[self.rows, idx], self.y[self.rows, idx]
+        k = len(self.jobs)
+        params = {n: self.flat[:, a:b].view(k, *shape) for (n, shape), (a, b) in zip(self.shapes, self.offsets)}
+        losses = self._losses(params, xb, yb)
+        self.flat.grad = None
+        losses.sum().backward()  # rows are independent: the sum's gradient is each row's own
+        self.opt.step(self.flat.data, self.flat.grad)
+        self.losses.append(losses.detach())
+        return losses, xb
+
+    def hand_losses(self) -> None:
+        """The step losses so far, to each job's pending list (it reads them back in bulk)."""
+        if not self.losses:
+            return
+        per_job = torch.stack(self.losses).t()
+        for job, row in zip(self.jobs, per_job):
+            if not job._pending:
+                job._pending_first = job.step - len(self.losses) + 1
+            job._pending.extend(row.unbind())
+        self.losses = []
+
+    def stats(self, k: int, xb: torch.Tensor) -> dict:
+        """What a measuring step records (training.py): gradient sizes and each layer's outputs."""
+        job, grad = self.jobs[k], self.flat.grad[k]
+        norms = [float(grad[a:b].norm()) for (n, shape), (a, b) in zip(self.shapes, self.offsets)
+                 if n.endswith("weight") and len(shape) > 1]
+        with torch.no_grad(), layerstats.recording(job.model) as acts:
+            job.model(xb[k])
+        return {"grad_norms": norms, "activations": acts or None}
+
+    def release(self) -> None:
+        """Every job gets its own weights and optimizer state back (no view into the rows)."""
+        self.hand_losses()
+        for k, (job, ps) in enumerate(zip(self.jobs, self.params)):
+            for p in ps:
+                p.data = p.data.clone()
+            if job._optimizers["model"] is self.optimizers[k]:
+                self.opt.write_back(k, self.offsets)
+
+
+def train_many(jobs: list, budgets: list[int | None], max_s: float,
+               halt: Callable[[], bool] = lambda: False) -> list[list]:
+    """Each job's events after a turn for all of `jobs`: those that can still form a gang with
+    the first train as one (their settings may have changed since the executor grouped them),
+    the others alone, each as long as its share of the turn."""
+    key = gang_key(jobs[0])
+    together = [key is not None and gang_key(j) == key for j in jobs]
+    events = dict(zip(jobs, train_gang([j for j, t in zip(jobs, together) if t],
+                                       [b for b, t in zip(budgets, together) if t], max_s, halt)
+                      if any(together) else []))
+    for job, budget, t in zip(jobs, budgets, together):
+        if not t:
+            events[job] = job.advance(budget, max_s / len(jobs), halt=lambda: halt() or job._halted())
+    return [events[j] for j in jobs]
+
+
+def train_gang(jobs: list, budgets: list[int | None], max_s: float,
+               halt: Callable[[], bool] = lambda: False) -> list[list]:
+    """Train `jobs` as one gang for about `max_s` seconds (to the end of an epoch), each for at
+    most its budget of steps; return each job's events, as TrainingJob.advance does."""
+    events = [[] for _ in jobs]
+    done = dict.fromkeys(jobs, 0)
+    limit = dict(zip(jobs, budgets))
+    for job, out in zip(jobs, events):
+        job._collect = out
+    gang, end = Gang(jobs), time.perf_counter() + max_s
+    try:
+        while gang.jobs and not halt():
+            measuring = [j._snapshot_due() for j in gang.jobs]
+            _, xb = gang.step()
+            leaving = set()
+            for k, job in enumerate(gang.jobs):
+                done[job] += 1
+                job._stepped(gang.stats(k, xb) if measuring[k] else None)
+            if gang.pos >= gang.jobs[0].trainer.n_train:
+                gang.hand_losses()
+                for k, job in enumerate(gang.jobs):
+                    if not job._end_epoch():
+                        leaving.add(job)
+                    gang.orders[k] = job._order
+                    gang.opt.lr[k, 0] = job._optimizers["model"].param_groups[0]["lr"]
+            for k, job in enumerate(gang.jobs):
+                if measuring[k] and job not in leaving:
+                    gang.hand_losses()
+                    if not job._take_snapshot():
+                        leaving.add(job)
+                if job._halted() or (limit[job] is not None and done[job] >= limit[job]):
+                    leaving.add(job)
+            over = time.perf_counter() >= end
+            if over and (gang.pos == 0 or time.perf_counter() >= end + max_s):
+                break
+            if leaving:
+                gang.release()
+                rest = [j for j in gang.jobs if j not in leaving]
+                gang = Gang(rest) if rest else None
+                if gang is None:
+                    break
+    finally:
+        if gang is not None:
+            gang.release()
+        for job in jobs:
+            try:
+                job._flush()
+            finally:
+                job._collect, job.last_batches = None, done[job]
+    return events

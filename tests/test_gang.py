@@ -1,0 +1,102 @@
+"""A gang (dl_core/gang.py) trains each job exactly as it would train alone.
+
+The oracle is the job itself: a copy of the same job trained alone, by torch.optim, gives
+the weights, counters and history that the gang's row-wise update must reproduce."""
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import pytest
+import torch
+
+from dl_core.executors import Executor
+from dl_core.gang import ROW_OPTIMIZERS, gang_key, train_gang
+from dl_core.playground import Setup, make_job
+from dl_core.training import TrainConfig
+
+POOL = Executor("thread", lanes=1, unwatched_s=None)
+
+
+def room(n: int, **train) -> list:
+    jobs = [make_job(Setup(seed=s + 1, hidden=(6, 5), train=TrainConfig(**train), resolution=8))[0]
+            for s in range(n)]
+    for job in jobs:
+        job.executor, job._want_run = POOL, True
+    return jobs
+
+
+def twins(jobs: list) -> list:
+    out = [pickle.loads(pickle.dumps(j)) for j in jobs]
+    for job in out:
+        job.executor = POOL
+    return out
+
+
+def weights(job) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in job.model.parameters()])
+
+
+@pytest.mark.parametrize("optimizer", ROW_OPTIMIZERS)
+def test_a_gang_trains_each_network_as_torch_optim_trains_it_alone(optimizer):
+    """12 steps in a gang then 9 alone (the state handed back to torch.optim) equal 21 alone."""
+    together = room(3, optimizer=optimizer, lr=0.05, l2=0.001 if optimizer == "momentum" else 0.0)
+    alone = twins(together)
+    assert len({gang_key(j) for j in together}) == 1 and gang_key(together[0]) is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a schedule that thinks its optimizer never stepped
+        train_gang(together, [12] * 3, max_s=30)
+        for job in together:
+            job.advance(9, 30)
+    for job in alone:
+        job.advance(21, 30)
+    for g, a in zip(together, alone):
+        assert (g.step, g.epoch, g._pos) == (a.step, a.epoch, a._pos) == (21, 2, 5 * 32)
+        torch.testing.assert_close(weights(g), weights(a), rtol=1e-5, atol=1e-6)
+        gl, al = g.view()["steps"], a.view()["steps"]
+        assert [s for s, _ in gl] == [s for s, _ in al] == list(range(1, 22))
+        assert [v for _, v in gl] == pytest.approx([v for _, v in al], rel=1e-4)
+        assert [e["test_loss"] for e in g.view()["epochs"]] == pytest.approx([e["test_loss"] for e in a.view()["epochs"]],
+                                                                             rel=1e-4)
+
+
+def test_a_diverging_member_alone_is_put_back_and_the_others_train_on():
+    """Each row has its own rate: one far too high blows up, is restored and explained; the
+    others' weights are what they would be alone."""
+    jobs = room(3, optimizer="sgd", lr=0.05)
+    jobs[1].set_config(lr=1e6)
+    alone = twins([jobs[0], jobs[2]])
+    before = weights(jobs[1]).clone()
+    train_gang(jobs, [16] * 3, max_s=30)
+    for job in alone:
+        job.advance(16, 30)
+    assert jobs[1].status()["state"] == "failed" and "Learning rate too high" in jobs[1].status()["message"]
+    torch.testing.assert_close(weights(jobs[1]), before)  # its last good weights: the start
+    for g, a in zip([jobs[0], jobs[2]], alone):
+        assert g.step == a.step == 16
+        torch.testing.assert_close(weights(g), weights(a), rtol=1e-5, atol=1e-6)
+
+
+def test_after_a_gang_every_job_owns_its_weights_again():
+    """No job keeps a view into the gang's rows: pickled alone, it carries its own weights only."""
+    jobs = room(4)
+    train_gang(jobs, [3] * 4, max_s=30)
+    size = sum(p.numel() for p in jobs[0].model.parameters())
+    for job in jobs:
+        for p in job.model.parameters():
+            assert p.untyped_storage().nbytes() == p.numel() * p.element_size()
+        assert weights(job).numel() == size
+
+
+def test_only_jobs_that_can_share_a_step_form_a_gang():
+    base = room(1)[0]
+    other_place = room(1)[0]
+    other_place._pos = 32
+    assert gang_key(other_place) != gang_key(base)
+    assert gang_key(room(1, optimizer="rmsprop")[0]) is None  # no row-wise update written for it
+    assert gang_key(room(1, beta1=0.8)[0]) != gang_key(base)  # settings besides the rate must match
+    assert gang_key(room(1, lr=0.5)[0]) == gang_key(base)  # each row has its own rate
+    dropout = make_job(Setup(hidden=(6, 5), dropout=0.2, resolution=8))[0]
+    assert gang_key(dropout) is None
+    wider = make_job(Setup(hidden=(6, 6), resolution=8))[0]
+    assert gang_key(wider) != gang_key(base)
