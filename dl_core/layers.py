@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .activations import ACTIVATIONS
@@ -46,6 +47,35 @@ class DenseResidual(nn.Module):
         return x + self.act(self.linear(x))
 
 
+class Recurrent(nn.Module):
+    """torch.nn's RNN, LSTM or GRU, passing on its output at every time step (not the
+    (output, state) pair it returns), so it stacks in a Sequential like any other layer. An
+    LSTM starts with its forget gates open (bias 1, as Keras does and Jozefowicz et al., 2015,
+    advise): at torch's default of 0 the memory halves every step until training finds out."""
+
+    def __init__(self, cell: str, n_in: int, hidden: int, layers: int = 1):
+        super().__init__()
+        self.cell = getattr(nn, cell)(n_in, hidden, num_layers=layers, batch_first=True)
+        if cell == "LSTM":
+            with torch.no_grad():
+                for name, bias in self.cell.named_parameters():
+                    if name.startswith("bias_ih"):
+                        bias[hidden:2 * hidden] = 1.0  # gate order: input, forget, cell, output
+
+    def forward(self, x):
+        return self.cell(x)[0]
+
+
+class LastStep(nn.Module):
+    """The last time step of a sequence of vectors: what a classifier reads after the whole input."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # weight blocks per recurrent layer (an LSTM has four gates' worth)
+
+
 @dataclass(frozen=True)
 class LayerType:
     label: str
@@ -57,6 +87,7 @@ class LayerType:
     macs: Callable[[tuple, dict], int] = lambda shape, p: 0  # multiply-adds per example
     defaults: tuple = ()  # (name, default) of the parameters a learner sets
     module_class: type | None = None  # a class of ours the exported code must define
+    sequence: bool = False  # a layer of sequences (the Sequence Lab), not offered in the CNN Lab's menu
 
 
 def _flat(shape, p):
@@ -131,6 +162,30 @@ def _pool_code(name):
 
 def _linear_check(shape, p):
     return _count(p.get("out_features", 0), "neurons") or _flat(shape, p)
+
+
+def _tokens_check(shape, p):
+    if len(shape) != 1:
+        return "takes a sequence of token numbers; it must be the first layer"
+    return _count(p.get("vocab", 0), "tokens in its vocabulary") or _count(p.get("dim", 0), "dimensions")
+
+
+def _steps_check(shape, p):
+    if len(shape) != 2:
+        return "expects a sequence of vectors (time steps × features); put it after an embedding or first"
+    return None
+
+
+def _recurrent_check(shape, p):
+    if p.get("cell") not in GATES:
+        return f"uses unknown cell {p.get('cell')!r} (choose from {', '.join(GATES)})"
+    return _steps_check(shape, p) or _count(p.get("hidden", 0), "hidden units") or _count(p.get("layers", 0),
+                                                                                            "layers")
+
+
+def _recurrent_params(shape, p):
+    g, h, n = GATES[p["cell"]], p["hidden"], p.get("layers", 1)
+    return g * h * (shape[1] + h + 2) + (n - 1) * g * h * (2 * h + 2)
 
 
 def _activation_check(shape, p):
@@ -235,6 +290,37 @@ LAYERS: dict[str, LayerType] = {
         out_shape=lambda s, p: s,
         code=lambda s, p: f"nn.BatchNorm{'1' if len(s) == 1 else '2'}d({s[0]})",
         params=lambda s, p: 2 * s[0],
+    ),
+    "embedding": LayerType(
+        "Embedding (a learned vector per token)",
+        build=lambda s, p: nn.Embedding(p["vocab"], p["dim"]),
+        out_shape=lambda s, p: (s[0], p["dim"]),
+        code=lambda s, p: f"nn.Embedding({p['vocab']}, {p['dim']})",
+        check=_tokens_check,
+        params=lambda s, p: p["vocab"] * p["dim"],
+        defaults=(("vocab", 16), ("dim", 8)),
+        sequence=True,
+    ),
+    "recurrent": LayerType(
+        "Recurrent (RNN, LSTM or GRU)",
+        build=lambda s, p: Recurrent(p["cell"], s[1], p["hidden"], p.get("layers", 1)),
+        out_shape=lambda s, p: (s[0], p["hidden"]),
+        code=lambda s, p: f"Recurrent({p['cell']!r}, {s[1]}, {p['hidden']}, {p.get('layers', 1)})",
+        check=_recurrent_check,
+        params=_recurrent_params,
+        macs=lambda s, p: s[0] * _recurrent_params(s, p),
+        defaults=(("cell", "LSTM"), ("hidden", 32), ("layers", 1)),
+        module_class=Recurrent,
+        sequence=True,
+    ),
+    "last_step": LayerType(
+        "Last time step",
+        build=lambda s, p: LastStep(),
+        out_shape=lambda s, p: (s[1],),
+        code=lambda s, p: "LastStep()",
+        check=_steps_check,
+        module_class=LastStep,
+        sequence=True,
     ),
     "dropout": LayerType(
         "Dropout",

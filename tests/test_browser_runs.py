@@ -22,8 +22,8 @@ from dl_core.checkpoint import load_bytes
 from ui.labs import LABS
 
 pytestmark = pytest.mark.browser
-LIVE_LABS = ["playground", "cnn", "gradflow"]  # the training labs whose job trains on a thread, live
-LOADING_LABS = ["playground", "cnn"]  # ... and those with a "Load a saved model" uploader
+LIVE_LABS = ["playground", "cnn", "gradflow", "sequence"]  # the training labs whose job trains on a thread, live
+LOADING_LABS = ["playground", "cnn", "sequence"]  # ... and those with a "Load a saved model" uploader
 
 
 def test_the_lists_cover_every_lab_with_a_run():
@@ -67,6 +67,10 @@ def _change_settings(page, lab):
         lr.press("ArrowRight")  # 0.003 → 0.01
     elif lab == "gradflow":
         _button(page, "🔧 Fix 1: ReLU + He init").click()  # sigmoid, default init → ReLU, He init
+    elif lab == "sequence":
+        lr = page.get_by_role("slider", name="Learning rate").first
+        lr.focus()
+        lr.press("ArrowRight")  # 0.01 → 0.03
     idle(page)
     _check_settings(page, lab)
 
@@ -82,6 +86,9 @@ def _check_settings(page, lab):
         expect(page.get_by_role("combobox", name="Activation", exact=True)).to_have_value("ReLU", timeout=WAIT)
         expect(page.get_by_role("combobox", name="Initialisation", exact=True)).to_have_value(
             "Kaiming/He (for ReLU)", timeout=WAIT)
+    elif lab == "sequence":
+        expect(page.get_by_role("slider", name="Learning rate").first).to_have_attribute("aria-valuetext", "0.03",
+                                                                                         timeout=WAIT)
     if lab == "cnn":  # the job trains to the epochs set, not the default 20 ("Epoch 53 / 20")
         assert _max_epochs(page) == 150, epoch_metric(page).inner_text()
 
@@ -138,7 +145,10 @@ def _a_few_steps(page, n=3):
 
 
 def _outputs(model, spec, seed=0):
-    x = torch.randn(32, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    first = spec.layers[0]
+    x = (torch.randint(1, first.p["vocab"], (32, *spec.input_shape), generator=gen) if first.kind == "embedding"
+         else torch.randn(32, *spec.input_shape, generator=gen))  # token numbers for a sequence model
     model.eval()
     with torch.no_grad():
         return model(x)

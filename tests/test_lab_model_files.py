@@ -10,7 +10,7 @@ from ui.labs import LABS
 from ui.shell import upload_key
 
 INTERNALS = re.compile(r"\x1b|torch|Traceback|pickl|weights_only|_reconstruct|Error\b|Exception|File \"", re.I)
-LOADING_LABS = ["playground", "cnn"]
+LOADING_LABS = ["playground", "cnn", "sequence"]
 
 
 def test_the_loading_labs_are_the_training_labs_with_a_model_panel():

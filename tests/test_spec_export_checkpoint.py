@@ -35,12 +35,15 @@ def test_summary_matches_the_built_pytorch_model(act):
 def test_every_layer_type_is_used_by_the_mlp_builder_or_a_cnn_preset():
     from dl_core.presets import PRESETS, preset_spec
 
+    from dl_core import sequences
     from dl_core.deepnets import deep_spec
+    from dl_core.seqlab import seq_spec
 
     kinds = {l.kind for l in mlp_spec(2, [4], "relu", 2, dropout=0.2, batchnorm=True).layers}
     kinds |= {l.kind for l in deep_spec(2, 3, 4, "relu", 2, residual=True).layers}
     for key in PRESETS:
         kinds |= {l.kind for l in preset_spec(key, (1, 8, 8), 3).layers}
+    kinds |= {l.kind for l in seq_spec(sequences.make("recall", 20, 5, 0), "GRU", 4, 1, 3).layers}
     assert kinds == set(LAYERS)
 
 
@@ -118,7 +121,14 @@ def _playground_spec():
     return playground.make_job(playground.Setup(features=("x", "sinx", "xy"), hidden=(4,)))[1]
 
 
-@pytest.mark.parametrize("make_spec", [_image_spec, _playground_spec], ids=["image, no features", "features"])
+def _sequence_spec():
+    from dl_core import seqlab
+
+    return seqlab.make_job(seqlab.SeqSetup(task="parens", lag=6, cell="GRU", hidden=8, layers=2, n_samples=40))[1]
+
+
+@pytest.mark.parametrize("make_spec", [_image_spec, _playground_spec, _sequence_spec],
+                         ids=["image, no features", "features", "tokens through a recurrent layer"])
 def test_exported_script_runs_as_a_program_with_or_without_an_input_transform(make_spec, capsys):
     spec = make_spec()
     code = script(spec)

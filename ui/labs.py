@@ -45,6 +45,9 @@ LABS: dict[str, Lab] = {lab.key: lab for lab in (
     Lab("cnn", "CNN Lab", "🧩", "cnn", "Architectures",
         "build a convolutional network for images layer by layer, train it live, and see what each layer "
         "detects: filters, feature maps, predictions.", trains=True),
+    Lab("sequence", "Sequence Lab", "🔁", "sequence", "Architectures",
+        "train an RNN, an LSTM or a GRU on tasks that need memory, and watch the memory work (and fail): "
+        "states, gates, gradients through time.", trains=True),
     Lab("explain", "Explainability Lab", "🔎", "explain", "Look inside",
         "ask a trained network *why*, with Captum attribution maps, and test whether each explanation "
         "deserves your trust.", trains=False),

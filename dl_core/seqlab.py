@@ -1,0 +1,70 @@
+"""The Sequence Lab's jobs: a recurrent network (RNN, LSTM or GRU) on a sequence task.
+
+The network is a spec like any other (embedding → recurrent → last step → linear), so it
+saves, loads and exports through the same checkpoint and code paths as the other labs, and
+it trains as a TrainingJob with SupervisedTrainer; only the probe (recurrence.py) is its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from . import sequences
+from .recurrence import SequenceProbe
+from .spec import InputCode, LayerSpec, ModelSpec, build
+from .training import TrainConfig, TrainingJob
+
+CELLS = ("RNN", "LSTM", "GRU")
+DEFAULT_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, clip=1.0, snapshot_interval_s=0.5)
+
+
+@dataclass(frozen=True)
+class SeqSetup:
+    task: str = "recall"
+    lag: int = 30
+    n_samples: int = 2000
+    seed: int = 1
+    cell: str = "LSTM"
+    hidden: int = 32
+    layers: int = 1
+    embed: int = 8
+    train: TrainConfig = field(default_factory=lambda: DEFAULT_TRAIN)
+
+    def config(self) -> TrainConfig:
+        return replace(self.train, seed=self.seed)
+
+
+def make_data(setup: SeqSetup) -> sequences.SeqData:
+    return sequences.make(setup.task, setup.n_samples, setup.lag, setup.seed)
+
+
+def seq_spec(data: sequences.SeqData, cell: str, hidden: int, layers: int, embed: int) -> ModelSpec:
+    """Embedding (tokens) → recurrent layer(s) → the last step → one output per class (or one value)."""
+    n_out = len(data.classes) if data.task == "classification" else 1
+    front = (LayerSpec.of("embedding", vocab=len(data.vocab), dim=embed),) if data.tokens else ()
+    layers_ = (*front, LayerSpec.of("recurrent", cell=cell, hidden=hidden, layers=layers), LayerSpec.of("last_step"),
+               LayerSpec.of("linear", out_features=n_out))
+    shape = (data.length,) if data.tokens else tuple(data.x_train.shape[1:])
+    code = (InputCode("def features(raw):\n    \"\"\"Token numbers (0 is padding), as int64.\"\"\"\n"
+                      "    return torch.as_tensor(raw, dtype=torch.long)",
+                      f"torch.randint(1, {len(data.vocab)}, (64, {data.length}))") if data.tokens else None)
+    return replace(ModelSpec(shape, layers_, data.task), input_code=code)
+
+
+def make_job(setup: SeqSetup, data: sequences.SeqData | None = None, device="cpu", model=None,
+             spec: ModelSpec | None = None) -> tuple[TrainingJob, ModelSpec, sequences.SeqData]:
+    """Data (made unless given), spec, network (fresh unless given) and job, probing the first
+    test sequence."""
+    data = make_data(setup) if data is None else data
+    spec = spec or seq_spec(data, setup.cell, setup.hidden, setup.layers, setup.embed)
+    model = (build(spec, setup.seed) if model is None else model).to(device)
+    tensors = data.tensors()
+    tensors = type(tensors)(*(t.to(device) for t in (tensors.x_train, tensors.y_train, tensors.x_test,
+                                                      tensors.y_test)), tensors.task)
+    probe = SequenceProbe(data.x_test[0].to(device), data.y_test[0].to(device), data.task)
+    return TrainingJob.supervised(model, tensors, setup.config(), probe), spec, data
+
+
+def example(data: sequences.SeqData, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return data.x_test[i], data.y_test[i]

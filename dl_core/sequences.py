@@ -1,0 +1,156 @@
+"""Sequence data for the Sequence Lab, all offline: memory tasks generated in code and
+surnames by language from the lists Faker's wheel ships (no download).
+
+A memory task has a *lag* (how far back the answer lies), so "how far back can it
+remember?" becomes a number the learner moves and measures. Every set is tokens (one
+integer per step, 0 the padding) or values (a few numbers per step), with one answer per
+sequence: a class or a number, which is what SupervisedTrainer trains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .jobparts import TensorData
+
+PAD = "·"  # token 0 in every vocabulary: padding before a short sequence (names)
+
+
+@dataclass(frozen=True)
+class SeqData:
+    """One sequence set, split, with what its tokens and answers mean."""
+
+    name: str
+    task: str  # "classification" or "regression"
+    x_train: torch.Tensor  # (N, T) int64 tokens, or (N, T, F) float32 values
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    vocab: tuple[str, ...]  # token i's text ((): values, not tokens)
+    classes: tuple[str, ...]  # the answers' names (classification)
+
+    @property
+    def tokens(self) -> bool:
+        return bool(self.vocab)
+
+    @property
+    def length(self) -> int:
+        return self.x_train.shape[1]
+
+    def tensors(self) -> TensorData:
+        return TensorData(self.x_train, self.y_train, self.x_test, self.y_test, self.task)
+
+    def text(self, x: torch.Tensor) -> list[str]:
+        """One sequence, a string per step (the tokens' text, or its values rounded)."""
+        if self.tokens:
+            return [self.vocab[int(t)] for t in x]
+        return [" ".join(f"{v:.2f}" for v in step.tolist()) for step in x]
+
+
+@dataclass(frozen=True)
+class SeqTask:
+    label: str
+    blurb: str  # what the network must do, and where the data come from
+    make: Callable[[int, int, int], SeqData]  # (examples, lag, seed) -> the data
+    lag_label: str = "Lag (steps back)"
+    lags: tuple[int, int, int] = (1, 60, 30)  # min, max, default
+
+
+def _split(name, task, x, y, vocab=(), classes=(), test_share: float = 0.25) -> SeqData:
+    n_test = max(1, int(len(x) * test_share))
+    y = torch.as_tensor(y)
+    y = y.long() if task == "classification" else y.float().reshape(-1, 1)
+    x = torch.as_tensor(x)
+    return SeqData(name, task, x[n_test:], y[n_test:], x[:n_test], y[:n_test], tuple(vocab), tuple(classes))
+
+
+def recall(n: int, lag: int, seed: int) -> SeqData:
+    """A symbol (A–D), then `lag` more symbols of the same four: which came first? The answer
+    lies `lag` steps back and every later step looks like it, so the memory must be kept and
+    closed to what follows: an LSTM's or GRU's gates can do that, a plain RNN must learn it
+    through a gradient that fades over the lag."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, 5, (n, lag + 1))
+    return _split("recall", "classification", x, x[:, 0] - 1, (PAD, "A", "B", "C", "D"), ("A", "B", "C", "D"))
+
+
+def adding(n: int, lag: int, seed: int) -> SeqData:
+    """Hochreiter & Schmidhuber's adding problem: each step a random value and a marker; the
+    answer is the sum of the two marked values, the first marked about `lag` steps before the end."""
+    rng = np.random.default_rng(seed)
+    length = lag + 2
+    values = rng.random((n, length), dtype=np.float32)
+    marks = np.zeros((n, length), np.float32)
+    marks[np.arange(n), rng.integers(0, max(1, length // 4), n)] = 1  # early: far from the end
+    marks[np.arange(n), rng.integers(length // 2, length, n)] = 1
+    marks[np.arange(n), 0] += (marks.sum(1) < 2)  # both marks fell on one step: mark the first too
+    x = np.stack([values, marks], -1)
+    return _split("adding", "regression", x, (values * marks).sum(1))
+
+
+def parens(n: int, lag: int, seed: int) -> SeqData:
+    """Brackets and letters, `lag` steps long, never closing more than was opened: how deep
+    is the last step (0–4)? The network must count, not just remember one symbol."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, lag), np.int64)
+    depth = np.zeros(n, np.int64)
+    for t in range(lag):
+        move = rng.integers(0, 3, n)  # 0: a letter, 1: open, 2: close
+        opening = (move == 1) & (depth < 4)
+        closing = (move == 2) & (depth > 0)
+        depth += opening.astype(np.int64) - closing
+        x[:, t] = np.where(opening, 1, np.where(closing, 2, 3 + rng.integers(0, 2, n)))
+    return _split("parens", "classification", x, depth, (PAD, "(", ")", "a", "b"), tuple(str(d) for d in range(5)))
+
+
+NAME_LOCALES = {"en_US": "English", "de_DE": "German", "it_IT": "Italian", "es_ES": "Spanish", "fr_FR": "French",
+                "nl_NL": "Dutch"}
+
+
+def names(n: int, lag: int, seed: int) -> SeqData:
+    """Surnames from Faker's lists (MIT licence, shipped in its wheel): which language is this
+    name? Up to `lag` letters, padded in front; at most `n` names, the same number per language."""
+    import importlib
+
+    rng = np.random.default_rng(seed)
+    lists = {}
+    for locale, language in NAME_LOCALES.items():
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        found = provider.last_names
+        lists[language] = sorted({s.lower() for s in (found.keys() if isinstance(found, dict) else found)})
+    per = min(n // len(lists), min(len(v) for v in lists.values()))
+    letters = sorted({c for v in lists.values() for s in v for c in s})
+    vocab = (PAD, *letters)
+    index = {c: i for i, c in enumerate(vocab)}
+    rows, labels = [], []
+    for k, words in enumerate(lists.values()):
+        for w in rng.choice(words, per, replace=False):
+            w = w[-lag:]
+            rows.append([0] * (lag - len(w)) + [index[c] for c in w])
+            labels.append(k)
+    order = rng.permutation(len(rows))
+    return _split("names", "classification", np.array(rows)[order], np.array(labels)[order], vocab,
+                  tuple(NAME_LOCALES.values()))
+
+
+SEQ_TASKS: dict[str, SeqTask] = {
+    "recall": SeqTask("Remember the first symbol", "A symbol (A–D), then more of the same four: which came "
+                      "first? The lag is how many follow it. Generated in code.", recall),
+    "adding": SeqTask("Adding problem", "Random values, two of them marked: output their sum (regression). The lag "
+                      "is about how far back the first mark is. Generated in code (Hochreiter & Schmidhuber, 1997).",
+                      adding),
+    "parens": SeqTask("Bracket depth", "Brackets and letters: how many brackets are still open at the end (0–4)? "
+                      "Generated in code.", parens, "Length (steps)", (4, 60, 16)),
+    "names": SeqTask("Surnames by language", "Which of six languages is a surname from? About a thousand real "
+                     "surnames each from the lists in Faker's wheel (MIT licence; nothing is downloaded).",
+                     names, "Letters kept (from the end)", (4, 16, 12)),
+}
+
+
+def make(task: str, n: int, lag: int, seed: int) -> SeqData:
+    """A task's data, with the lag clamped to what the task allows."""
+    info = SEQ_TASKS[task]
+    return info.make(n, int(min(max(lag, info.lags[0]), info.lags[1])), seed)

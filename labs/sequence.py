@@ -1,0 +1,159 @@
+"""Sequence Lab: train an RNN, an LSTM or a GRU on a task that needs memory, and look inside it."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import streamlit as st
+
+from dl_core.checkpoint import CheckpointError
+from dl_core.export import script
+from dl_core.recurrence import GATE_NAMES
+from dl_core.seqlab import CELLS, DEFAULT_TRAIN, SeqSetup, make_job
+from dl_core.sequences import SEQ_TASKS
+from dl_core.spec import summarize
+from ui import charts, seq_figures as sf, state, views, widgets
+from ui.shell import Shell
+
+ss = st.session_state
+POLL_S = 0.5
+RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+shell = Shell("sequence")
+
+
+def lag_key(task: str) -> str:
+    """Each task has its own lag slider (their ranges differ), so each its own key."""
+    return f"seq_lag_{task}"
+
+
+def setup_of(values: dict) -> SeqSetup:
+    """The settings (widget key → value, as the run keeps them) as a SeqSetup."""
+    train = replace(DEFAULT_TRAIN, lr=values["seq_lr"], clip=values["seq_clip"] or None)
+    return SeqSetup(values["seq_task"], values[lag_key(values["seq_task"])], seed=widgets.seed(),
+                    cell=values["seq_cell"], hidden=values["seq_hidden"], layers=values["seq_layers"], train=train)
+
+
+def install(job, spec, data, values: dict) -> None:
+    shell.install(job, values, key=structure(values), kind="sequence", spec=spec, data=data)
+
+
+def structure(values: dict) -> tuple:
+    """What a fresh network is built for (the rate and clipping change a running one)."""
+    setup = setup_of(values)
+    return setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.seed
+
+
+def on_reset():
+    run = shell.run
+    job, spec, data = make_job(setup_of(run.settings), run.extra["data"], widgets.device())
+    install(job, spec, data, run.settings)
+
+
+def on_model_loaded(spec, model, meta):
+    """A Sequence Lab model file: its settings rebuild the same data; the weights come back."""
+    values = meta.get("values")
+    if not any(layer.kind == "recurrent" for layer in spec.layers) or not isinstance(values, dict):
+        raise CheckpointError("This model was not made in the Sequence Lab.")
+    try:
+        ss[state.SEED] = int(meta.get("seed", 1))
+        job, spec, data = make_job(setup_of(values), device=widgets.device(), model=model, spec=spec)
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError("Its saved settings are damaged, so the lab cannot rebuild its data.") from None
+    ss.update(values)
+    install(job, spec, data, values)
+    return "the trained network and its task are back."
+
+
+# ---------- page ----------
+shell.attach()
+st.title("🔁 Sequence Lab")
+st.caption("A recurrent network reads a sequence one step at a time and carries a memory (its hidden state) "
+           "from step to step. Pick a task that needs memory, train a plain RNN, an LSTM or a GRU on it, and "
+           "look at what the memory holds and how far back the learning signal reaches.")
+bar = st.container()
+c = st.columns([1.3, 1.2, 1, 1])
+values = {"seq_task": c[0].selectbox("Task", list(SEQ_TASKS), format_func=lambda k: SEQ_TASKS[k].label,
+                                     key=state.kept("seq_task"))}
+info = SEQ_TASKS[values["seq_task"]]
+lo, hi, default = info.lags
+lag = lag_key(values["seq_task"])
+values[lag] = c[1].slider(info.lag_label, lo, hi, default, key=state.kept(lag))
+values["seq_cell"] = c[2].radio("Cell", CELLS, index=1, horizontal=True, key=state.kept("seq_cell"),
+                                help="RNN: h ← tanh(W·x + U·h). LSTM and GRU add gates that decide what to keep.")
+values["seq_hidden"] = c[3].select_slider("Hidden units", [8, 16, 32, 64, 128], 32, key=state.kept("seq_hidden"))
+c = st.columns([1.3, 1.2, 1, 1])
+values["seq_layers"] = c[0].radio("Layers", [1, 2, 3], horizontal=True, key=state.kept("seq_layers"))
+values["seq_lr"] = c[1].select_slider("Learning rate", RATES, 0.01, key=state.kept("seq_lr"))
+values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.0], 1.0, key=state.kept("seq_clip"),
+                                        format_func=lambda v: "off" if not v else f"norm ≤ {v:g}",
+                                        help="Scale each update's gradient down to this size: through many steps "
+                                             "a gradient can explode in one update.")
+st.caption(info.blurb)
+
+run = shell.run
+if run is None or run.extra.get("key") != structure(values):
+    install(*make_job(setup_of(values), device=widgets.device()), values)
+    run = shell.run
+else:
+    shell.retune(setup_of(values).config(), ("lr", "clip"))
+    shell.remember(values)
+job, spec, data = run.job, run.extra["spec"], run.extra["data"]
+with bar:
+    shell.header()
+    shell.controls(on_reset, task=data.task)
+
+
+def example_text(snap: dict) -> str:
+    tokens = data.text(data.x_test[0])
+    answer = data.classes[int(data.y_test[0])] if data.task == "classification" else f"{float(data.y_test[0]):.3f}"
+    out = snap["output"]
+    if data.task == "classification":
+        p = np.exp(out - out.max())
+        p /= p.sum()
+        said = ", ".join(f"{data.classes[k]} {p[k]:.0%}" for k in np.argsort(-p)[:3])
+    else:
+        said = f"{float(out[0]):.3f}"
+    shown = "".join(tokens) if data.tokens else f"{len(tokens)} steps of (value, marker)"
+    return f"Example (a test sequence): `{shown}` · answer **{answer}** · the network says: {said}"
+
+
+def live(job):
+    status, view = job.status(), job.view()
+    snap = job.snapshot() or job.snapshot(fresh=True)
+    views.metrics(status, view, data.task)
+    widgets.job_status(status, job)
+    left, right = st.columns([1, 1.4], gap="large")
+    with left:
+        views.curves(view, data.task)
+    with right:
+        st.markdown(example_text(snap))
+        tokens = [t if data.tokens else "x" for t in data.text(data.x_test[0])]
+        shown = st.radio("Show", ["hidden state hₜ", *(["cell state tanh(cₜ)"] if snap["c"] is not None else []),
+                                  *[f"gate: {g}" for g in GATE_NAMES[snap["kind"]]]], horizontal=True,
+                         key="seq_show")
+        values_, signed = ((snap["h"], True) if shown.startswith("hidden") else
+                           (np.tanh(snap["c"]), True) if shown.startswith("cell") else
+                           (snap["gates"][shown.removeprefix("gate: ")], shown.endswith(("candidate",))))
+        st.vega_lite_chart(spec=charts.arrow(sf.state_heatmap(values_, tokens, f"{shown}, step by step", signed)))
+        st.markdown("**How far back does the learning signal reach?** The gradient of the loss with respect to "
+                    "each step's hidden state: where it falls to nothing, the network cannot learn from that step.")
+        st.vega_lite_chart(spec=charts.arrow(sf.gradient_through_time({snap["kind"]: snap["grad_h"]})))
+        gates = snap["gates"]
+        if gates:
+            shares = {g: (float((v < 0.05).mean()), float((v > 0.95).mean())) for g, v in gates.items()
+                      if not g.endswith("candidate")}
+            st.vega_lite_chart(spec=charts.arrow(sf.saturation(shares)))
+        top = {k: max(v) for k, v in snap["spectrum"].items()}
+        st.caption("Largest singular value of the recurrent weights: " + ", ".join(f"{k} {v:.2f}" for k, v in top.items())
+                   + " (above 1 a state can grow from step to step; below 1 it, and its gradient, shrinks).")
+
+
+shell.live(live, POLL_S)
+
+with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
+    rows = summarize(spec)
+    st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape), "parameters": r.params}
+                  for r in rows], hide_index=True)
+    code = script(spec, job.config)
+    shell.model_files(spec, code, "sequence", {"values": shell.run.settings, "seed": widgets.seed()}, on_model_loaded)
+    st.code(code, language="python")

@@ -1,0 +1,104 @@
+"""The Sequence Lab's engine against its oracles: hand-run cell equations against torch.nn's
+fused RNN, LSTM and GRU; gradients through time against autograd on the module; the data's
+answers against their definitions; and memory that really works (and fails)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from dl_core import sequences
+from dl_core.executors import Executor
+from dl_core.layers import Recurrent
+from dl_core.recurrence import GATE_NAMES, look_inside, parts, spectrum, unroll
+from dl_core.seqlab import CELLS, SeqSetup, make_job, seq_spec
+from dl_core.spec import build
+
+POOL = Executor("thread", lanes=1, unwatched_s=None)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_hand_run_equations_reproduce_the_torch_module_and_its_gradients(cell, layers):
+    torch.manual_seed(0)
+    rnn = Recurrent(cell, 5, 7, layers).cell
+    x = torch.randn(3, 11, 5, requires_grad=True)
+    ours = unroll(rnn, x)
+    theirs, _ = rnn(x)
+    torch.testing.assert_close(ours["output"], theirs, rtol=1e-5, atol=1e-6)
+    assert set(ours["layers"][-1]["gates"]) == set(GATE_NAMES[cell])
+    if cell == "LSTM":  # h = o · tanh(c): the page's cell state is the one the outputs come from
+        last = ours["layers"][-1]
+        torch.testing.assert_close(torch.stack(last["h"], 1), last["gates"]["output"] * torch.tanh(last["c"]))
+    weights = torch.randn_like(theirs)
+    (g_ours,) = torch.autograd.grad((ours["output"] * weights).sum(), x)
+    (g_theirs,) = torch.autograd.grad((theirs * weights).sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gradient_through_time_is_autograds_and_fades_for_a_plain_rnn():
+    """‖∂L/∂hₜ‖ read off the unrolled graph equals autograd's for a loss on the last output,
+    and for an untrained tanh RNN with small weights it shrinks going back in time."""
+    data = sequences.make("recall", 50, 30, 0)
+    model = build(seq_spec(data, "RNN", 16, 1, 8), 0)
+    with torch.no_grad():
+        parts(model)[1].weight_hh_l0.mul_(0.3)
+    seen = look_inside(model, data.x_test[0], data.y_test[0], torch.nn.CrossEntropyLoss())
+    before, rnn, after = parts(model)
+    states = before(data.x_test[:1])
+    run = unroll(rnn, states)
+    loss = torch.nn.functional.cross_entropy(after(run["output"]), data.y_test[:1])
+    grads = torch.autograd.grad(loss, run["layers"][-1]["h"])
+    assert seen["grad_h"] == pytest.approx([float(g.norm()) for g in grads], rel=1e-5)
+    assert seen["grad_h"][0] < 1e-3 * seen["grad_h"][-1]
+    assert len(seen["input_grad"]) == data.length
+
+
+def test_the_tasks_answers_follow_their_definitions():
+    r = sequences.make("recall", 200, 12, 3)
+    assert r.length == 13 and bool((r.x_train[:, 0] - 1 == r.y_train).all())
+    assert bool((r.x_train >= 1).all() & (r.x_train <= 4).all())  # the same four symbols all along
+    a = sequences.make("adding", 200, 12, 3)
+    assert a.x_train.shape[1:] == (14, 2) and bool((a.x_train[..., 1].sum(1) == 2).all())
+    torch.testing.assert_close((a.x_train[..., 0] * a.x_train[..., 1]).sum(1, keepdim=True), a.y_train)
+    p = sequences.make("parens", 200, 20, 3)
+    steps = torch.where(p.x_train == 1, 1, torch.where(p.x_train == 2, -1, 0))
+    assert bool((steps.cumsum(1) >= 0).all()) and torch.equal(steps.sum(1), p.y_train)
+    n = sequences.make("names", 6000, 12, 3)
+    assert len(n.classes) == 6 and np.bincount(torch.cat([n.y_train, n.y_test]).numpy()).min() >= 300
+    assert all(len(set(n.text(x))) > 1 for x in n.x_train[:20])
+
+
+def test_the_spectrum_has_one_set_of_singular_values_per_gate():
+    rnn = Recurrent("GRU", 3, 6).cell
+    s = spectrum(rnn)
+    assert list(s) == list(GATE_NAMES["GRU"]) and all(len(v) == 6 for v in s.values())
+
+
+def _train(task: str, lag: int, cell: str, seed: int, seconds: float) -> float:
+    job = make_job(SeqSetup(task=task, lag=lag, cell=cell, seed=seed, n_samples=1200))[0]
+    job.executor, job._want_run = POOL, True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job.advance(None, seconds)
+    return job.view()["epochs"][-1]["test_acc"]
+
+
+def test_the_names_classifier_beats_the_commonest_language_by_far():
+    acc = _train("names", 12, "GRU", 1, 12)
+    assert acc > 0.45  # six languages, equally many names each: the commonest is 1/6
+
+
+def test_the_exported_code_rebuilds_the_same_recurrent_network():
+    from dl_core.export import script
+
+    job, spec, data = make_job(SeqSetup(task="recall", lag=6, cell="LSTM", hidden=8, n_samples=60))
+    ns: dict = {}
+    exec(compile(script(spec, job.config), "model.py", "exec"), ns)
+    twin = ns["Net"]()
+    twin.load_state_dict(job.model.state_dict())
+    job.model.eval()
+    twin.eval()
+    torch.testing.assert_close(twin(ns["features"](data.x_test.tolist())), job.model(data.x_test))
