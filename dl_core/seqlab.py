@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import torch
-
 from . import sequences
 from .recurrence import SequenceProbe
 from .spec import InputCode, LayerSpec, ModelSpec, build
+from .trainers import SupervisedTrainer
 from .training import TrainConfig, TrainingJob
 
 CELLS = ("RNN", "LSTM", "GRU")
@@ -63,8 +62,5 @@ def make_job(setup: SeqSetup, data: sequences.SeqData | None = None, device="cpu
     tensors = type(tensors)(*(t.to(device) for t in (tensors.x_train, tensors.y_train, tensors.x_test,
                                                       tensors.y_test)), tensors.task)
     probe = SequenceProbe(data.x_test[0].to(device), data.y_test[0].to(device), data.task)
-    return TrainingJob.supervised(model, tensors, setup.config(), probe), spec, data
-
-
-def example(data: sequences.SeqData, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return data.x_test[i], data.y_test[i]
+    classes = len(data.classes) if data.task == "classification" else None  # a confusion matrix every epoch
+    return TrainingJob(SupervisedTrainer(model, tensors, probe, classes), setup.config()), spec, data

@@ -12,7 +12,7 @@ from dl_core.recurrence import GATE_NAMES
 from dl_core.seqlab import CELLS, DEFAULT_TRAIN, SeqSetup, make_job
 from dl_core.sequences import SEQ_TASKS
 from dl_core.spec import summarize
-from ui import charts, seq_figures as sf, state, views, widgets
+from ui import charts, figures, seq_figures as sf, state, views, widgets
 from ui.shell import Shell
 
 ss = st.session_state
@@ -125,6 +125,10 @@ def live(job):
     left, right = st.columns([1, 1.4], gap="large")
     with left:
         views.curves(view, data.task)
+        last = view["epochs"][-1] if view["epochs"] else {}
+        if "confusion" in last and len(view["epochs"]) > 1:
+            st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(
+                last["confusion"], list(data.classes), f"Test set after epoch {last['epoch']}: true vs predicted")))
     with right:
         st.markdown(example_text(snap))
         tokens = [t if data.tokens else "x" for t in data.text(data.x_test[0])]

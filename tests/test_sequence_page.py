@@ -33,6 +33,8 @@ def test_each_task_trains_and_shows_what_the_memory_holds(task):
     assert any("the network says" in m.value for m in at.markdown)
     if task != "adding":
         assert "gate: forget" in shows.options  # the default cell is an LSTM
+        confusion = job(at, "sequence").view()["epochs"][-1]["confusion"]  # the names task's languages, too
+        assert confusion.shape == (len(SEQ_TASKS[task].make(40, SEQ_TASKS[task].lags[2], 1).classes),) * 2
 
 
 def test_a_cell_change_builds_a_fresh_network_and_keeps_the_trained_one_for_undo():
