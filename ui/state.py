@@ -131,11 +131,16 @@ PLAYGROUND["hide"] = Setting("hide", "Hide these controls from students", "multi
                              role="view")
 
 
-def _option(s: Setting, raw: str):
-    """The option a URL value names. Streamlit's URL binding writes an option's label (what
+def _names(s: Setting, option) -> tuple[str, str]:
+    """What names `option` in a URL. Streamlit's URL binding writes an option's label (what
     `fmt` shows: `dataset=XOR`, `hide=Activation`); a hand-written link may use the key
-    (`dataset=xor`, `hide=activation`). Both name the same option; anything else, none."""
-    return next(o for o in s.options if raw in (str(o), (s.fmt or str)(o)))
+    (`dataset=xor`, `hide=activation`). Both name the same option."""
+    return str(option), (s.fmt or str)(option)
+
+
+def _option(s: Setting, raw: str):
+    """The option a URL value names (StopIteration: none)."""
+    return next(o for o in s.options if raw in _names(s, o))
 
 
 def hidden() -> set[str]:
@@ -153,7 +158,7 @@ def _parse(s: Setting, raw: list[str]):
     """A URL value for a control that is hidden (so not rendered); invalid → default."""
     try:
         if s.kind in ("pills", "multiselect"):
-            return tuple(o for v in raw for o in s.options if v in (str(o), (s.fmt or str)(o))) or s.default
+            return tuple(o for v in raw for o in s.options if v in _names(s, o)) or s.default
         value = raw[-1]
         if s.kind == "toggle":
             return value.lower() in ("true", "1")
