@@ -140,8 +140,10 @@ def live(job):
                            (snap["gates"][shown.removeprefix("gate: ")], shown.endswith(("candidate",))))
         st.vega_lite_chart(spec=charts.arrow(sf.state_heatmap(values_, tokens, f"{shown}, step by step", signed)))
         st.markdown("**How far back does the learning signal reach?** The gradient of the loss with respect to "
-                    "each step's hidden state: where it falls to nothing, the network cannot learn from that step.")
-        st.vega_lite_chart(spec=charts.arrow(sf.gradient_through_time({snap["kind"]: snap["grad_h"]})))
+                    "each step's hidden state, and to each step's input (how much that input moves the answer): "
+                    "where it falls to nothing, the network cannot learn from that step.")
+        st.vega_lite_chart(spec=charts.arrow(sf.gradient_through_time(
+            {f"{snap['kind']}: hidden state hₜ": snap["grad_h"], f"{snap['kind']}: input xₜ": snap["input_grad"]})))
         gates = snap["gates"]
         if gates:
             shares = {g: (float((v < 0.05).mean()), float((v > 0.95).mean())) for g, v in gates.items()

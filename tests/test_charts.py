@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ui import backprop_figures as bf
-from ui import charts, explain_figures as xf, figures
+from ui import charts, explain_figures as xf, figures, seq_figures as sf
 
 SCHEMA = json.loads(next(Path(altair.__file__).parent.glob("vegalite/v*/schema/vega-lite-schema.json")).read_text())
 EPOCHS = [{"epoch": e, "train_loss": 1 / (e + 1), "test_loss": 1.1 / (e + 1), "train_acc": e / 10,
@@ -21,6 +21,10 @@ HIST = (np.array([0.5, 0.25, 0.25]), np.array([0.0, 0.3, 0.6, 0.9], np.float32),
 RELU_HIST = (np.array([0.2, 0.1, 0.1]), np.array([1e3, 1e5, 1e6, 2e6], np.float32), 0.6)
 
 BUILDERS = {
+    "hidden states over time": lambda: sf.state_heatmap(np.linspace(-1, 1, 12).reshape(4, 3), list("ab(c"), "h", unit=1),
+    "a gate over time": lambda: sf.state_heatmap(np.full((2, 2), np.float32(0.5)), ["A", "B"], "forget", signed=False),
+    "gradient through time": lambda: sf.gradient_through_time({"LSTM: hₜ": [1e-9, 0.0, 1e-2], "LSTM: xₜ": [1.0, 2, 3]}),
+    "gate saturation": lambda: sf.saturation({"forget": (0.1, np.float32(0.6)), "input": (0.0, 1.0)}),
     "loss curves": lambda: figures.epoch_chart(EPOCHS, "loss", "validation"),
     "accuracy curves": lambda: figures.epoch_chart(EPOCHS, "acc", "test"),
     "gradient sizes (log)": lambda: figures.layer_lines([(1, [1e-3, 0.0]), (2, [np.float32(2e-3), 1e-9])],

@@ -36,11 +36,11 @@ def state_heatmap(values: np.ndarray, tokens: list[str], title: str, signed: boo
 
 
 def gradient_through_time(grads: dict[str, list[float]]) -> dict:
-    """‖∂L/∂hₜ‖ per step on a log scale, one line per run (cell type, clipping on or off)."""
+    """Gradient sizes per step on a log scale, one line per series (‖∂L/∂hₜ‖, ‖∂L/∂xₜ‖, ...)."""
     rows = [{"step": t + 1, "run": name, "size": max(num(g) or 0.0, 1e-12)}
             for name, values in grads.items() for t, g in enumerate(values)]
     return lines(rows, "step", "size", "run", x_title="time step (the answer is read after the last)",
-                 y_title="‖∂loss/∂hₜ‖ (log)", log=True, height=180, legend="right")
+                 y_title="gradient size (log)", log=True, height=180, legend="right")
 
 
 def saturation(shares: dict[str, tuple[float, float]]) -> dict:
