@@ -11,7 +11,6 @@ import torch
 from dl_core import cnn, images
 from dl_core.augment import AUGMENTATIONS, augment_batch
 from dl_core.checkpoint import CheckpointError
-from dl_core.export import script
 from dl_core.layers import LAYERS
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
@@ -220,8 +219,7 @@ def live(job):
         views.layer_stats(view, job)
     snap = job.snapshot() or job.snapshot(fresh=True)
     with right:
-        st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(last["confusion"], list(ds.classes),
-                                                        f"Validation set after epoch {last['epoch']}: true vs predicted")))
+        views.confusion(last["confusion"], list(ds.classes), f"Validation set after epoch {last['epoch']}")
         if snap["filters"] is not None:
             st.markdown("**First-layer filters** — the patterns the first convolution looks for")
             st.image(figures.filter_image(snap["filters"]))
@@ -270,8 +268,5 @@ if shown:
 
 conv_cell.explain(job, spec, image, maps)
 
-with st.expander("📦 Model & code"):
-    code = script(spec, job.config)
-    shell.model_files(spec, code, "cnn", {"classes": list(ds.classes)},
-                      on_load=lambda saved, model, meta: on_weights(spec, saved, model, meta))
-    st.code(code, language="python")
+shell.model_panel(spec, "cnn", {"classes": list(ds.classes)},
+                  lambda saved, model, meta: on_weights(spec, saved, model, meta), layers=False)

@@ -7,10 +7,9 @@ import streamlit as st
 
 from dl_core.checkpoint import CheckpointError
 from dl_core.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
-from dl_core.export import script
 from dl_core.playground import make_job
-from dl_core.spec import SpecError, summarize
-from ui import charts, figures, state, views, widgets
+from dl_core.spec import SpecError
+from ui import figures, state, views, widgets
 from ui.shell import Shell
 from ui.lessons import LESSONS, lesson_values
 
@@ -238,8 +237,7 @@ def live(job):
     if tabs[1].open:
         with tabs[1]:
             if "confusion" in snap:
-                st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(snap["confusion"],
-                                                                [str(k) for k in range(ds.n_classes)])))
+                views.confusion(snap["confusion"], [str(k) for k in range(ds.n_classes)])
             else:
                 st.caption("Regression has no classes; the loss curve tells the story.")
     if tabs[2].open:
@@ -250,17 +248,9 @@ def live(job):
 with right:
     shell.live(live, POLL_S)
 
-with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
-    rows = summarize(spec)
-    st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape), "parameters": r.params}
-                  for r in rows], hide_index=True)
-    st.caption(f"{sum(r.params for r in rows):,} parameters in total.")
-
-    code = script(spec, job.config)
-    meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.extra["setup"].seed,
-            "data_csv": to_csv(ds) if ds.name == "upload" else None}
-    shell.model_files(spec, code, "playground", meta, on_model_loaded)
-    st.code(code, language="python")
+meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.extra["setup"].seed,
+        "data_csv": to_csv(ds) if ds.name == "upload" else None}
+shell.model_panel(spec, "playground", meta, on_model_loaded)
 
 if "teacher" not in state.hidden():
     with st.expander("🧑‍🏫 For teachers: share this exact setup"):

@@ -7,12 +7,10 @@ import numpy as np
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError
-from dl_core.export import script
 from dl_core.recurrence import GATE_NAMES
 from dl_core.seqlab import CELLS, DEFAULT_TRAIN, SeqSetup, make_job
 from dl_core.sequences import SEQ_TASKS
-from dl_core.spec import summarize
-from ui import charts, figures, seq_figures as sf, state, views, widgets
+from ui import charts, seq_figures as sf, state, views, widgets
 from ui.shell import Shell
 
 ss = st.session_state
@@ -127,8 +125,7 @@ def live(job):
         views.curves(view, data.task)
         last = view["epochs"][-1] if view["epochs"] else {}
         if "confusion" in last and len(view["epochs"]) > 1:
-            st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(
-                last["confusion"], list(data.classes), f"Test set after epoch {last['epoch']}: true vs predicted")))
+            views.confusion(last["confusion"], list(data.classes), f"Test set after epoch {last['epoch']}")
     with right:
         st.markdown(example_text(snap))
         tokens = [t if data.tokens else "x" for t in data.text(data.x_test[0])]
@@ -156,10 +153,4 @@ def live(job):
 
 shell.live(live, POLL_S)
 
-with st.expander("📦 Model & code: the layers, PyTorch code, save and load"):
-    rows = summarize(spec)
-    st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape), "parameters": r.params}
-                  for r in rows], hide_index=True)
-    code = script(spec, job.config)
-    shell.model_files(spec, code, "sequence", {"values": shell.run.settings, "seed": widgets.seed()}, on_model_loaded)
-    st.code(code, language="python")
+shell.model_panel(spec, "sequence", {"values": shell.run.settings, "seed": widgets.seed()}, on_model_loaded)

@@ -17,7 +17,9 @@ from typing import Callable
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
+from dl_core.export import script
 from dl_core.runs import RUNS, Run
+from dl_core.spec import summarize
 
 from . import state, widgets
 from .labs import LABS
@@ -236,6 +238,22 @@ class Shell:
         frame()
 
     # ---- model & code ----
+    def model_panel(self, spec, stem: str, meta: dict | None = None,
+                    on_load: Callable[[object, object, dict], None] | None = None, layers: bool = True) -> None:
+        """The "Model & code" panel every training lab has: the layer table (`layers=False` where
+        the page shows its own), the trained model and its PyTorch code to download, a saved
+        model to load back, and the code itself."""
+        title = "the layers, PyTorch code, save and load" if layers else "PyTorch code, save and load"
+        with st.expander(f"📦 Model & code: {title}"):
+            if layers:
+                rows = summarize(spec)
+                st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape),
+                               "parameters": r.params} for r in rows], hide_index=True)
+                st.caption(f"{sum(r.params for r in rows):,} parameters in total.")
+            code = script(spec, self.run.job.config)
+            self.model_files(spec, code, stem, meta, on_load)
+            st.code(code, language="python")
+
     def model_files(self, spec, code: str, stem: str, meta: dict | None = None,
                     on_load: Callable[[object, object, dict], None] | None = None, where=None) -> None:
         """Download the model and its code, and load a saved model back (through `on_load(spec,

@@ -111,6 +111,12 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None
                f"dots: training points{' (white ring), test points (black ring)' if show_test else ''}.")
 
 
+def confusion(counts, classes: list[str], held_out: str | None = None) -> None:
+    """A held-out set's confusion matrix; `held_out` names it and when it was counted."""
+    title = f"{held_out}: true vs predicted" if held_out else "Test set: true vs predicted"
+    st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(counts, classes, title)))
+
+
 def loss_glance(view: dict, held_out: str = "test") -> None:
     """The loss curve, small, beside the live pictures: on a projected 1440×900 screen the curves
     tab starts below the fold, and a class should see the loss fall while the map changes."""
