@@ -30,7 +30,7 @@ def test_the_lists_cover_every_lab_with_a_run():
     """A new lab on the shell joins these tests (or this fails)."""
     sources = {p.stem: p.read_text() for p in (ROOT / "labs").glob("*.py")}
     assert {k for k, src in sources.items() if "Shell(" in src} == set(LIVE_LABS)
-    assert {k for k, src in sources.items() if "model_files(" in src} == set(LOADING_LABS)
+    assert {k for k, src in sources.items() if "model_panel(" in src} == set(LOADING_LABS)
 
 
 def _status(page) -> str:
