@@ -21,7 +21,7 @@ DEFAULT_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, clip=1.0, 
 @dataclass(frozen=True)
 class SeqSetup:
     task: str = "recall"
-    lag: int = 30
+    lag: int = 100
     n_samples: int = 2000
     seed: int = 1
     cell: str = "LSTM"

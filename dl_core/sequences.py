@@ -56,7 +56,7 @@ class SeqTask:
     blurb: str  # what the network must do, and where the data come from
     make: Callable[[int, int, int], SeqData]  # (examples, lag, seed) -> the data
     lag_label: str = "Lag (steps back)"
-    lags: tuple[int, int, int] = (1, 60, 30)  # min, max, default
+    lags: tuple[int, int, int] = (1, 150, 100)  # min, max, default
 
 
 def _split(name, task, x, y, vocab=(), classes=(), test_share: float = 0.25) -> SeqData:
