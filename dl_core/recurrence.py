@@ -34,10 +34,12 @@ def _cell(kind: str, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w
     return (1 - z) * n + z * h, None, dict(zip(GATE_NAMES["GRU"], (r, z, n)))
 
 
-def unroll(rnn: nn.RNNBase, x: torch.Tensor) -> dict:
+def unroll(rnn: nn.RNNBase, x: torch.Tensor, keep: torch.Tensor | None = None) -> dict:
     """Run `rnn` (batch_first, tanh RNN / LSTM / GRU) over x (B, T, F) by its equations.
     Returns per layer the hidden states h (B, T, H) as a list of step tensors that keep their
-    gradients, the LSTM's cell states c, and each gate's values (B, T, H)."""
+    gradients, the LSTM's cell states c, and each gate's values (B, T, H). `keep` (H,), 0 or 1
+    per unit, multiplies the last layer's state after every step: a unit at 0 is removed from
+    the recurrence itself (an ablation), not only from what the layer passes on."""
     kind = type(rnn).__name__
     layers, inp = [], x
     for k in range(rnn.num_layers):
@@ -47,6 +49,8 @@ def unroll(rnn: nn.RNNBase, x: torch.Tensor) -> dict:
         hs, cs, gates = [], [], {name: [] for name in GATE_NAMES[kind]}
         for t in range(inp.shape[1]):
             h, c, g = _cell(kind, inp[:, t], h, c, *w)
+            if keep is not None and k == rnn.num_layers - 1:
+                h, c = h * keep, (None if c is None else c * keep)
             if h.requires_grad:
                 h.retain_grad()
             hs.append(h)

@@ -22,7 +22,7 @@ DEFAULT_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, clip=1.0, 
 class SeqSetup:
     task: str = "recall"
     lag: int = 100
-    n_samples: int = 2000
+    n_samples: int | None = None  # None: the task's own number of examples
     seed: int = 1
     cell: str = "LSTM"
     hidden: int = 32
@@ -35,7 +35,11 @@ class SeqSetup:
 
 
 def make_data(setup: SeqSetup) -> sequences.SeqData:
-    return sequences.make(setup.task, setup.n_samples, setup.lag, setup.seed)
+    return sequences.make(setup.task, examples(setup), setup.lag, setup.seed)
+
+
+def examples(setup: SeqSetup) -> int:
+    return setup.n_samples or sequences.SEQ_TASKS[setup.task].examples
 
 
 def seq_spec(data: sequences.SeqData, cell: str, hidden: int, layers: int, embed: int) -> ModelSpec:
@@ -62,5 +66,6 @@ def make_job(setup: SeqSetup, data: sequences.SeqData | None = None, device="cpu
     tensors = type(tensors)(*(t.to(device) for t in (tensors.x_train, tensors.y_train, tensors.x_test,
                                                       tensors.y_test)), tensors.task)
     probe = SequenceProbe(data.x_test[0].to(device), data.y_test[0].to(device), data.task)
-    classes = len(data.classes) if data.task == "classification" else None  # a confusion matrix every epoch
+    # a confusion matrix every epoch, where it can be read (not for a language model's ~80 characters)
+    classes = len(data.classes) if data.task == "classification" and len(data.classes) <= 12 else None
     return TrainingJob(SupervisedTrainer(model, tensors, probe, classes), setup.config()), spec, data

@@ -1,5 +1,6 @@
-"""Sequence data for the Sequence Lab, all offline: memory tasks generated in code and
-surnames by language from the lists Faker's wheel ships (no download).
+"""The Sequence Lab's tasks, all offline: memory tasks generated in code, surnames by language
+from the lists Faker's wheel ships, and (seqsources) series and text from installed wheels
+or the learner's own file; one registry, SEQ_TASKS, feeds the page and the tests.
 
 A memory task has a *lag* (how far back the answer lies), so "how far back can it
 remember?" becomes a number the learner moves and measures. Every set is tokens (one
@@ -12,59 +13,21 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
 
-from .jobparts import TensorData
-
-PAD = "·"  # token 0 in every vocabulary: padding before a short sequence (names)
-
-
-@dataclass(frozen=True)
-class SeqData:
-    """One sequence set, split, with what its tokens and answers mean."""
-
-    name: str
-    task: str  # "classification" or "regression"
-    x_train: torch.Tensor  # (N, T) int64 tokens, or (N, T, F) float32 values
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    vocab: tuple[str, ...]  # token i's text ((): values, not tokens)
-    classes: tuple[str, ...]  # the answers' names (classification)
-
-    @property
-    def tokens(self) -> bool:
-        return bool(self.vocab)
-
-    @property
-    def length(self) -> int:
-        return self.x_train.shape[1]
-
-    def tensors(self) -> TensorData:
-        return TensorData(self.x_train, self.y_train, self.x_test, self.y_test, self.task)
-
-    def text(self, x: torch.Tensor) -> list[str]:
-        """One sequence, a string per step (the tokens' text, or its values rounded)."""
-        if self.tokens:
-            return [self.vocab[int(t)] for t in x]
-        return [" ".join(f"{v:.2f}" for v in step.tolist()) for step in x]
+from . import seqsources
+from .seqdata import PAD, SeqData, split
 
 
 @dataclass(frozen=True)
 class SeqTask:
     label: str
     blurb: str  # what the network must do, and where the data come from
-    make: Callable[[int, int, int], SeqData]  # (examples, lag, seed) -> the data
+    make: Callable[[int, int, int], SeqData] | None  # (examples, lag, seed) -> the data (None: an upload)
     lag_label: str = "Lag (steps back)"
     lags: tuple[int, int, int] = (1, 150, 100)  # min, max, default
-
-
-def _split(name, task, x, y, vocab=(), classes=(), test_share: float = 0.25) -> SeqData:
-    n_test = max(1, int(len(x) * test_share))
-    y = torch.as_tensor(y)
-    y = y.long() if task == "classification" else y.float().reshape(-1, 1)
-    x = torch.as_tensor(x)
-    return SeqData(name, task, x[n_test:], y[n_test:], x[:n_test], y[:n_test], tuple(vocab), tuple(classes))
+    kind: str = "memory"  # "memory", "forecast" (the next value) or "language" (the next character)
+    upload: str | None = None  # "text" or "series": made from the learner's file (from_upload), not `make`
+    examples: int = 2000  # windows or sequences made (a language model needs more to read)
 
 
 def recall(n: int, lag: int, seed: int) -> SeqData:
@@ -74,7 +37,7 @@ def recall(n: int, lag: int, seed: int) -> SeqData:
     through a gradient that fades over the lag."""
     rng = np.random.default_rng(seed)
     x = rng.integers(1, 5, (n, lag + 1))
-    return _split("recall", "classification", x, x[:, 0] - 1, (PAD, "A", "B", "C", "D"), ("A", "B", "C", "D"))
+    return split("recall", "classification", x, x[:, 0] - 1, (PAD, "A", "B", "C", "D"), ("A", "B", "C", "D"))
 
 
 def adding(n: int, lag: int, seed: int) -> SeqData:
@@ -88,7 +51,7 @@ def adding(n: int, lag: int, seed: int) -> SeqData:
     marks[np.arange(n), rng.integers(length // 2, length, n)] = 1
     marks[np.arange(n), 0] += (marks.sum(1) < 2)  # both marks fell on one step: mark the first too
     x = np.stack([values, marks], -1)
-    return _split("adding", "regression", x, (values * marks).sum(1))
+    return split("adding", "regression", x, (values * marks).sum(1))
 
 
 def parens(n: int, lag: int, seed: int) -> SeqData:
@@ -103,7 +66,7 @@ def parens(n: int, lag: int, seed: int) -> SeqData:
         closing = (move == 2) & (depth > 0)
         depth += opening.astype(np.int64) - closing
         x[:, t] = np.where(opening, 1, np.where(closing, 2, 3 + rng.integers(0, 2, n)))
-    return _split("parens", "classification", x, depth, (PAD, "(", ")", "a", "b"), tuple(str(d) for d in range(5)))
+    return split("parens", "classification", x, depth, (PAD, "(", ")", "a", "b"), tuple(str(d) for d in range(5)))
 
 
 NAME_LOCALES = {"en_US": "English", "de_DE": "German", "it_IT": "Italian", "es_ES": "Spanish", "fr_FR": "French",
@@ -132,7 +95,7 @@ def names(n: int, lag: int, seed: int) -> SeqData:
             rows.append([0] * (lag - len(w)) + [index[c] for c in w])
             labels.append(k)
     order = rng.permutation(len(rows))
-    return _split("names", "classification", np.array(rows)[order], np.array(labels)[order], vocab,
+    return split("names", "classification", np.array(rows)[order], np.array(labels)[order], vocab,
                   tuple(NAME_LOCALES.values()))
 
 
@@ -147,10 +110,38 @@ SEQ_TASKS: dict[str, SeqTask] = {
     "names": SeqTask("Surnames by language", "Which of six languages is a surname from? About a thousand real "
                      "surnames each from the lists in Faker's wheel (MIT licence; nothing is downloaded).",
                      names, "Letters kept (from the end)", (4, 16, 12)),
+    "docs": SeqTask("Next character (Python's docs)", "Read some characters, guess the next: a character-level "
+                    "language model, which can then write. From Python's own English documentation "
+                    "(pydoc_data, in every Python).", seqsources.docs, "Characters read", (4, 100, 40), "language",
+                    examples=20000),
+    "sunspots": SeqTask("Forecast sunspots", "Read some years of sunspot numbers, forecast the next year's "
+                        "(regression). Yearly 1700–2008, from statsmodels' datasets.", seqsources.sunspots,
+                        "Years read", (4, 60, 22), "forecast"),
+    "co2": SeqTask("Forecast CO₂", "Read some weeks of CO₂ at Mauna Loa, forecast the next week's (regression). "
+                   "Weekly 1958–2001, from statsmodels' datasets.", seqsources.co2, "Weeks read", (4, 156, 52),
+                   "forecast"),
+    "my_text": SeqTask("Your text (next character)", "A plain-text file of your own (UTF-8, 500 characters to "
+                       "2 MB): guess the next character, then let the network write.", None, "Characters read",
+                       (4, 100, 40), "language", "text", 20000),
+    "my_series": SeqTask("Your series (forecast)", "A CSV of your own, one number per row (or numbers in its last "
+                         "column; 30 to 100,000 of them): forecast the next one.", None, "Values read",
+                         (4, 150, 20), "forecast", "series"),
 }
+
+
+def _clamped(task: str, lag: int) -> int:
+    lo, hi, _ = SEQ_TASKS[task].lags
+    return int(min(max(lag, lo), hi))
 
 
 def make(task: str, n: int, lag: int, seed: int) -> SeqData:
     """A task's data, with the lag clamped to what the task allows."""
-    info = SEQ_TASKS[task]
-    return info.make(n, int(min(max(lag, info.lags[0]), info.lags[1])), seed)
+    return SEQ_TASKS[task].make(n, _clamped(task, lag), seed)
+
+
+def from_upload(task: str, content, n: int, lag: int, seed: int, name: str) -> SeqData:
+    """An upload task's data from the checked content (parse_text's text, parse_series' values)."""
+    where = f"Your file {name}."
+    if SEQ_TASKS[task].upload == "text":
+        return seqsources.text_task(content, "upload", n, _clamped(task, lag), seed, where)
+    return seqsources.series_task(content, "upload", _clamped(task, lag), where)
