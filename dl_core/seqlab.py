@@ -55,6 +55,23 @@ def seq_spec(data: sequences.SeqData, cell: str, hidden: int, layers: int, embed
     return replace(ModelSpec(shape, layers_, data.task), input_code=code)
 
 
+RACE_EPOCHS = 30  # one budget for every cell type in a race: the same task, data, seed and epochs
+
+
+def race(setup: SeqSetup, data: sequences.SeqData, device="cpu", epochs: int = RACE_EPOCHS) -> dict[str, TrainingJob]:
+    """One job per cell type on the same data from the same seed, each stopping after `epochs`
+    epochs: the difference the gates make, measured side by side, not asserted."""
+    return {cell: make_job(replace(setup, cell=cell, train=replace(setup.train, max_epochs=epochs)), data, device)[0]
+            for cell in CELLS}
+
+
+def best(job: TrainingJob, task: str) -> float | None:
+    """A job's best held-out score so far: accuracy (classes) or loss (regression)."""
+    key, pick = ("test_acc", max) if task == "classification" else ("test_loss", min)
+    seen = [e[key] for e in job.view()["epochs"] if e.get(key) is not None]
+    return pick(seen) if seen else None
+
+
 def make_job(setup: SeqSetup, data: sequences.SeqData | None = None, device="cpu", model=None,
              spec: ModelSpec | None = None) -> tuple[TrainingJob, ModelSpec, sequences.SeqData]:
     """Data (made unless given), spec, network (fresh unless given) and job, probing the first

@@ -6,11 +6,13 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
+from dl_core import seqsources
 from dl_core.checkpoint import CheckpointError
 from dl_core.recurrence import GATE_NAMES
-from dl_core.seqlab import CELLS, DEFAULT_TRAIN, SeqSetup, make_job
-from dl_core.sequences import SEQ_TASKS
-from ui import charts, seq_figures as sf, state, views, widgets
+from dl_core.seqdata import SeqDataError
+from dl_core.seqlab import CELLS, DEFAULT_TRAIN, SeqSetup, examples, make_job
+from dl_core.sequences import SEQ_TASKS, from_upload
+from ui import charts, seq_figures as sf, seq_views, state, views, widgets
 from ui.shell import Shell
 
 ss = st.session_state
@@ -35,10 +37,38 @@ def install(job, spec, data, values: dict) -> None:
     shell.install(job, values, key=structure(values), kind="sequence", spec=spec, data=data)
 
 
+def upload_key(task: str) -> str:
+    return f"seq_upload_{SEQ_TASKS[task].upload}"
+
+
 def structure(values: dict) -> tuple:
     """What a fresh network is built for (the rate and clipping change a running one)."""
     setup = setup_of(values)
-    return setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.seed
+    upload = ss.get(upload_key(setup.task), ("", None))[0] if SEQ_TASKS[setup.task].upload else ""
+    return setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.seed, upload
+
+
+def data_for(setup: SeqSetup):
+    """The data of an upload task (None for the others: make_job makes theirs)."""
+    if not SEQ_TASKS[setup.task].upload:
+        return None
+    name, content = ss[upload_key(setup.task)]
+    return from_upload(setup.task, content, examples(setup), setup.lag, setup.seed, name)
+
+
+def on_upload(task: str):
+    file = ss.get(f"seq_file_{task}")
+    if file is None:
+        return
+    parse = seqsources.parse_text if SEQ_TASKS[task].upload == "text" else seqsources.parse_series
+    try:
+        content = parse(file.getvalue())
+        from_upload(task, content, 200, SEQ_TASKS[task].lags[0], 1, file.name)  # long enough for a window?
+    except SeqDataError as exc:
+        shell.notify("error", f"Could not use {file.name}: {exc}")
+        return
+    ss[upload_key(task)] = (file.name, content)
+    shell.notify("success", f"Loaded {file.name}.")
 
 
 def on_reset():
@@ -54,8 +84,13 @@ def on_model_loaded(spec, model, meta):
         raise CheckpointError("This model was not made in the Sequence Lab.")
     try:
         ss[state.SEED] = int(meta.get("seed", 1))
-        job, spec, data = make_job(setup_of(values), device=widgets.device(), model=model, spec=spec)
-    except (KeyError, TypeError, ValueError):
+        upload = meta.get("upload")
+        if SEQ_TASKS[values["seq_task"]].upload:
+            name, content = upload
+            ss[upload_key(values["seq_task"])] = (name, content if isinstance(content, str) else np.array(content))
+        setup = setup_of(values)
+        job, spec, data = make_job(setup, data_for(setup), device=widgets.device(), model=model, spec=spec)
+    except (KeyError, TypeError, ValueError):  # SeqDataError is a ValueError
         raise CheckpointError("Its saved settings are damaged, so the lab cannot rebuild its data.") from None
     ss.update(values)
     install(job, spec, data, values)
@@ -87,10 +122,20 @@ values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.
                                         help="Scale each update's gradient down to this size: through many steps "
                                              "a gradient can explode in one update.")
 st.caption(info.blurb)
+if info.upload:
+    st.file_uploader("Your file: " + ("plain text, UTF-8 (.txt)" if info.upload == "text" else
+                                      "a CSV, one number per row (.csv)"),
+                     type=["txt", "md"] if info.upload == "text" else ["csv", "txt"], key=f"seq_file_{values['seq_task']}",
+                     on_change=on_upload, args=(values["seq_task"],))
+    if upload_key(values["seq_task"]) not in ss:
+        st.info("Upload a file to train on it. Until then this shows the same kind of task on built-in data.")
+        values["seq_task"] = "docs" if info.upload == "text" else "sunspots"
+        values[lag_key(values["seq_task"])] = ss.get(lag_key(values["seq_task"]), SEQ_TASKS[values["seq_task"]].lags[2])
 
 run = shell.run
 if run is None or run.extra.get("key") != structure(values):
-    install(*make_job(setup_of(values), device=widgets.device()), values)
+    setup = setup_of(values)
+    install(*make_job(setup, data_for(setup), device=widgets.device()), values)
     run = shell.run
 else:
     shell.retune(setup_of(values).config(), ("lr", "clip"))
@@ -120,6 +165,9 @@ def live(job):
     snap = job.snapshot() or job.snapshot(fresh=True)
     views.metrics(status, view, data.task)
     widgets.job_status(status, job)
+    if SEQ_TASKS[run.extra["key"][0]].kind == "forecast":
+        st.caption(f"For comparison, persistence (the next value is the last one) scores a test loss of "
+                   f"{seqsources.persistence_loss(data):.3f} on the same held-out future.")
     left, right = st.columns([1, 1.4], gap="large")
     with left:
         views.curves(view, data.task)
@@ -153,4 +201,28 @@ def live(job):
 
 shell.live(live, POLL_S)
 
-shell.model_panel(spec, "sequence", {"values": shell.run.settings, "seed": widgets.seed()}, on_model_loaded)
+kind = SEQ_TASKS[run.extra["key"][0]].kind
+extra_tab = {"language": "✍️ Let it write", "forecast": "📈 The forecast"}.get(kind)
+# Only the open tab is drawn: each reads a copy of the network and costs a page run.
+tabs = st.tabs(["🔍 Look closer (and edit)", "❓ Why this answer?", *([extra_tab] if extra_tab else []),
+                "🏁 RNN vs LSTM vs GRU"], key="seq_tabs", on_change="rerun")
+if tabs[0].open is not False or tabs[1].open:
+    with tabs[0] if tabs[0].open is not False else tabs[1]:
+        ex = seq_views.example(job, data)
+    if tabs[0].open is not False:
+        with tabs[0]:
+            seq_views.look_closer(ex)
+    else:
+        with tabs[1]:
+            seq_views.why(ex, data)
+if extra_tab and tabs[2].open:
+    with tabs[2]:
+        (seq_views.write if kind == "language" else seq_views.forecast)(job, data)
+if tabs[-1].open:
+    with tabs[-1]:
+        seq_views.races(run, setup_of(run.settings), POLL_S)
+
+upload = ss.get(upload_key(run.extra["key"][0])) if SEQ_TASKS[run.extra["key"][0]].upload else None
+meta = {"values": shell.run.settings, "seed": widgets.seed(),
+        "upload": None if upload is None else (upload[0], upload[1] if isinstance(upload[1], str) else upload[1].tolist())}
+shell.model_panel(spec, "sequence", meta, on_model_loaded)

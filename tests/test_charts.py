@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ui import backprop_figures as bf
+from dl_core.trust import Curve
 from ui import charts, explain_figures as xf, figures, seq_figures as sf
 
 SCHEMA = json.loads(next(Path(altair.__file__).parent.glob("vegalite/v*/schema/vega-lite-schema.json")).read_text())
@@ -25,6 +26,16 @@ BUILDERS = {
     "a gate over time": lambda: sf.state_heatmap(np.full((2, 2), np.float32(0.5)), ["A", "B"], "forget", signed=False),
     "gradient through time": lambda: sf.gradient_through_time({"LSTM: hₜ": [1e-9, 0.0, 1e-2], "LSTM: xₜ": [1.0, 2, 3]}),
     "gate saturation": lambda: sf.saturation({"forget": (0.1, np.float32(0.6)), "input": (0.0, 1.0)}),
+    "a selected step": lambda: sf.state_heatmap(np.zeros((3, 2)), ["x", "'", "z"], "h", unit=0, step=1),
+    "token attributions": lambda: sf.attributions(list("abc"), np.array([0.5, -0.2, np.nan]), step=2),
+    "token deletion curves": lambda: sf.deletion({"most attributed first": Curve(np.linspace(0, 1, 3), np.array(
+        [0.9, 0.2, 0.1]), 0.3), "random order": Curve(np.linspace(0, 1, 3), np.array([0.9, 0.6, 0.1]), 0.5)}),
+    "hidden-state trajectory": lambda: sf.trajectory(np.arange(8.0).reshape(4, 2), list("abcd"), [0.7, 0.2], 1),
+    "next-character probabilities": lambda: sf.char_probs([" ", "\n", "a", "b"], np.array([0.4, 0.3, 0.2, 0.1])),
+    "forecast against persistence": lambda: sf.forecast(np.arange(5.0), np.arange(5.0) + 0.1, np.zeros(5), "value"),
+    "race of the cells": lambda: sf.race({"RNN": [{"epoch": 1, "test_acc": 0.3}], "LSTM": [{"epoch": 1, "test_acc": 0.9},
+                                                                                        {"epoch": 2, "test_acc": 1.0}]}),
+    "memory horizon": lambda: sf.horizon({("RNN", 10): 1.0, ("RNN", 100): 0.3, ("GRU", 100): 1.0}),
     "loss curves": lambda: figures.epoch_chart(EPOCHS, "loss", "validation"),
     "accuracy curves": lambda: figures.epoch_chart(EPOCHS, "acc", "test"),
     "gradient sizes (log)": lambda: figures.layer_lines([(1, [1e-3, 0.0]), (2, [np.float32(2e-3), 1e-9])],

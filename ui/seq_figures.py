@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .charts import lines, num, sized
+from .charts import bars, lines, num, series_lines, sized
+
+CELL_COLOURS = {"RNN": "#f59322", "LSTM": "#0877bd", "GRU": "#2ca02c"}  # the same cell, the same colour everywhere
 
 
 def step_labels(tokens: list[str]) -> list[str]:
@@ -12,9 +14,10 @@ def step_labels(tokens: list[str]) -> list[str]:
 
 
 def state_heatmap(values: np.ndarray, tokens: list[str], title: str, signed: bool = True,
-                  unit: int | None = None) -> dict:
+                  unit: int | None = None, step: int | None = None) -> dict:
     """Units down, time steps across (one column per input token), orange − · white 0 · blue +
-    (a gate's 0…1 from white to blue); `unit` is outlined, the one the text is coloured by."""
+    (a gate's 0…1 from white to blue); `unit` is outlined, the one the text is coloured by, and
+    `step`'s column framed, the step selected everywhere on the page."""
     steps = step_labels(tokens)
     rows = [{"step": steps[t], "unit": u + 1, "value": num(values[t, u])}
             for t in range(values.shape[0]) for u in range(values.shape[1])]
@@ -30,6 +33,10 @@ def state_heatmap(values: np.ndarray, tokens: list[str], title: str, signed: boo
     if unit is not None:
         layers.append({"transform": [{"filter": f"datum.unit === {unit + 1}"}],
                        "mark": {"type": "rect", "fill": None, "stroke": "#222", "strokeWidth": 1.5},
+                       "encoding": {k: enc[k] for k in ("x", "y")}})
+    if step is not None:
+        layers.append({"transform": [{"filter": f"datum.step === {steps[step]!r}"}],
+                       "mark": {"type": "rect", "fill": None, "stroke": "#d62728", "strokeWidth": 2},
                        "encoding": {k: enc[k] for k in ("x", "y")}})
     return sized({"data": {"values": rows}, "layer": layers, "title": title},
                  max(120, min(360, 9 * values.shape[1])))
@@ -54,3 +61,83 @@ def saturation(shares: dict[str, tuple[float, float]]) -> dict:
                                "yOffset": {"field": "state"},
                                "color": {"field": "state", "type": "nominal", "title": None,
                                          "scale": {"range": ["#f59322", "#0877bd"]}}}}, 120)
+
+
+def attributions(tokens: list[str], scores: np.ndarray, step: int | None = None) -> dict:
+    """Each step's share of the answer (Integrated Gradients): blue for, orange against."""
+    steps = step_labels(tokens)
+    rows = [{"step": steps[t], "score": num(v), "sign": "for the answer" if v >= 0 else "against",
+             "chosen": t == step} for t, v in enumerate(scores)]
+    return sized({"data": {"values": rows}, "mark": {"type": "bar"},
+                  "encoding": {"x": {"field": "step", "type": "ordinal", "sort": steps, "title": "time step · input",
+                                     "axis": {"labelAngle": -60, "labelOverlap": True}},
+                               "y": {"field": "score", "type": "quantitative", "title": "attribution"},
+                               "color": {"field": "sign", "type": "nominal", "title": None,
+                                         "scale": {"domain": ["for the answer", "against"],
+                                                   "range": ["#0877bd", "#f59322"]}},
+                               "stroke": {"condition": {"test": "datum.chosen", "value": "#d62728"}, "value": None},
+                               "strokeWidth": {"value": 2},
+                               "tooltip": [{"field": "step"}, {"field": "score", "format": ".4f"}]}}, 160)
+
+
+def deletion(curves: dict) -> dict:
+    """The answer's probability as steps are blanked, in attribution order and at random."""
+    first = next(iter(curves.values()))
+    return series_lines(first.fractions, {f"{k} (area {c.area:.2f})": c.scores for k, c in curves.items()},
+                        "share of steps blanked", "probability of the answer", height=160, percent=False,
+                        y_domain=(0, 1), legend="right")
+
+
+def trajectory(xy: np.ndarray, tokens: list[str], share, step: int | None = None) -> dict:
+    """The hidden state's path through the sequence on its two main axes, each point a step."""
+    steps = step_labels(tokens)
+    rows = [{"a": num(a), "b": num(b), "step": steps[t], "order": t, "chosen": t == step}
+            for t, (a, b) in enumerate(xy)]
+    enc = {"x": {"field": "a", "type": "quantitative", "title": f"main axis 1 ({share[0]:.0%} of the variance)"},
+           "y": {"field": "b", "type": "quantitative",
+                 "title": f"axis 2 ({share[1]:.0%})" if len(share) > 1 else "axis 2"},
+           "order": {"field": "order", "type": "quantitative"}}
+    return sized({"data": {"values": rows}, "layer": [
+        {"mark": {"type": "line", "color": "#9aa5b1"}, "encoding": enc},
+        {"mark": {"type": "circle", "size": 60},
+         "encoding": enc | {"color": {"field": "order", "type": "quantitative", "title": "step",
+                                      "scale": {"scheme": "viridis"}},
+                            "tooltip": [{"field": "step"}]}},
+        {"transform": [{"filter": "datum.chosen"}], "mark": {"type": "circle", "size": 260, "fill": None,
+                                                           "stroke": "#d62728", "strokeWidth": 2.5}, "encoding": enc},
+    ]}, 260)
+
+
+def char_probs(chars: list[str], probs: np.ndarray, top: int = 12) -> dict:
+    """The likeliest next characters and their probabilities (a space shown as ␣)."""
+    order = np.argsort(-probs, kind="stable")[:top]
+    shown = [{" ": "␣", "\n": "⏎"}.get(chars[k], chars[k]) for k in order]
+    return bars(shown, [float(probs[k]) for k in order], x_title="next character", y_title="probability",
+                height=160, percent=True)
+
+
+def forecast(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray, what: str) -> dict:
+    """The held-out future: what happened, what the network forecast, and "same as last time"."""
+    x = list(range(1, len(actual) + 1))
+    return series_lines(x, {"what happened": actual, "the network's forecast": predicted,
+                            "persistence (same as the last value)": naive},
+                        "held-out step (oldest to latest)", what, height=220, legend="bottom",
+                        colours={"what happened": "#222222", "the network's forecast": "#0877bd",
+                                 "persistence (same as the last value)": "#f59322"},
+                        dashed="persistence (same as the last value)")
+
+
+def race(histories: dict[str, list[dict]], key: str = "test_acc") -> dict:
+    """Held-out accuracy per epoch, one line per cell type."""
+    rows = [{"epoch": e["epoch"], "acc": num(e[key]), "cell": cell}
+            for cell, epochs in histories.items() for e in epochs if key in e]
+    return lines(rows, "epoch", "acc", "cell", x_title="epoch", y_title="test accuracy", percent=True,
+                 y_domain=(0, 1), colours=CELL_COLOURS, height=200, legend="right")
+
+
+def horizon(points: dict[tuple[str, int], float]) -> dict:
+    """The memory horizon: best test accuracy per lag, one line per cell type."""
+    rows = [{"lag": lag, "acc": num(acc), "cell": cell} for (cell, lag), acc in sorted(points.items(),
+                                                                                      key=lambda kv: kv[0][1])]
+    return lines(rows, "lag", "acc", "cell", x_title="lag (steps back)", y_title="best test accuracy",
+                 percent=True, y_domain=(0, 1), colours=CELL_COLOURS, points=True, height=200, legend="right")
