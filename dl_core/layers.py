@@ -60,9 +60,11 @@ class Recurrent(nn.Module):
     learns one 100 steps back in about a dozen epochs. A plain RNN has no gate to set: that
     difference is what the Sequence Lab measures."""
 
-    def __init__(self, cell: str, n_in: int, hidden: int, layers: int = 1, span: int = 2):
+    def __init__(self, cell: str, n_in: int, hidden: int, layers: int = 1, span: int = 2, dropout: float = 0.0):
         super().__init__()
-        self.cell = getattr(nn, cell)(n_in, hidden, num_layers=layers, batch_first=True)
+        # dropout: on each layer's outputs but the last, in training only (torch's own option)
+        self.cell = getattr(nn, cell)(n_in, hidden, num_layers=layers, batch_first=True,
+                                      dropout=dropout if layers > 1 else 0.0)
         if cell == "RNN":
             return
         with torch.no_grad():
@@ -316,13 +318,14 @@ LAYERS: dict[str, LayerType] = {
     ),
     "recurrent": LayerType(
         "Recurrent (RNN, LSTM or GRU)",
-        build=lambda s, p: Recurrent(p["cell"], s[1], p["hidden"], p.get("layers", 1), s[0]),
+        build=lambda s, p: Recurrent(p["cell"], s[1], p["hidden"], p.get("layers", 1), s[0], p.get("dropout", 0.0)),
         out_shape=lambda s, p: (s[0], p["hidden"]),
-        code=lambda s, p: f"Recurrent({p['cell']!r}, {s[1]}, {p['hidden']}, {p.get('layers', 1)}, span={s[0]})",
+        code=lambda s, p: (f"Recurrent({p['cell']!r}, {s[1]}, {p['hidden']}, {p.get('layers', 1)}, span={s[0]}"
+                           + (f", dropout={p['dropout']})" if p.get("dropout") else ")")),
         check=_recurrent_check,
         params=_recurrent_params,
         macs=lambda s, p: s[0] * _recurrent_params(s, p),
-        defaults=(("cell", "LSTM"), ("hidden", 32), ("layers", 1)),
+        defaults=(("cell", "LSTM"), ("hidden", 32), ("layers", 1), ("dropout", 0.0)),
         module_class=Recurrent,
         sequence=True,
     ),

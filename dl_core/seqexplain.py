@@ -34,6 +34,7 @@ class TokenAttribution:
     change: float  # F(x) − F(baseline), measured: completeness says total == change
     gap: float  # |total − change|
     target: int | None
+    points: int  # points on the path from the baseline
 
 
 def _output(model: nn.Module, x: torch.Tensor, target: int | None) -> torch.Tensor:
@@ -41,9 +42,13 @@ def _output(model: nn.Module, x: torch.Tensor, target: int | None) -> torch.Tens
     return out[:, 0] if target is None else out[:, target]
 
 
-def token_attributions(model: nn.Module, x: torch.Tensor, target: int | None, steps: int = 64) -> TokenAttribution:
+def token_attributions(model: nn.Module, x: torch.Tensor, target: int | None,
+                       steps: tuple[int, ...] = (64, 256, 1024), tolerance: float = 1e-3) -> TokenAttribution:
     """Per-step attributions for one sequence x (T,) tokens or (T, F) values, toward class
-    `target` (None: the single output of a regression)."""
+    `target` (None: the single output of a regression). The path integral is taken with more
+    points until completeness holds within `tolerance` (relative to the change, at least 1e-3):
+    an untrained network needed 64 points for a gap of 3e-8, one trained to certainty on 101
+    steps left a gap of 1.4 at 64 and needs hundreds."""
     model = eval_copy(model)
     batch = x[None]
     base = torch.zeros_like(batch)  # token 0 is padding; a value series' zero is its mean
@@ -52,15 +57,16 @@ def token_attributions(model: nn.Module, x: torch.Tensor, target: int | None, st
         warnings.simplefilter("ignore")
         method = (LayerIntegratedGradients(model, first) if isinstance(first, nn.Embedding)
                   else IntegratedGradients(model))
-        # Gauss-Legendre nodes: the gap measured 3e-8 at 64 steps; Captum's "riemann_trapezoid"
-        # left 4e-3 (its error shrinks only as 1/steps).
-        attr, _ = method.attribute(batch, base, target=target if target is not None else 0, n_steps=steps,
-                                   return_convergence_delta=True)
         with torch.no_grad():
             change = float(_output(model, batch, target) - _output(model, base, target))
-    scores = (attr[0].sum(-1) if attr.dim() > 2 else attr[0]).detach().cpu().double().numpy()
-    total = float(scores.sum())
-    return TokenAttribution(scores, total, change, abs(total - change), target)
+        for n in steps:  # Gauss-Legendre points (Captum's "riemann_trapezoid" left a 1/n error: 4e-3 at 64)
+            attr = method.attribute(batch, base, target=target if target is not None else 0, n_steps=n,
+                                    internal_batch_size=64)
+            scores = attr[0].sum(-1).detach().cpu().double().numpy()
+            total = float(scores.sum())
+            if abs(total - change) <= tolerance * max(1.0, abs(change)):
+                break
+    return TokenAttribution(scores, total, change, abs(total - change), target, n)
 
 
 def deletion_curve(model: nn.Module, x: torch.Tensor, target: int, order: np.ndarray, points: int = 20) -> Curve:

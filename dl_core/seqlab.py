@@ -27,6 +27,7 @@ class SeqSetup:
     cell: str = "LSTM"
     hidden: int = 32
     layers: int = 1
+    dropout: float = 0.0  # between stacked recurrent layers
     embed: int = 8
     train: TrainConfig = field(default_factory=lambda: DEFAULT_TRAIN)
 
@@ -42,12 +43,14 @@ def examples(setup: SeqSetup) -> int:
     return setup.n_samples or sequences.SEQ_TASKS[setup.task].examples
 
 
-def seq_spec(data: sequences.SeqData, cell: str, hidden: int, layers: int, embed: int) -> ModelSpec:
+def seq_spec(data: sequences.SeqData, cell: str, hidden: int, layers: int, embed: int,
+             dropout: float = 0.0) -> ModelSpec:
     """Embedding (tokens) → recurrent layer(s) → the last step → one output per class (or one value)."""
     n_out = len(data.classes) if data.task == "classification" else 1
     front = (LayerSpec.of("embedding", vocab=len(data.vocab), dim=embed),) if data.tokens else ()
-    layers_ = (*front, LayerSpec.of("recurrent", cell=cell, hidden=hidden, layers=layers), LayerSpec.of("last_step"),
-               LayerSpec.of("linear", out_features=n_out))
+    between = {"dropout": dropout} if dropout and layers > 1 else {}
+    layers_ = (*front, LayerSpec.of("recurrent", cell=cell, hidden=hidden, layers=layers, **between),
+               LayerSpec.of("last_step"), LayerSpec.of("linear", out_features=n_out))
     shape = (data.length,) if data.tokens else tuple(data.x_train.shape[1:])
     code = (InputCode("def features(raw):\n    \"\"\"Token numbers (0 is padding), as int64.\"\"\"\n"
                       "    return torch.as_tensor(raw, dtype=torch.long)",
@@ -77,7 +80,7 @@ def make_job(setup: SeqSetup, data: sequences.SeqData | None = None, device="cpu
     """Data (made unless given), spec, network (fresh unless given) and job, probing the first
     test sequence."""
     data = make_data(setup) if data is None else data
-    spec = spec or seq_spec(data, setup.cell, setup.hidden, setup.layers, setup.embed)
+    spec = spec or seq_spec(data, setup.cell, setup.hidden, setup.layers, setup.embed, setup.dropout)
     model = (build(spec, setup.seed) if model is None else model).to(device)
     tensors = data.tensors()
     tensors = type(tensors)(*(t.to(device) for t in (tensors.x_train, tensors.y_train, tensors.x_test,

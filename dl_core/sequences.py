@@ -69,6 +69,37 @@ def parens(n: int, lag: int, seed: int) -> SeqData:
     return split("parens", "classification", x, depth, (PAD, "(", ")", "a", "b"), tuple(str(d) for d in range(5)))
 
 
+REBER = {0: (("T", 1), ("P", 2)), 1: (("S", 1), ("X", 3)), 2: (("T", 2), ("V", 4)), 3: (("X", 2), ("S", 5)),
+         4: (("P", 3), ("V", 5))}  # state: ((symbol, next state), …); state 5 ends the string with E
+LOOPS = {1: "S", 2: "T"}  # the self-loops, taken while the string is still shorter than the lag
+
+
+def reber(n: int, lag: int, seed: int) -> SeqData:
+    """The embedded Reber grammar (Hochreiter & Schmidhuber, 1997): B, then T or P, then a
+    Reber string (B … E) at least `lag` symbols long, then the same T or P again, then E. The
+    input stops before the repeat: which comes next, T or P? The grammar inside is
+    predictable step by step; the answer lies beyond all of it."""
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for _ in range(n):
+        first = "TP"[rng.integers(2)]
+        inner, state = ["B"], 0
+        while state != 5:
+            options = REBER[state]
+            if state in LOOPS and len(inner) < lag:
+                symbol, state = next(o for o in options if o[0] == LOOPS[state])
+            else:
+                symbol, state = options[rng.integers(len(options))]
+            inner.append(symbol)
+        rows.append(["B", first, *inner, "E"])
+        labels.append("TP".index(first))
+    vocab = (PAD, "B", "E", "P", "S", "T", "V", "X")
+    index = {c: i for i, c in enumerate(vocab)}
+    width = max(len(r) for r in rows)
+    x = np.array([[0] * (width - len(r)) + [index[c] for c in r] for r in rows])
+    return split("reber", "classification", x, np.array(labels), vocab, ("T", "P"))
+
+
 NAME_LOCALES = {"en_US": "English", "de_DE": "German", "it_IT": "Italian", "es_ES": "Spanish", "fr_FR": "French",
                 "nl_NL": "Dutch"}
 
@@ -107,6 +138,9 @@ SEQ_TASKS: dict[str, SeqTask] = {
                       adding),
     "parens": SeqTask("Bracket depth", "Brackets and letters: how many brackets are still open at the end (0–4)? "
                       "Generated in code.", parens, "Length (steps)", (4, 60, 16)),
+    "reber": SeqTask("Embedded Reber grammar", "Strings of a small grammar, wrapped in T…T or P…P: read up to the "
+                     "end of the inner string, then say which wrapper closes it. Generated in code (Hochreiter & "
+                     "Schmidhuber, 1997).", reber, "Inner string at least (steps)", (5, 100, 40)),
     "names": SeqTask("Surnames by language", "Which of six languages is a surname from? About a thousand real "
                      "surnames each from the lists in Faker's wheel (MIT licence; nothing is downloaded).",
                      names, "Letters kept (from the end)", (4, 16, 12)),

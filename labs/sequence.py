@@ -30,7 +30,8 @@ def setup_of(values: dict) -> SeqSetup:
     """The settings (widget key → value, as the run keeps them) as a SeqSetup."""
     train = replace(DEFAULT_TRAIN, lr=values["seq_lr"], clip=values["seq_clip"] or None)
     return SeqSetup(values["seq_task"], values[lag_key(values["seq_task"])], seed=widgets.seed(),
-                    cell=values["seq_cell"], hidden=values["seq_hidden"], layers=values["seq_layers"], train=train)
+                    cell=values["seq_cell"], hidden=values["seq_hidden"], layers=values["seq_layers"],
+                    dropout=values["seq_dropout"] if values["seq_layers"] > 1 else 0.0, train=train)
 
 
 def install(job, spec, data, values: dict) -> None:
@@ -45,7 +46,7 @@ def structure(values: dict) -> tuple:
     """What a fresh network is built for (the rate and clipping change a running one)."""
     setup = setup_of(values)
     upload = ss.get(upload_key(setup.task), ("", None))[0] if SEQ_TASKS[setup.task].upload else ""
-    return setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.seed, upload
+    return setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.dropout, setup.seed, upload
 
 
 def data_for(setup: SeqSetup):
@@ -116,6 +117,11 @@ values["seq_cell"] = c[2].radio("Cell", CELLS, index=1, horizontal=True, key=sta
 values["seq_hidden"] = c[3].select_slider("Hidden units", [8, 16, 32, 64, 128], 32, key=state.kept("seq_hidden"))
 c = st.columns([1.3, 1.2, 1, 1])
 values["seq_layers"] = c[0].radio("Layers", [1, 2, 3], horizontal=True, key=state.kept("seq_layers"))
+values["seq_dropout"] = c[0].select_slider("Dropout between layers", [0.0, 0.1, 0.2, 0.3, 0.5], 0.0,
+                                           key=state.kept("seq_dropout"), disabled=values["seq_layers"] == 1,
+                                           format_func=lambda v: "off" if not v else f"{v:.0%}",
+                                           help="Zeroes this share of each layer's outputs on their way to the next "
+                                                "layer, in training only (needs 2 layers or more).")
 values["seq_lr"] = c[1].select_slider("Learning rate", RATES, 0.01, key=state.kept("seq_lr"))
 values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.0], 1.0, key=state.kept("seq_clip"),
                                         format_func=lambda v: "off" if not v else f"norm ≤ {v:g}",

@@ -68,6 +68,14 @@ def test_the_tasks_answers_follow_their_definitions():
     p = sequences.make("parens", 200, 20, 3)
     steps = torch.where(p.x_train == 1, 1, torch.where(p.x_train == 2, -1, 0))
     assert bool((steps.cumsum(1) >= 0).all()) and torch.equal(steps.sum(1), p.y_train)
+    rb = sequences.make("reber", 100, 20, 3)
+    for x, y in zip(rb.x_train, rb.y_train):
+        text = "".join(rb.text(x)).lstrip(sequences.PAD)
+        assert text[0] == "B" and text[1] == rb.classes[int(y)] and text[2] == "B" and text[-1] == "E"
+        state = 0  # the inner string is a Reber string, at least 20 symbols long
+        for symbol in text[3:-1]:
+            state = dict(sequences.REBER[state])[symbol]
+        assert state == 5 and len(text) - 2 >= 20
     n = sequences.make("names", 6000, 12, 3)
     assert len(n.classes) == 6 and np.bincount(torch.cat([n.y_train, n.y_test]).numpy()).min() >= 300
     assert all(len(set(n.text(x))) > 1 for x in n.x_train[:20])
@@ -128,3 +136,16 @@ def test_the_exported_code_rebuilds_the_same_recurrent_network():
     job.model.eval()
     twin.eval()
     torch.testing.assert_close(twin(ns["features"](data.x_test.tolist())), job.model(data.x_test))
+
+
+def test_dropout_between_layers_is_torchs_own_and_the_exported_code_keeps_it():
+    from dl_core.export import script
+
+    job, spec, data = make_job(SeqSetup(task="recall", lag=6, cell="GRU", hidden=8, layers=2, dropout=0.3,
+                                        n_samples=60))
+    rnn = parts(job.model)[1]
+    assert rnn.dropout == 0.3
+    code = script(spec, job.config)
+    assert "dropout=0.3" in code
+    one = make_job(SeqSetup(task="recall", lag=6, layers=1, dropout=0.3, n_samples=60))[0]
+    assert parts(one.model)[1].dropout == 0  # nothing to drop between: one layer

@@ -139,5 +139,7 @@ def horizon(points: dict[tuple[str, int], float]) -> dict:
     """The memory horizon: best test accuracy per lag, one line per cell type."""
     rows = [{"lag": lag, "acc": num(acc), "cell": cell} for (cell, lag), acc in sorted(points.items(),
                                                                                       key=lambda kv: kv[0][1])]
-    return lines(rows, "lag", "acc", "cell", x_title="lag (steps back)", y_title="best test accuracy",
+    spec = lines(rows, "lag", "acc", "cell", x_title="lag (steps back)", y_title="best test accuracy",
                  percent=True, y_domain=(0, 1), colours=CELL_COLOURS, points=True, height=200, legend="right")
+    spec["encoding"]["x"]["axis"] |= {"format": "d", "tickMinStep": 1}  # lags are whole steps
+    return spec

@@ -140,10 +140,14 @@ def why(ex: Example, data) -> None:
     st.markdown(f"**Which steps made the answer?** Integrated Gradients from an all-padding sequence credits "
                 f"each step with part of the change in {what}.")
     st.vega_lite_chart(spec=charts.arrow(sf.attributions(tokens, r.scores, step)))
-    ok = r.gap <= 1e-3 * max(1.0, abs(r.change))
-    st.caption(f"{'✅' if ok else '⚠️'} Completeness: the scores add up to {r.total:+.4f}; the output changed by "
-               f"{r.change:+.4f} (gap {r.gap:.1e}). Where the padding baseline already leans to the answer, little "
-               "is left to credit.")
+    said = (f"Completeness: the scores add up to {r.total:+.4f}; the output changed by {r.change:+.4f} (gap "
+            f"{r.gap:.1e}, {r.points:,} points on the path).")
+    if r.gap <= 1e-3 * max(1.0, abs(r.change)):
+        st.caption(f"✅ {said} Where the padding baseline already leans to the answer, little is left to credit.")
+    else:
+        st.caption(f"⚠️ {said} The scores miss part of the change: somewhere on the path from padding to this "
+                   "sequence the answer flips almost at once (the memory latches), and even this many points do not "
+                   "resolve the jump. Read the scores as a rough guide.")
     if target is not None:
         st.vega_lite_chart(spec=charts.arrow(sf.deletion(se.faithfulness(model, x, target, r))))
         st.caption("Faithful scores make the answer's probability fall fastest when their top steps are blanked "
@@ -214,9 +218,9 @@ def races(run, setup: SeqSetup, poll_s: float) -> None:
     memory horizon (best test accuracy against lag)."""
     data = run.extra["data"]
     jobs = run.extra.get("race")
-    c = st.columns([1.4, 1, 3])
+    c = st.columns([1.5, 1, 2.5])
     label = SEQ_TASKS[setup.task].lag_label.split(" (")[0].lower()
-    if c[0].button(f"🏁 Race RNN, LSTM and GRU ({label} {setup.lag})", key="seq_race", type="primary"):
+    if c[0].button(f"🏁 Race all three ({label} {setup.lag})", key="seq_race", type="primary", width="stretch"):
         for old in (jobs or {}).values():
             old.stop()
         jobs = run.extra["race"] = race(setup, data, widgets.device())
@@ -226,8 +230,8 @@ def races(run, setup: SeqSetup, poll_s: float) -> None:
     if jobs and any(j.active for j in jobs.values()) and c[1].button("⏸ Pause the race", key="seq_race_pause"):
         for job in jobs.values():
             job.pause()
-    c[2].caption(f"Each cell trains {RACE_EPOCHS} epochs with the same data, starting weights' seed and settings. "
-                 "Race at several lags to draw the memory horizon.")
+    c[2].caption(f"RNN, LSTM and GRU each train {RACE_EPOCHS} epochs on the same data, from the same seed, with "
+                 "the same settings. Race at several lags to draw the memory horizon.")
     if not jobs:
         return
     active = any(j.active for j in jobs.values())
