@@ -46,8 +46,9 @@ LABS: dict[str, Lab] = {lab.key: lab for lab in (
         "build a convolutional network for images layer by layer, train it live, and see what each layer "
         "detects: filters, feature maps, predictions.", trains=True),
     Lab("sequence", "Sequence Lab", "🔁", "sequence", "Architectures",
-        "train an RNN, an LSTM or a GRU on tasks that need memory, and watch the memory work (and fail): "
-        "states, gates, gradients through time.", trains=True),
+        "train an RNN, an LSTM or a GRU on tasks that need memory, race them, and watch the memory work "
+        "(and fail): states, gates, gradients through time; forecasts, a language model that writes.",
+        trains=True),
     Lab("explain", "Explainability Lab", "🔎", "explain", "Look inside",
         "ask a trained network *why*, with Captum attribution maps, and test whether each explanation "
         "deserves your trust.", trains=False),
