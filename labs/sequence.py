@@ -147,6 +147,8 @@ else:
     shell.retune(setup_of(values).config(), ("lr", "clip"))
     shell.remember(values)
 job, spec, data = run.job, run.extra["spec"], run.extra["data"]
+if data.source:
+    st.caption(f"Data: {data.source}")
 with bar:
     shell.header()
     shell.controls(on_reset, task=data.task)

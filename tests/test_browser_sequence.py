@@ -52,9 +52,11 @@ def test_a_race_draws_the_three_cells_and_the_memory_horizon(server, new_page):
     open_lab(page, f"{server}/sequence")
     page.get_by_role("tab", name="🏁 RNN vs LSTM vs GRU").click()
     idle(page)
-    page.get_by_role("slider", name="Lag (steps back)").focus()
-    for _ in range(95):  # 100 → 5: a short lag, a quick race
-        page.keyboard.press("ArrowLeft")
+    lag = page.locator("[data-testid='stSlider']").filter(has_text="Lag (steps back)").get_by_role("slider")
+    lag.focus()  # Home takes it to 1, then 4 steps up to 5: a quick race
+    page.keyboard.press("Home")
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
     idle(page)
     page.get_by_role("button", name="🏁 Race all three (lag 5)").click()
     page.get_by_text("Memory horizon").wait_for(timeout=WAIT)
