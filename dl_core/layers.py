@@ -88,6 +88,18 @@ class LastStep(nn.Module):
         return x[:, -1]
 
 
+class StepLinear(nn.Module):
+    """One linear guess at every time step (sequence labelling), classes first: (batch, classes,
+    steps), the layout torch's cross-entropy takes for a label per step."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        return self.linear(x).transpose(1, 2)
+
+
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # weight blocks per recurrent layer (an LSTM has four gates' worth)
 
 
@@ -336,6 +348,18 @@ LAYERS: dict[str, LayerType] = {
         code=lambda s, p: "LastStep()",
         check=_steps_check,
         module_class=LastStep,
+        sequence=True,
+    ),
+    "step_linear": LayerType(
+        "Linear at every time step",
+        build=lambda s, p: StepLinear(s[1], p["out_features"]),
+        out_shape=lambda s, p: (p["out_features"], s[0]),
+        code=lambda s, p: f"StepLinear({s[1]}, {p['out_features']})",
+        check=lambda s, p: _steps_check(s, p) or _count(p.get("out_features", 0), "outputs"),
+        params=lambda s, p: (s[1] + 1) * p["out_features"],
+        macs=lambda s, p: s[0] * s[1] * p["out_features"],
+        defaults=(("out_features", 2),),
+        module_class=StepLinear,
         sequence=True,
     ),
     "dropout": LayerType(

@@ -40,6 +40,11 @@ class SeqData:
     def length(self) -> int:
         return self.x_train.shape[1]
 
+    @property
+    def per_step(self) -> bool:
+        """One answer at every step (sequence labelling), not one per sequence."""
+        return self.task == "classification" and self.y_train.dim() == 2
+
     def tensors(self) -> TensorData:
         return TensorData(self.x_train, self.y_train, self.x_test, self.y_test, self.task)
 
@@ -55,6 +60,6 @@ def split(name, task, x, y, vocab=(), classes=(), test_share: float = 0.25, **in
     be held out (shuffled examples; for a series, its latest windows: the future to forecast)."""
     n_test = max(1, int(len(x) * test_share))
     y = torch.as_tensor(y)
-    y = y.long() if task == "classification" else y.float().reshape(-1, 1)
+    y = y.long() if task == "classification" else y.float().reshape(-1, 1)  # classes: one per example or step
     x = torch.as_tensor(x)
     return SeqData(name, task, x[n_test:], y[n_test:], x[:n_test], y[:n_test], tuple(vocab), tuple(classes), **info)

@@ -49,12 +49,14 @@ def examples(setup: SeqSetup) -> int:
 
 def seq_spec(data: sequences.SeqData, cell: str, hidden: int, layers: int, embed: int,
              dropout: float = 0.0) -> ModelSpec:
-    """Embedding (tokens) → recurrent layer(s) → the last step → one output per class (or one value)."""
+    """Embedding (tokens) → recurrent layer(s) → the last step → one output per class (or one value);
+    for sequence labelling, a linear guess at every step instead of the last step's."""
     n_out = len(data.classes) if data.task == "classification" else 1
     front = (LayerSpec.of("embedding", vocab=len(data.vocab), dim=embed),) if data.tokens else ()
     between = {"dropout": dropout} if dropout and layers > 1 else {}
-    layers_ = (*front, LayerSpec.of("recurrent", cell=cell, hidden=hidden, layers=layers, **between),
-               LayerSpec.of("last_step"), LayerSpec.of("linear", out_features=n_out))
+    head = ((LayerSpec.of("step_linear", out_features=n_out),) if data.per_step else
+            (LayerSpec.of("last_step"), LayerSpec.of("linear", out_features=n_out)))
+    layers_ = (*front, LayerSpec.of("recurrent", cell=cell, hidden=hidden, layers=layers, **between), *head)
     shape = (data.length,) if data.tokens else tuple(data.x_train.shape[1:])
     code = (InputCode("def features(raw):\n    \"\"\"Token numbers (0 is padding), as int64.\"\"\"\n"
                       "    return torch.as_tensor(raw, dtype=torch.long)",

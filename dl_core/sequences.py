@@ -25,7 +25,8 @@ class SeqTask:
     make: Callable[[int, int, int], SeqData] | None  # (examples, lag, seed) -> the data (None: an upload)
     lag_label: str = "Lag (steps back)"
     lags: tuple[int, int, int] = (1, 150, 100)  # min, max, default
-    kind: str = "memory"  # "memory", "forecast" (the next value) or "language" (the next character)
+    kind: str = "memory"  # "memory", "forecast" (the next value), "language" (the next character) or
+    # "labelling" (an answer at every step)
     upload: str | None = None  # "text" or "series": made from the learner's file (from_upload), not `make`
     examples: int = 2000  # windows or sequences made (a language model needs more to read)
 
@@ -54,11 +55,11 @@ def adding(n: int, lag: int, seed: int) -> SeqData:
     return split("adding", "regression", x, (values * marks).sum(1))
 
 
-def parens(n: int, lag: int, seed: int) -> SeqData:
-    """Brackets and letters, `lag` steps long, never closing more than was opened: how deep
-    is the last step (0–4)? The network must count, not just remember one symbol."""
+def _brackets(n: int, lag: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brackets and letters, `lag` steps long, never closing more than was opened (at most 4
+    deep): the tokens and the depth after each step."""
     rng = np.random.default_rng(seed)
-    x = np.zeros((n, lag), np.int64)
+    x, depths = np.zeros((n, lag), np.int64), np.zeros((n, lag), np.int64)
     depth = np.zeros(n, np.int64)
     for t in range(lag):
         move = rng.integers(0, 3, n)  # 0: a letter, 1: open, 2: close
@@ -66,7 +67,23 @@ def parens(n: int, lag: int, seed: int) -> SeqData:
         closing = (move == 2) & (depth > 0)
         depth += opening.astype(np.int64) - closing
         x[:, t] = np.where(opening, 1, np.where(closing, 2, 3 + rng.integers(0, 2, n)))
-    return split("parens", "classification", x, depth, (PAD, "(", ")", "a", "b"), tuple(str(d) for d in range(5)))
+        depths[:, t] = depth
+    return x, depths
+
+
+BRACKETS, DEPTHS = (PAD, "(", ")", "a", "b"), tuple(str(d) for d in range(5))
+
+
+def parens(n: int, lag: int, seed: int) -> SeqData:
+    """How deep is the last step (0–4)? The network must count, not just remember one symbol."""
+    x, depths = _brackets(n, lag, seed)
+    return split("parens", "classification", x, depths[:, -1], BRACKETS, DEPTHS)
+
+
+def depth_steps(n: int, lag: int, seed: int) -> SeqData:
+    """Sequence labelling: the depth after every step, one answer per step."""
+    x, depths = _brackets(n, lag, seed)
+    return split("depth_steps", "classification", x, depths, BRACKETS, DEPTHS)
 
 
 REBER = {0: (("T", 1), ("P", 2)), 1: (("S", 1), ("X", 3)), 2: (("T", 2), ("V", 4)), 3: (("X", 2), ("S", 5)),
@@ -138,6 +155,9 @@ SEQ_TASKS: dict[str, SeqTask] = {
                       adding),
     "parens": SeqTask("Bracket depth", "Brackets and letters: how many brackets are still open at the end (0–4)? "
                       "Generated in code.", parens, "Length (steps)", (4, 60, 16)),
+    "depth_steps": SeqTask("Bracket depth at every step", "Brackets and letters: after each step, how many "
+                           "brackets are open (0–4)? One answer per step: sequence labelling. Generated in code.",
+                           depth_steps, "Length (steps)", (4, 60, 16), "labelling"),
     "reber": SeqTask("Embedded Reber grammar", "Strings of a small grammar, wrapped in T…T or P…P: read up to the "
                      "end of the inner string, then say which wrapper closes it. Generated in code (Hochreiter & "
                      "Schmidhuber, 1997).", reber, "Inner string at least (steps)", (5, 100, 40)),

@@ -54,7 +54,7 @@ class SupervisedTrainer:
         self._y_all = torch.cat([data.y_train, data.y_test])
         self.n_train = len(data.x_train)
         # what always answering the commonest held-out class scores (a collapse falls back to it)
-        self.chance = (float(torch.bincount(data.y_test.long()).max()) / len(data.y_test)
+        self.chance = (float(torch.bincount(data.y_test.long().flatten()).max()) / data.y_test.numel()
                        if data.task == "classification" and len(data.y_test) else None)
         self._acts: list | None = None
         self._reset_running()
@@ -79,8 +79,8 @@ class SupervisedTrainer:
             with torch.no_grad():
                 self._sum_loss += loss.detach().float() * len(idx)
                 self._seen += len(idx)
-                if data.task == "classification":
-                    self._correct += (out.argmax(1) == yb).sum()
+                if data.task == "classification":  # a label per example, or per step (averaged per example)
+                    self._correct += (out.argmax(1) == yb).float().reshape(len(yb), -1).mean(1).sum()
         if cfg.l1 or cfg.l2:
             loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
         ctx.update("model", loss)
@@ -113,7 +113,8 @@ class SupervisedTrainer:
             pred = self.model(self._x_all if train else d.x_test)
             y = self._y_all if train else d.y_test
             each = self._loss_each(pred, y).reshape(len(y), -1).mean(1)  # per example
-            hit = (pred.argmax(1) == y).float() if d.task == "classification" else None
+            hit = ((pred.argmax(1) == y).float().reshape(len(y), -1).mean(1) if d.task == "classification"
+                   else None)
         self.model.train(was_training)
         splits = {"train": slice(0, n), "test": slice(n, None)} if train else {"test": slice(0, None)}
         splits = {k: sl for k, sl in splits.items() if len(each[sl])}
@@ -126,7 +127,8 @@ class SupervisedTrainer:
             if hit is not None:
                 out[f"{k}_acc"] = values[len(splits) + i]
         if self.confusion_classes:
-            out["confusion"] = confusion_matrix(pred[n:].argmax(1), d.y_test, self.confusion_classes)
+            out["confusion"] = confusion_matrix(pred[n:].argmax(1).flatten(), d.y_test.flatten(),
+                                                self.confusion_classes)
         return out
 
     def probe(self) -> dict | None:

@@ -131,7 +131,8 @@ st.caption(info.blurb)
 if info.upload:
     st.file_uploader("Your file: " + ("plain text, UTF-8 (.txt)" if info.upload == "text" else
                                       "a CSV, one number per row (.csv)"),
-                     type=["txt", "md"] if info.upload == "text" else ["csv", "txt"], key=f"seq_file_{values['seq_task']}",
+                     type=["txt", "md"] if info.upload == "text" else ["csv", "txt"],
+                     key=f"seq_file_{values['seq_task']}",
                      on_change=on_upload, args=(values["seq_task"],))
     if upload_key(values["seq_task"]) not in ss:
         st.info("Upload a file to train on it. Until then this shows the same kind of task on built-in data.")
@@ -156,16 +157,9 @@ with bar:
 
 def example_text(snap: dict) -> str:
     tokens = data.text(data.x_test[0])
-    answer = data.classes[int(data.y_test[0])] if data.task == "classification" else f"{float(data.y_test[0]):.3f}"
-    out = snap["output"]
-    if data.task == "classification":
-        p = np.exp(out - out.max())
-        p /= p.sum()
-        said = ", ".join(f"{data.classes[k]} {p[k]:.0%}" for k in np.argsort(-p)[:3])
-    else:
-        said = f"{float(out[0]):.3f}"
-    shown = "".join(tokens) if data.tokens else f"{len(tokens)} steps of (value, marker)"
-    return f"Example (a test sequence): `{shown}` · answer **{answer}** · the network says: {said}"
+    shown = "".join(tokens) if data.tokens else f"{len(tokens)} steps of values"
+    return (f"Example (a test sequence): `{shown}` · answer **{seq_views.truth(data, data.y_test[0])}** · "
+            f"the network says: {seq_views.answer_text(data, snap['output'])}")
 
 
 def live(job):
@@ -203,7 +197,8 @@ def live(job):
                       if not g.endswith("candidate")}
             st.vega_lite_chart(spec=charts.arrow(sf.saturation(shares)))
         top = {k: max(v) for k, v in snap["spectrum"].items()}
-        st.caption("Largest singular value of the recurrent weights: " + ", ".join(f"{k} {v:.2f}" for k, v in top.items())
+        st.caption("Largest singular value of the recurrent weights: "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in top.items())
                    + " (above 1 a state can grow from step to step; below 1 it, and its gradient, shrinks).")
 
 
@@ -231,6 +226,6 @@ if tabs[-1].open:
         seq_views.races(run, setup_of(run.settings), POLL_S)
 
 upload = ss.get(upload_key(run.extra["key"][0])) if SEQ_TASKS[run.extra["key"][0]].upload else None
-meta = {"values": shell.run.settings, "seed": widgets.seed(),
-        "upload": None if upload is None else (upload[0], upload[1] if isinstance(upload[1], str) else upload[1].tolist())}
+kept = None if upload is None else (upload[0], upload[1] if isinstance(upload[1], str) else upload[1].tolist())
+meta = {"values": shell.run.settings, "seed": widgets.seed(), "upload": kept}  # an upload travels in the file
 shell.model_panel(spec, "sequence", meta, on_model_loaded)

@@ -68,6 +68,9 @@ def test_the_tasks_answers_follow_their_definitions():
     p = sequences.make("parens", 200, 20, 3)
     steps = torch.where(p.x_train == 1, 1, torch.where(p.x_train == 2, -1, 0))
     assert bool((steps.cumsum(1) >= 0).all()) and torch.equal(steps.sum(1), p.y_train)
+    d = sequences.make("depth_steps", 200, 20, 3)  # a label per step: the running depth
+    steps = torch.where(d.x_train == 1, 1, torch.where(d.x_train == 2, -1, 0))
+    assert d.per_step and torch.equal(steps.cumsum(1), d.y_train)
     rb = sequences.make("reber", 100, 20, 3)
     for x, y in zip(rb.x_train, rb.y_train):
         text = "".join(rb.text(x)).lstrip(sequences.PAD)
@@ -136,6 +139,26 @@ def test_the_exported_code_rebuilds_the_same_recurrent_network():
     job.model.eval()
     twin.eval()
     torch.testing.assert_close(twin(ns["features"](data.x_test.tolist())), job.model(data.x_test))
+
+
+def test_a_sequence_labeller_guesses_at_every_step_and_its_code_rebuilds_it():
+    from dl_core.export import script
+
+    job, spec, data = make_job(SeqSetup(task="depth_steps", lag=9, cell="GRU", hidden=8, n_samples=80))
+    out = job.model(data.x_test)
+    assert out.shape == (len(data.x_test), 5, 9)  # classes first, as torch's cross-entropy takes them
+    ns: dict = {}
+    exec(compile(script(spec, job.config), "model.py", "exec"), ns)
+    twin = ns["Net"]()
+    twin.load_state_dict(job.model.state_dict())
+    torch.testing.assert_close(twin.eval()(data.x_test), job.model.eval()(data.x_test))
+    seen = look_inside(job.model, data.x_test[0], data.y_test[0], torch.nn.CrossEntropyLoss())
+    assert seen["output"].shape == (5, 9) and len(seen["grad_h"]) == 9
+    measured = job.evaluate()  # accuracy: the share of steps labelled right, the oracle computed here
+    with torch.no_grad():
+        right = (job.model.eval()(data.x_test).argmax(1) == data.y_test).float().mean()
+    assert measured["test_acc"] == pytest.approx(float(right), abs=1e-6)
+    assert measured["confusion"].sum() == data.y_test.numel()
 
 
 def test_dropout_between_layers_is_torchs_own_and_the_exported_code_keeps_it():

@@ -29,14 +29,16 @@ def _trained(setup: SeqSetup, epochs: int):
 
 
 @pytest.mark.parametrize("task,cell", [("recall", "LSTM"), ("names", "GRU"), ("adding", "RNN"), ("sunspots", "LSTM"),
-                                       ("docs", "GRU")])
+                                       ("docs", "GRU"), ("depth_steps", "LSTM")])
 def test_attributions_add_up_to_the_change_in_output_completeness(task, cell):
     job, _, data = make_job(SeqSetup(task=task, cell=cell, lag=20, n_samples=200))
     x = data.x_test[0]
-    target = int(data.y_test[0]) if data.task == "classification" else None
+    target = ((int(data.y_test[0, -1]), data.length - 1) if data.per_step else
+              int(data.y_test[0]) if data.task == "classification" else None)
     r = se.token_attributions(job.model, x, target)
     with torch.no_grad():  # the oracle: the model itself at the input and at the baseline
-        out = job.model.eval()(torch.stack([x, torch.zeros_like(x)]))[:, target or 0]
+        out = job.model.eval()(torch.stack([x, torch.zeros_like(x)]))
+        out = out[:, target[0], target[1]] if data.per_step else out[:, target or 0]
     assert r.change == pytest.approx(float(out[0] - out[1]), abs=1e-6)
     assert r.scores.shape == (data.length,)
     assert abs(r.scores.sum() - r.change) < 1e-4 and r.gap < 1e-4

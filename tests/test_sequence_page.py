@@ -67,9 +67,9 @@ def test_its_own_model_file_loads_back_and_another_labs_is_refused():
 
 def _tab(at, label: str):
     """Open a tab of the lab's lazy tabs (only the open one is drawn)."""
-    at.session_state["seq_tabs"] = next(t for t in ("🔍 Look closer (and edit)", "❓ Why this answer?",
-                                                   "✍️ Let it write", "📈 The forecast", "🏁 RNN vs LSTM vs GRU")
-                                        if t.startswith(label))
+    tabs = ("🔍 Look closer (and edit)", "❓ Why this answer?", "✍️ Let it write", "📈 The forecast",
+            "🏁 RNN vs LSTM vs GRU")
+    at.session_state["seq_tabs"] = next(t for t in tabs if t.startswith(label))
     at.run()
     assert not at.exception, at.exception
 
@@ -91,9 +91,11 @@ def test_look_closer_edits_the_sequence_and_the_answer_follows():
     assert not at.exception
 
 
-def test_why_checks_completeness_and_a_removed_unit_is_measured():
+@pytest.mark.parametrize("task", ["recall", "depth_steps", "adding"])  # a class, a label per step, a value
+def test_why_checks_completeness_and_a_removed_unit_is_measured(task):
     at = open_page("sequence")
-    at.slider(key="seq_lag_recall").set_value(6).run()
+    at.selectbox(key="seq_task").select(task).run()
+    at.slider(key=f"seq_lag_{task}").set_value(6).run()
     _tab(at, "❓")
     assert any(c.value.startswith("✅ Completeness") for c in at.caption), [c.value for c in at.caption]
     at.button(key="seq_ablate_go").click().run()

@@ -33,6 +33,9 @@ def frozen(job):
 
 
 def answer_text(data, out: np.ndarray) -> str:
+    """What the network says: its top classes, a label per step, or a value in the data's units."""
+    if data.per_step:
+        return "`" + " ".join(data.classes[k] for k in out.argmax(0)) + "` (a label per step)"
     if data.task != "classification":
         return f"{float(out[0]) * data.scale[1] + data.scale[0]:.3f}"
     p = np.exp(out - out.max())
@@ -71,7 +74,7 @@ class Example:
     """The sequence the sections below look at, and what the network makes of it."""
 
     x: torch.Tensor
-    target: int | None  # the class explained (None: a regression's single output)
+    target: se.Target  # what is explained: a class, (class, last step) per step, None: a regression's output
     model: object  # the network, frozen at its current weights
     tokens: list[str]  # each step's text
     step: int  # the step selected everywhere
@@ -91,14 +94,23 @@ def example(job, data) -> Example:
     else:  # an edit has no known answer: the gradients and attributions explain the network's own
         with torch.no_grad():
             out = model(x[None])[0]
-        y = out.argmax() if data.task == "classification" else out
+        y = out.argmax(0) if data.task == "classification" else out  # a class, or a class per step
     seen = look_inside(model, x, y, LOSSES[data.task].make())
     tokens = data.text(x) if data.tokens else [f"{float(v[0]):.2f}" for v in x]
-    truth = "" if edit is not None else (f" · answer **{data.classes[int(y)]}**" if data.task == "classification"
-                                         else f" · answer **{float(y) * data.scale[1] + data.scale[0]:.3f}**")
-    st.markdown(f"The network says {answer_text(data, seen['output'])}{truth}")
+    known = "" if edit is not None else f" · answer **{truth(data, y)}**"
+    st.markdown(f"The network says {answer_text(data, seen['output'])}{known}")
     step = st.slider("Time step (selected in every chart below)", 1, len(tokens), len(tokens), key="seq_step") - 1
-    return Example(x, int(y) if data.task == "classification" else None, model, tokens, step, seen)
+    target = ((int(y[-1]), len(tokens) - 1) if data.per_step else int(y) if data.task == "classification" else None)
+    return Example(x, target, model, tokens, step, seen)
+
+
+def truth(data, y: torch.Tensor) -> str:
+    """The right answer, as answer_text says the network's."""
+    if data.per_step:
+        return "`" + " ".join(data.classes[int(k)] for k in y) + "`"
+    if data.task == "classification":
+        return data.classes[int(y)]
+    return f"{float(y) * data.scale[1] + data.scale[0]:.3f}"
 
 
 def look_closer(ex: Example) -> None:
@@ -136,7 +148,8 @@ def why(ex: Example, data) -> None:
     """Which steps the answer rests on (Integrated Gradients, checked), and a unit put to the test."""
     x, target, model, tokens, step, seen = ex.x, ex.target, ex.model, ex.tokens, ex.step, ex.seen
     r = se.token_attributions(model, x, target)
-    what = f"the score of **{data.classes[target]}**" if target is not None else "the forecast"
+    what = ("the forecast" if target is None else f"the score of **{data.classes[target[0]]}** at the last step"
+            if isinstance(target, tuple) else f"the score of **{data.classes[target]}**")
     st.markdown(f"**Which steps made the answer?** Integrated Gradients from an all-padding sequence credits "
                 f"each step with part of the change in {what}.")
     st.vega_lite_chart(spec=charts.arrow(sf.attributions(tokens, r.scores, step)))
@@ -203,7 +216,8 @@ def forecast(job, data) -> None:
         pred = model(data.x_test).double()[:, 0].numpy()[::-1]
     mean, spread = data.scale
     actual = data.y_test[:, 0].double().numpy()[::-1] * spread + mean
-    naive = (np.full_like(actual, 0.0) if data.changes else data.x_test[:, -1, 0].double().numpy()[::-1] * spread + mean)
+    last = data.x_test[:, -1, 0].double().numpy()[::-1] * spread + mean
+    naive = np.zeros_like(actual) if data.changes else last  # persistence: no change, or the last value again
     net_mse = float(((pred * spread + mean - actual) ** 2).mean())
     what = "change from the step before" if data.changes else "value"
     st.vega_lite_chart(spec=charts.arrow(sf.forecast(actual, pred * spread + mean, naive, what)))
