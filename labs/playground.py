@@ -1,8 +1,6 @@
 """Network Playground: build a network layer by layer on 2-D data and watch it learn, live."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError
@@ -253,15 +251,9 @@ meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.ext
 shell.model_panel(spec, "playground", meta, on_model_loaded)
 
 if "teacher" not in state.hidden():
-    with st.expander("🧑‍🏫 For teachers: share this exact setup"):
-        st.markdown("Share this link: students who open it get the same data, network and starting weights. It "
-                    "carries the settings only, never your trained network (the address bar also names your run, "
-                    "so that a reload finds it). Uploaded or clicked-in points are not part of the link.")
-        link = widgets.share_link()
-        st.code(link, language=None)
-        if urlsplit(link).hostname in ("localhost", "127.0.0.1", "::1"):
-            st.warning("This link names this computer (localhost): students' devices cannot open it. Open the app "
-                       "by the server's network address (e.g. http://192.168.1.20:8501) and share that link.")
+    def hide_controls():
         state.control("hide")
         st.caption("Hidden controls keep the values in the link. Hide 'this teacher box' too for a clean "
                    "student view.")
+
+    shell.share_box("Uploaded or clicked-in points are not part of the link.", hide_controls)

@@ -31,7 +31,8 @@ def setup_of(values: dict) -> SeqSetup:
     train = replace(DEFAULT_TRAIN, lr=values["seq_lr"], clip=values["seq_clip"] or None)
     return SeqSetup(values["seq_task"], values[lag_key(values["seq_task"])], seed=widgets.seed(),
                     cell=values["seq_cell"], hidden=values["seq_hidden"], layers=values["seq_layers"],
-                    dropout=values["seq_dropout"] if values["seq_layers"] > 1 else 0.0, train=train)
+                    dropout=values["seq_dropout"] if values["seq_layers"] > 1 else 0.0,
+                    embed=values.get("seq_embed", 8), train=train)
 
 
 def install(job, spec, data, values: dict) -> None:
@@ -46,7 +47,8 @@ def structure(values: dict) -> tuple:
     """What a fresh network is built for (the rate and clipping change a running one)."""
     setup = setup_of(values)
     upload = ss.get(upload_key(setup.task), ("", None))[0] if SEQ_TASKS[setup.task].upload else ""
-    return setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.dropout, setup.seed, upload
+    return (setup.task, setup.lag, setup.cell, setup.hidden, setup.layers, setup.dropout, setup.embed, setup.seed,
+            upload)
 
 
 def data_for(setup: SeqSetup):
@@ -105,25 +107,34 @@ st.caption("A recurrent network reads a sequence one step at a time and carries 
            "from step to step. Pick a task that needs memory, train a plain RNN, an LSTM or a GRU on it, and "
            "look at what the memory holds and how far back the learning signal reaches.")
 bar = st.container()
+def bound(key: str) -> dict:
+    """A control's key, kept across page visits and written to the address bar (a teacher's link)."""
+    return {"key": state.kept(key), "bind": "query-params"}
+
+
 c = st.columns([1.3, 1.2, 1, 1])
 values = {"seq_task": c[0].selectbox("Task", list(SEQ_TASKS), format_func=lambda k: SEQ_TASKS[k].label,
-                                     key=state.kept("seq_task"))}
+                                     **bound("seq_task"))}
 info = SEQ_TASKS[values["seq_task"]]
 lo, hi, default = info.lags
 lag = lag_key(values["seq_task"])
-values[lag] = c[1].slider(info.lag_label, lo, hi, default, key=state.kept(lag))
-values["seq_cell"] = c[2].radio("Cell", CELLS, index=1, horizontal=True, key=state.kept("seq_cell"),
+values[lag] = c[1].slider(info.lag_label, lo, hi, default, **bound(lag))
+values["seq_cell"] = c[2].radio("Cell", CELLS, index=1, horizontal=True, **bound("seq_cell"),
                                 help="RNN: h ← tanh(W·x + U·h). LSTM and GRU add gates that decide what to keep.")
-values["seq_hidden"] = c[3].select_slider("Hidden units", [8, 16, 32, 64, 128], 32, key=state.kept("seq_hidden"))
+values["seq_hidden"] = c[3].select_slider("Hidden units", [8, 16, 32, 64, 128], 32, **bound("seq_hidden"))
 c = st.columns([1.3, 1.2, 1, 1])
-values["seq_layers"] = c[0].radio("Layers", [1, 2, 3], horizontal=True, key=state.kept("seq_layers"))
+values["seq_layers"] = c[0].radio("Layers", [1, 2, 3], horizontal=True, **bound("seq_layers"))
 values["seq_dropout"] = c[0].select_slider("Dropout between layers", [0.0, 0.1, 0.2, 0.3, 0.5], 0.0,
-                                           key=state.kept("seq_dropout"), disabled=values["seq_layers"] == 1,
+                                           **bound("seq_dropout"), disabled=values["seq_layers"] == 1,
                                            format_func=lambda v: "off" if not v else f"{v:.0%}",
                                            help="Zeroes this share of each layer's outputs on their way to the next "
                                                 "layer, in training only (needs 2 layers or more).")
-values["seq_lr"] = c[1].select_slider("Learning rate", RATES, 0.01, key=state.kept("seq_lr"))
-values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.0], 1.0, key=state.kept("seq_clip"),
+values["seq_lr"] = c[1].select_slider("Learning rate", RATES, 0.01, **bound("seq_lr"))
+values["seq_embed"] = c[1].select_slider("Embedding size", [2, 4, 8, 16, 32], 8, **bound("seq_embed"),
+                                         disabled=info.kind == "forecast" or values["seq_task"] == "adding",
+                                         help="Each token becomes a learned vector of this many numbers before the "
+                                              "recurrent layer reads it (tasks of tokens only).")
+values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.0], 1.0, **bound("seq_clip"),
                                         format_func=lambda v: "off" if not v else f"norm ≤ {v:g}",
                                         help="Scale each update's gradient down to this size: through many steps "
                                              "a gradient can explode in one update.")
@@ -229,3 +240,4 @@ upload = ss.get(upload_key(run.extra["key"][0])) if SEQ_TASKS[run.extra["key"][0
 kept = None if upload is None else (upload[0], upload[1] if isinstance(upload[1], str) else upload[1].tolist())
 meta = {"values": shell.run.settings, "seed": widgets.seed(), "upload": kept}  # an upload travels in the file
 shell.model_panel(spec, "sequence", meta, on_model_loaded)
+shell.share_box("Uploaded files are not part of the link.")

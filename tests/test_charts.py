@@ -35,6 +35,7 @@ BUILDERS = {
     "forecast against persistence": lambda: sf.forecast(np.arange(5.0), np.arange(5.0) + 0.1, np.zeros(5), "value"),
     "race of the cells": lambda: sf.race({"RNN": [{"epoch": 1, "test_acc": 0.3}], "LSTM": [{"epoch": 1, "test_acc": 0.9},
                                                                                         {"epoch": 2, "test_acc": 1.0}]}),
+    "unrolled network": lambda: sf.unrolled(list("ab c") * 10, np.linspace(0, 2, 40), 35),
     "memory horizon": lambda: sf.horizon({("RNN", 10): 1.0, ("RNN", 100): 0.3, ("GRU", 100): 1.0}),
     "loss curves": lambda: figures.epoch_chart(EPOCHS, "loss", "validation"),
     "accuracy curves": lambda: figures.epoch_chart(EPOCHS, "acc", "test"),

@@ -65,7 +65,7 @@ def test_the_sunspot_forecaster_beats_persistence():
 
 
 def test_the_language_model_beats_the_commonest_character_and_its_probabilities_are_softmax_over_t():
-    job, data = _train("docs", 15, cell="GRU", n_samples=6000)
+    job, data = _train("docs", 10, cell="GRU", n_samples=6000)
     common = np.bincount(data.y_test.numpy()).max() / len(data.y_test)
     assert job.view()["epochs"][-1]["test_acc"] > common + 0.1
     model = job.model

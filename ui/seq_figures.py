@@ -42,12 +42,12 @@ def state_heatmap(values: np.ndarray, tokens: list[str], title: str, signed: boo
                  max(120, min(360, 9 * values.shape[1])))
 
 
-def gradient_through_time(grads: dict[str, list[float]]) -> dict:
+def gradient_through_time(grads: dict[str, list[float]], colours: dict[str, str] | None = None) -> dict:
     """Gradient sizes per step on a log scale, one line per series (‖∂L/∂hₜ‖, ‖∂L/∂xₜ‖, ...)."""
     rows = [{"step": t + 1, "run": name, "size": max(num(g) or 0.0, 1e-12)}
             for name, values in grads.items() for t, g in enumerate(values)]
     return lines(rows, "step", "size", "run", x_title="time step (the answer is read after the last)",
-                 y_title="gradient size (log)", log=True, height=180, legend="right")
+                 y_title="gradient size (log)", log=True, height=180, legend="right", colours=colours)
 
 
 def saturation(shares: dict[str, tuple[float, float]]) -> dict:
@@ -143,3 +143,40 @@ def horizon(points: dict[tuple[str, int], float]) -> dict:
                  percent=True, y_domain=(0, 1), colours=CELL_COLOURS, points=True, height=200, legend="right")
     spec["encoding"]["x"]["axis"] |= {"format": "d", "tickMinStep": 1}  # lags are whole steps
     return spec
+
+
+def unrolled(tokens: list[str], sizes: np.ndarray, step: int, window: int = 24) -> dict:
+    """The network unrolled over (a window of) the steps: each step's input below its copy of the
+    cell, the memory passed right from copy to copy, the cell shaded by the size of its state
+    ‖hₜ‖. A click on a cell selects that step (the chart's `pick` selection)."""
+    start = max(0, min(step - window // 2, len(tokens) - window))
+    shown = range(start, min(len(tokens), start + window))
+    top = float(max(sizes.max(), 1e-9))
+    rows = [{"t": t + 1, "x0": t + 0.65, "x1": t + 1.35, "next": t + 1.65 if t + 1 < len(tokens) else None,
+             "token": {" ": "␣", "\n": "⏎"}.get(tokens[t], tokens[t][:6]), "size": num(sizes[t] / top),
+             "chosen": t == step} for t in shown]
+    xs = {"type": "quantitative", "axis": None, "scale": {"domain": [start + 0.5, shown[-1] + 1.5]}}
+    ys = {"type": "quantitative", "axis": None, "scale": {"domain": [0, 2.6]}}
+    at_step = {"x": {"field": "t", **xs}}
+    layers = [
+        {"transform": [{"filter": "datum.next != null"}],  # the memory, passed on to the next copy
+         "mark": {"type": "rule", "color": "#9aa5b1", "strokeWidth": 2},
+         "encoding": {"x": {"field": "x1", **xs}, "x2": {"field": "next"}, "y": {"datum": 1.5, **ys}}},
+        {"mark": {"type": "rule", "color": "#9aa5b1"},  # each input into its step
+         "encoding": at_step | {"y": {"datum": 0.55, **ys}, "y2": {"datum": 1.0}}},
+        {"params": [{"name": "pick", "select": {"type": "point", "fields": ["t"], "on": "click"}}],
+         "mark": {"type": "rect", "cornerRadius": 4, "cursor": "pointer"},
+         "encoding": {"x": {"field": "x0", **xs}, "x2": {"field": "x1"}, "y": {"datum": 1.0, **ys},
+                      "y2": {"datum": 2.0},
+                      "color": {"field": "size", "type": "quantitative", "legend": None,
+                                "scale": {"domain": [0, 1], "range": ["#ffffff", "#0877bd"]}},
+                      "stroke": {"condition": {"test": "datum.chosen", "value": "#d62728"}, "value": "#555"},
+                      "strokeWidth": {"condition": {"test": "datum.chosen", "value": 3}, "value": 1},
+                      "tooltip": [{"field": "t", "title": "step"}, {"field": "token", "title": "input"}]}},
+        {"mark": {"type": "text", "fontSize": 16, "baseline": "middle"},
+         "encoding": at_step | {"y": {"datum": 0.3, **ys}, "text": {"field": "token"}}},
+        {"mark": {"type": "text", "fontSize": 11, "color": "#555", "baseline": "middle"},
+         "encoding": at_step | {"y": {"datum": 2.3, **ys}, "text": {"field": "t"}}},
+    ]
+    return sized({"data": {"values": rows}, "layer": layers,
+                  "title": f"Unrolled: steps {shown[0] + 1}–{shown[-1] + 1} of {len(tokens)} (click a step)"}, 130)

@@ -99,9 +99,19 @@ def example(job, data) -> Example:
     tokens = data.text(x) if data.tokens else [f"{float(v[0]):.2f}" for v in x]
     known = "" if edit is not None else f" · answer **{truth(data, y)}**"
     st.markdown(f"The network says {answer_text(data, seen['output'])}{known}")
+    chosen = min(int(ss.get("seq_step", len(tokens))), len(tokens)) - 1
+    st.vega_lite_chart(spec=charts.arrow(sf.unrolled(tokens, np.linalg.norm(seen["h"], axis=1), chosen)),
+                       key="seq_unrolled", on_select=_picked, selection_mode="pick")
     step = st.slider("Time step (selected in every chart below)", 1, len(tokens), len(tokens), key="seq_step") - 1
     target = ((int(y[-1]), len(tokens) - 1) if data.per_step else int(y) if data.task == "classification" else None)
     return Example(x, target, model, tokens, step, seen)
+
+
+def _picked() -> None:
+    """A click on a step of the unrolled diagram selects that step everywhere (the slider too)."""
+    points = ss["seq_unrolled"].selection.get("pick") or []
+    if points and "t" in points[0]:
+        ss["seq_step"] = int(points[0]["t"])
 
 
 def truth(data, y: torch.Tensor) -> str:
@@ -262,6 +272,11 @@ def races(run, setup: SeqSetup, poll_s: float) -> None:
                 points[(cell, run.extra["race_lag"])] = score
         key = "test_acc" if data.task == "classification" else "test_loss"
         st.vega_lite_chart(spec=charts.arrow(sf.race({k: j.view()["epochs"] for k, j in jobs.items()}, key)))
+        grads = {cell: snap["grad_h"] for cell, snap in ((c, j.snapshot()) for c, j in jobs.items()) if snap}
+        if grads:
+            st.markdown("**How far back each cell's learning signal reaches** now: ‖∂L/∂hₜ‖ for the same test "
+                        "sequence. Where a line falls to nothing, that cell cannot learn from those steps.")
+            st.vega_lite_chart(spec=charts.arrow(sf.gradient_through_time(grads, sf.CELL_COLOURS)))
         if points:
             st.markdown("**Memory horizon**: the best test accuracy each cell reached, at each lag raced so far.")
             st.vega_lite_chart(spec=charts.arrow(sf.horizon(points)))

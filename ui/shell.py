@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -236,6 +237,23 @@ class Shell:
             widgets.rerun_when_idle(job, flag)
 
         frame()
+
+    # ---- sharing ----
+    def share_box(self, note: str = "", extra: Callable[[], None] | None = None) -> None:
+        """The teacher's link to this exact setup (the settings in the address bar, never the run),
+        with a warning when it names this computer; `extra` draws more inside (the Playground's
+        hidden controls)."""
+        with st.expander("🧑‍🏫 For teachers: share this exact setup"):
+            st.markdown("Share this link: students who open it get the same data, network and starting weights. "
+                        "It carries the settings only, never your trained network (the address bar also names "
+                        "your run, so that a reload finds it). " + note)
+            link = widgets.share_link()
+            st.code(link, language=None)
+            if urlsplit(link).hostname in ("localhost", "127.0.0.1", "::1"):
+                st.warning("This link names this computer (localhost): students' devices cannot open it. Open the "
+                           "app by the server's network address (e.g. http://192.168.1.20:8501) and share that link.")
+            if extra is not None:
+                extra()
 
     # ---- model & code ----
     def model_panel(self, spec, stem: str, meta: dict | None = None,
