@@ -1,6 +1,7 @@
 """The Sequence Lab's own seams in a real browser: a text file uploaded through Chromium's file
 chooser (junk first: one sentence, no traceback), the language model trained on it writing
-text, and a race of the three cells drawing the memory horizon, with a screenshot of each."""
+text, a race of the three cells drawing the memory horizon (AppTest runs one to its end), a
+click on the unrolled network, and the teacher's link in a fresh context."""
 import time
 
 import pytest
@@ -35,9 +36,7 @@ def test_an_uploaded_text_trains_a_language_model_that_writes(server, new_page):
     _upload(page, "cats.txt", text)
     page.get_by_text("Loaded cats.txt").first.wait_for(timeout=WAIT)
     expect(page.get_by_text("Your file cats.txt").first).to_be_attached()
-    button(page, "⏩ Epoch").click()
-    idle(page)
-    page.get_by_role("tab", name="✍️ Let it write").click()
+    page.get_by_role("tab", name="✍️ Let it write").click()  # untrained, it still writes only the text's letters
     idle(page)
     button(page, "✍️ Write").click()
     idle(page)
@@ -59,20 +58,16 @@ def test_a_race_draws_the_three_cells_and_the_memory_horizon(server, new_page):
         page.keyboard.press("ArrowRight")
     idle(page)
     page.get_by_role("button", name="🏁 Race all three (lag 5)").click()
-    page.get_by_text("Memory horizon").wait_for(timeout=WAIT)
-    deadline = time.monotonic() + 90
-    while button(page, "⏸ Pause the race").count() and time.monotonic() < deadline:
-        time.sleep(1)
-    idle(page)
+    page.get_by_text("Memory horizon").wait_for(timeout=WAIT)  # a point per cell once each has an epoch
+    page.get_by_text("How far back each cell's learning signal reaches").wait_for(timeout=WAIT)
     no_exception(page)
     charts = page.locator("[data-testid='stVegaLiteChart']")
     assert charts.count() >= 2
     page.screenshot(path=str(ARTIFACTS / "sequence-race.png"), full_page=True)
 
 
-def test_a_click_on_the_unrolled_network_selects_that_step_everywhere(server, new_page):
-    page = new_page()
-    open_lab(page, f"{server}/sequence")
+def _click_a_step(page) -> int:
+    """Click near the left of the unrolled diagram; the step it selects everywhere."""
     slider = page.locator("[data-testid='stSlider']").filter(has_text="Time step")
     slider.wait_for(timeout=WAIT)
 
@@ -98,11 +93,13 @@ def test_a_click_on_the_unrolled_network_selects_that_step_everywhere(server, ne
     assert 76 <= picked <= 84  # the window showed steps 78-101: a click near its left edge
     expect(page.get_by_text(f"Step {picked} (").first).to_be_attached()  # the caption follows the selection
     no_exception(page)
+    return picked
 
 
-def test_the_teachers_link_opens_the_same_setup_in_a_fresh_browser(server, new_page):
+def test_a_click_selects_a_step_and_the_teachers_link_opens_the_setup_elsewhere(server, new_page):
     page = new_page()
     open_lab(page, f"{server}/sequence")
+    _click_a_step(page)
     page.locator("[data-testid='stRadio']").filter(has_text="Cell").get_by_text("GRU", exact=True).click()
     idle(page)
     _pick(page, "Task", "Bracket depth at every step")

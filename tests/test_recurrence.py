@@ -113,17 +113,24 @@ def _epochs_to(goal: float, cell: str, lag: int, seed: int, max_epochs: int) -> 
     return None
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_lstm_and_gru_recall_a_symbol_100_steps_back_in_every_seed(seed):
+def _epochs_one_thread(args) -> int | None:
+    torch.set_num_threads(1)  # two of these share the two cores
+    return _epochs_to(*args)
+
+
+def test_lstm_and_gru_recall_a_symbol_100_steps_back_where_a_plain_rnn_fails():
     """The lab's claim, measured: at lag 100 (the default) the gated cells reach 95 % within 40
-    epochs in every seed (the next test: the plain RNN does not)."""
+    epochs in seeds 1, 2 and 3; the plain RNN does not, in the same budget. Seven trainings of
+    10-40 epochs: two at a time, in processes of their own."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     assert SeqSetup().lag == 100
-    for cell in ("LSTM", "GRU"):
-        assert _epochs_to(0.95, cell, 100, seed, 40) is not None, cell
-
-
-def test_a_plain_rnn_fails_to_recall_100_steps_back_in_the_same_budget():
-    assert _epochs_to(0.95, "RNN", 100, 1, 40) is None
+    runs = [(cell, seed) for seed in (1, 2, 3) for cell in ("LSTM", "GRU")] + [("RNN", 1)]
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        epochs = dict(zip(runs, pool.map(_epochs_one_thread, [(0.95, c, 100, s, 40) for c, s in runs])))
+    assert all(epochs[run] is not None for run in runs[:-1]), epochs
+    assert epochs[("RNN", 1)] is None
 
 
 def test_the_names_classifier_beats_the_commonest_language_by_far():

@@ -44,6 +44,7 @@ def test_every_layer_type_is_used_by_the_mlp_builder_or_a_cnn_preset():
     for key in PRESETS:
         kinds |= {l.kind for l in preset_spec(key, (1, 8, 8), 3).layers}
     kinds |= {l.kind for l in seq_spec(sequences.make("recall", 20, 5, 0), "GRU", 4, 1, 3).layers}
+    kinds |= {l.kind for l in seq_spec(sequences.make("depth_steps", 20, 5, 0), "GRU", 4, 1, 3).layers}
     assert kinds == set(LAYERS)
 
 

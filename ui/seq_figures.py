@@ -6,6 +6,7 @@ import numpy as np
 from .charts import bars, lines, num, series_lines, sized
 
 CELL_COLOURS = {"RNN": "#f59322", "LSTM": "#0877bd", "GRU": "#2ca02c"}  # the same cell, the same colour everywhere
+WHOLE = {"format": "d", "tickMinStep": 1}  # an axis of steps or lags: whole numbers, never "1.5"
 
 
 def step_labels(tokens: list[str]) -> list[str]:
@@ -21,8 +22,9 @@ def state_heatmap(values: np.ndarray, tokens: list[str], title: str, signed: boo
     steps = step_labels(tokens)
     rows = [{"step": steps[t], "unit": u + 1, "value": num(values[t, u])}
             for t in range(values.shape[0]) for u in range(values.shape[1])]
-    scale = ({"domain": [-1, 1], "range": ["#f59322", "#ffffff", "#0877bd"]} if signed
-             else {"domain": [0, 1], "range": ["#ffffff", "#0877bd"]})
+    # rgb: Vega's default (hcl) runs white to blue through cyan and orange to white through yellow
+    scale = ({"domain": [-1, 1], "range": ["#f59322", "#ffffff", "#0877bd"], "interpolate": "rgb"} if signed
+             else {"domain": [0, 1], "range": ["#ffffff", "#0877bd"], "interpolate": "rgb"})
     enc = {"x": {"field": "step", "type": "ordinal", "sort": steps, "title": "time step · input",
                  "axis": {"labelAngle": -60, "labelOverlap": True}},
            "y": {"field": "unit", "type": "ordinal", "title": "unit", "axis": {"labelOverlap": True}},
@@ -46,8 +48,10 @@ def gradient_through_time(grads: dict[str, list[float]], colours: dict[str, str]
     """Gradient sizes per step on a log scale, one line per series (‖∂L/∂hₜ‖, ‖∂L/∂xₜ‖, ...)."""
     rows = [{"step": t + 1, "run": name, "size": max(num(g) or 0.0, 1e-12)}
             for name, values in grads.items() for t, g in enumerate(values)]
-    return lines(rows, "step", "size", "run", x_title="time step (the answer is read after the last)",
+    spec = lines(rows, "step", "size", "run", x_title="time step (the answer is read after the last)",
                  y_title="gradient size (log)", log=True, height=180, legend="right", colours=colours)
+    spec["encoding"]["x"]["axis"] |= WHOLE
+    return spec
 
 
 def saturation(shares: dict[str, tuple[float, float]]) -> dict:
@@ -141,7 +145,7 @@ def horizon(points: dict[tuple[str, int], float]) -> dict:
                                                                                       key=lambda kv: kv[0][1])]
     spec = lines(rows, "lag", "acc", "cell", x_title="lag (steps back)", y_title="best test accuracy",
                  percent=True, y_domain=(0, 1), colours=CELL_COLOURS, points=True, height=200, legend="right")
-    spec["encoding"]["x"]["axis"] |= {"format": "d", "tickMinStep": 1}  # lags are whole steps
+    spec["encoding"]["x"]["axis"] |= WHOLE
     return spec
 
 
@@ -169,7 +173,7 @@ def unrolled(tokens: list[str], sizes: np.ndarray, step: int, window: int = 24) 
          "encoding": {"x": {"field": "x0", **xs}, "x2": {"field": "x1"}, "y": {"datum": 1.0, **ys},
                       "y2": {"datum": 2.0},
                       "color": {"field": "size", "type": "quantitative", "legend": None,
-                                "scale": {"domain": [0, 1], "range": ["#ffffff", "#0877bd"]}},
+                                "scale": {"domain": [0, 1], "range": ["#ffffff", "#0877bd"], "interpolate": "rgb"}},
                       "stroke": {"condition": {"test": "datum.chosen", "value": "#d62728"}, "value": "#555"},
                       "strokeWidth": {"condition": {"test": "datum.chosen", "value": 3}, "value": 1},
                       "tooltip": [{"field": "t", "title": "step"}, {"field": "token", "title": "input"}]}},
