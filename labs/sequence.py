@@ -122,7 +122,8 @@ values[lag] = c[1].slider(info.lag_label, lo, hi, default, **bound(lag))
 values["seq_cell"] = c[2].radio("Cell", CELLS, index=1, horizontal=True, **bound("seq_cell"),
                                 help="RNN: h ← tanh(W·x + U·h). LSTM and GRU add gates that decide what to keep.")
 values["seq_hidden"] = c[3].select_slider("Hidden units", [8, 16, 32, 64, 128], 32, **bound("seq_hidden"))
-c = st.columns([1.3, 1.2, 1, 1])
+st.caption(info.blurb)
+c = st.expander("⚙️ More settings: layers, dropout, learning rate, embedding, clipping").columns([1.3, 1.2, 1])
 values["seq_layers"] = c[0].radio("Layers", [1, 2, 3], horizontal=True, **bound("seq_layers"))
 values["seq_dropout"] = c[0].select_slider("Dropout between layers", [0.0, 0.1, 0.2, 0.3, 0.5], 0.0,
                                            **bound("seq_dropout"), disabled=values["seq_layers"] == 1,
@@ -138,7 +139,6 @@ values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.
                                         format_func=lambda v: "off" if not v else f"norm ≤ {v:g}",
                                         help="Scale each update's gradient down to this size: through many steps "
                                              "a gradient can explode in one update.")
-st.caption(info.blurb)
 if info.upload:
     st.file_uploader("Your file: " + ("plain text, UTF-8 (.txt)" if info.upload == "text" else
                                       "a CSV, one number per row (.csv)"),

@@ -107,6 +107,7 @@ def test_the_language_model_writes_and_the_forecast_is_compared_with_persistence
     at = open_page("sequence")
     at.selectbox(key="seq_task").select("docs").run()
     _tab(at, "✍️")
+    assert any("has not trained yet" in i.value for i in at.info)  # epoch 0: random characters, said so
     at.slider(key="seq_len").set_value(40).run()
     at.button(key="seq_write").click().run()
     assert len(at.code[0].value) >= 40 and not at.exception
@@ -128,6 +129,8 @@ def test_a_race_trains_all_three_cells_and_draws_the_memory_horizon():
     horizon = run(at, "sequence").extra["horizon"]
     assert set(horizon) == {("RNN", 5), ("LSTM", 5), ("GRU", 5)}
     assert any("Memory horizon" in m.value for m in at.markdown)
+    reached = next(m.value for m in at.markdown if "Reached 95 %" in m.value)
+    assert all(cell in reached for cell in ("RNN", "LSTM", "GRU"))
 
 
 @pytest.mark.parametrize("junk", [b"", b"\x00\x01binary" * 100, "é".encode("latin-1") * 900, b"short"])

@@ -116,27 +116,32 @@ def char_probs(chars: list[str], probs: np.ndarray, top: int = 12) -> dict:
     """The likeliest next characters and their probabilities (a space shown as ␣)."""
     order = np.argsort(-probs, kind="stable")[:top]
     shown = [{" ": "␣", "\n": "⏎"}.get(chars[k], chars[k]) for k in order]
-    return bars(shown, [float(probs[k]) for k in order], x_title="next character", y_title="probability",
+    spec = bars(shown, [float(probs[k]) for k in order], x_title="next character", y_title="probability",
                 height=160, percent=True)
+    spec["encoding"]["y"]["axis"]["tickMinStep"] = 0.01  # whole percents: no "1%, 1%" from rounding
+    return spec
 
 
-def forecast(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray, what: str) -> dict:
-    """The held-out future: what happened, what the network forecast, and "same as last time"."""
+def forecast(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray, what: str, changes: bool = False) -> dict:
+    """The held-out future: what happened, what the network forecast, and persistence (the last
+    value again; for a series of changes, no change)."""
     x = list(range(1, len(actual) + 1))
-    return series_lines(x, {"what happened": actual, "the network's forecast": predicted,
-                            "persistence (same as the last value)": naive},
+    naive_name = "persistence (no change)" if changes else "persistence (same as the last value)"
+    return series_lines(x, {"what happened": actual, "the network's forecast": predicted, naive_name: naive},
                         "held-out step (oldest to latest)", what, height=220, legend="bottom",
                         colours={"what happened": "#222222", "the network's forecast": "#0877bd",
-                                 "persistence (same as the last value)": "#f59322"},
-                        dashed="persistence (same as the last value)")
+                                 naive_name: "#f59322"}, dashed=naive_name)
 
 
 def race(histories: dict[str, list[dict]], key: str = "test_acc") -> dict:
-    """Held-out accuracy per epoch, one line per cell type."""
+    """Held-out accuracy (or loss) per epoch, one line per cell type, with points: two cells at
+    100 % lie on one line, and the points still show both."""
     rows = [{"epoch": e["epoch"], "acc": num(e[key]), "cell": cell}
             for cell, epochs in histories.items() for e in epochs if key in e]
-    return lines(rows, "epoch", "acc", "cell", x_title="epoch", y_title="test accuracy", percent=True,
-                 y_domain=(0, 1), colours=CELL_COLOURS, height=200, legend="right")
+    acc = key.endswith("acc")
+    return lines(rows, "epoch", "acc", "cell", x_title="epoch", y_title="test accuracy" if acc else "test loss",
+                 percent=acc, y_domain=(0, 1.05) if acc else None, colours=CELL_COLOURS, height=200,
+                 legend="right", points=True)
 
 
 def horizon(points: dict[tuple[str, int], float]) -> dict:

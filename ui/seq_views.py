@@ -107,6 +107,15 @@ def example(job, data) -> Example:
     return Example(x, target, model, tokens, step, seen)
 
 
+def _reached(cell: str, job) -> str:
+    """When a race's cell first reached 95 % test accuracy, in a few words."""
+    epochs = job.view()["epochs"]
+    first = next((e["epoch"] for e in epochs if (e.get("test_acc") or 0) >= 0.95), None)
+    if first is not None:
+        return f"{cell} at epoch {first}"
+    return f"{cell} not in {job.epoch} epoch{'s' * (job.epoch != 1)}" + ("" if job.active else " (done)")
+
+
 def _picked() -> None:
     """A click on a step of the unrolled diagram selects that step everywhere (the slider too)."""
     points = ss["seq_unrolled"].selection.get("pick") or []
@@ -160,8 +169,10 @@ def why(ex: Example, data) -> None:
     r = se.token_attributions(model, x, target)
     what = ("the forecast" if target is None else f"the score of **{data.classes[target[0]]}** at the last step"
             if isinstance(target, tuple) else f"the score of **{data.classes[target]}**")
-    st.markdown(f"**Which steps made the answer?** Integrated Gradients from an all-padding sequence credits "
-                f"each step with part of the change in {what}.")
+    top = int(np.argmax(r.scores))
+    st.markdown(f"**Which steps made the answer?** Most credit goes to **step {top + 1}** "
+                f"({tokens[top]!r}). Each bar is a step's share of {what}, measured against a sequence of "
+                "nothing but padding (Integrated Gradients).")
     st.vega_lite_chart(spec=charts.arrow(sf.attributions(tokens, r.scores, step)))
     said = (f"Completeness: the scores add up to {r.total:+.4f}; the output changed by {r.change:+.4f} (gap "
             f"{r.gap:.1e}, {r.points:,} points on the path).")
@@ -202,9 +213,13 @@ def why(ex: Example, data) -> None:
 
 def write(job, data) -> None:
     """A language model writes: the next character's probabilities, then text drawn from them."""
+    if job.epoch == 0:
+        st.info("This network has not trained yet: it writes random characters. Train a few epochs first, then "
+                "come back and write again.", icon="🎲")
     c = st.columns([2, 1, 1])
-    prompt = c[0].text_input("Start with", "".join(data.text(data.x_test[0])).lstrip(data.vocab[0])[-30:],
-                             key="seq_prompt", max_chars=200)
+    sample = "".join(data.text(data.x_test[0])).lstrip(data.vocab[0])
+    start = sample[-30:].split(" ", 1)[-1] if " " in sample[-30:] else sample[-30:]  # from a word's start
+    prompt = c[0].text_input("Start with", start, key="seq_prompt", max_chars=200)
     temp = c[1].slider("Temperature", 0.0, 2.0, 0.7, 0.05, key="seq_temp",
                        help="Divides the scores before the softmax: near 0 always the likeliest character, 1 the "
                             "model's own odds, above 1 flatter and wilder.")
@@ -230,7 +245,7 @@ def forecast(job, data) -> None:
     naive = np.zeros_like(actual) if data.changes else last  # persistence: no change, or the last value again
     net_mse = float(((pred * spread + mean - actual) ** 2).mean())
     what = "change from the step before" if data.changes else "value"
-    st.vega_lite_chart(spec=charts.arrow(sf.forecast(actual, pred * spread + mean, naive, what)))
+    st.vega_lite_chart(spec=charts.arrow(sf.forecast(actual, pred * spread + mean, naive, what, data.changes)))
     base = seqsources.persistence_loss(data) * spread ** 2
     verdict = "beats" if net_mse < base else "does not beat"
     st.caption(f"Mean squared error on the held-out part: the network {net_mse:.4g}, persistence {base:.4g}: the "
@@ -277,6 +292,8 @@ def races(run, setup: SeqSetup, poll_s: float) -> None:
             st.markdown("**How far back each cell's learning signal reaches** now: ‖∂L/∂hₜ‖ for the same test "
                         "sequence. Where a line falls to nothing, that cell cannot learn from those steps.")
             st.vega_lite_chart(spec=charts.arrow(sf.gradient_through_time(grads, sf.CELL_COLOURS)))
+        if data.task == "classification":
+            st.markdown("**Reached 95 %:** " + ", ".join(_reached(c, j) for c, j in jobs.items()) + ".")
         if points:
             st.markdown("**Memory horizon**: the best test accuracy each cell reached, at each lag raced so far.")
             st.vega_lite_chart(spec=charts.arrow(sf.horizon(points)))
