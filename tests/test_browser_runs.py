@@ -68,6 +68,7 @@ def _change_settings(page, lab):
     elif lab == "gradflow":
         _button(page, "🔧 Fix 1: ReLU + He init").click()  # sigmoid, default init → ReLU, He init
     elif lab == "sequence":
+        page.get_by_text("⚙️ More settings").first.click()  # the finer settings are folded away
         lr = page.get_by_role("slider", name="Learning rate").first
         lr.focus()
         lr.press("ArrowRight")  # 0.01 → 0.03
@@ -86,7 +87,10 @@ def _check_settings(page, lab):
         expect(page.get_by_role("combobox", name="Activation", exact=True)).to_have_value("ReLU", timeout=WAIT)
         expect(page.get_by_role("combobox", name="Initialisation", exact=True)).to_have_value(
             "Kaiming/He (for ReLU)", timeout=WAIT)
-    elif lab == "sequence":
+    elif lab == "sequence":  # after a reload the fold is closed again, and the value is in it
+        more = page.locator("[data-testid='stExpander']").filter(has_text="⚙️ More settings")
+        if more.locator("details").first.get_attribute("open") is None:
+            more.locator("summary").first.click()
         expect(page.get_by_role("slider", name="Learning rate").first).to_have_attribute("aria-valuetext", "0.03",
                                                                                          timeout=WAIT)
     if lab == "cnn":  # the job trains to the epochs set, not the default 20 ("Epoch 53 / 20")
@@ -127,10 +131,20 @@ def _download(page, name) -> tuple[bytes, str]:
         return f.read(), download.suggested_filename
 
 
-def _one_epoch(page, at_least):
-    expect(_button(page, "⏩ Epoch")).to_be_enabled(timeout=WAIT)
-    _button(page, "⏩ Epoch").click()
-    wait_epoch(page, at_least)
+def _one_epoch(page, at_least, tries: int = 3):
+    """⏩ Epoch until the Epoch metric reaches `at_least`. Once in a full run the click was dropped
+    while the page redrew (the metric stayed at 0 for 60 s; alone the test passed): a dropped
+    click is pressed again, at most `tries` times, and the test still fails if no epoch ends."""
+    for attempt in range(tries):
+        expect(_button(page, "⏩ Epoch")).to_be_enabled(timeout=WAIT)
+        _button(page, "⏩ Epoch").click()
+        try:
+            wait_epoch(page, at_least, timeout=20)
+            break
+        except pytest.fail.Exception:
+            if attempt == tries - 1:
+                raise
+            idle(page)
     expect(_button(page, "⏩ Epoch")).to_be_enabled(timeout=WAIT)  # paused again, the buttons redrawn
     idle(page)
 
