@@ -5,17 +5,28 @@ importing another lab's: it needs only the model and torch.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import nn
 
 
+@contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode for a reading (dropout off, batch norm on its running statistics), then back to
+    whatever mode the model was in, even if the reading fails."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """Class probabilities for a batch of inputs (eval mode, so dropout and batch norm are
     deterministic); the model's training mode is restored afterwards."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         p = model(torch.as_tensor(x, dtype=torch.float32, device=next(model.parameters()).device)).softmax(1)
-    model.train(was)
     return p.cpu().numpy()

@@ -23,6 +23,7 @@ from sklearn.decomposition import PCA
 from torch import nn
 
 from .explain import eval_copy
+from .inference import evaluating
 from .recurrence import parts, unroll
 from .trust import Curve, _area, random_order
 
@@ -80,11 +81,8 @@ def deletion_curve(model: nn.Module, x: torch.Tensor, target: Target, order: np.
     batch = x[None].repeat(points + 1, *([1] * x.dim()))
     for i, f in enumerate(fractions):
         batch[i, torch.as_tensor(order[:int(round(f * len(order)))], dtype=torch.long)] = 0
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         scores = _pick(model(batch).softmax(1), target).cpu().numpy()
-    model.train(was)
     return Curve(fractions, scores, _area(fractions, scores))
 
 
@@ -118,11 +116,8 @@ def forward_without(model: nn.Module, x: torch.Tensor, units: list[int]) -> torc
 
 def ablation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, units: list[int]) -> dict:
     """Test loss (and accuracy, for classes) with and without `units`."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         out = {"with": model(x), "without": forward_without(model, x, units)}
-    model.train(was)
     res = {}
     for k, o in out.items():
         res[f"loss_{k}"] = float(loss_fn(o, y))

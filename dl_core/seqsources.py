@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .inference import evaluating
 from .seqdata import PAD, SeqData, SeqDataError, split
 
 MAX_UPLOAD_BYTES = 2_000_000
@@ -153,11 +154,8 @@ def next_char_probs(model: nn.Module, data: SeqData, context: str, temperature: 
     index = {c: i for i, c in enumerate(data.vocab)}
     codes = [index.get(c, len(data.vocab) - 1) for c in context[-data.length:]]
     x = torch.tensor([[0] * (data.length - len(codes)) + codes], device=next(model.parameters()).device)
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         logits = model(x)[0].double().cpu()
-    model.train(was)
     return torch.softmax(logits / max(temperature, 1e-6), 0).numpy()
 
 
