@@ -18,8 +18,7 @@ def _hidden_neurons(run) -> int:
 
 
 def _best(run, metric: str, pick=min) -> float | None:
-    values = [e[metric] for e in run.job.view()["epochs"] if e.get(metric) is not None]
-    return pick(values) if values else None
+    return run.job.best(metric, pick)
 
 
 @dataclass(frozen=True)

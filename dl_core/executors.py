@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import math
 import os
 import threading
 import time
@@ -31,6 +32,11 @@ from contextlib import ExitStack
 
 from .gang import MAX_GANG, gang_key
 from .travel import CHUNK_S
+
+# A gang's turn lasts a chunk per member, but at most this long. Its learners' pages only see new
+# epochs when a turn comes back: with turns of 15 chunks (~0.8 s) plus the other gang's, a page
+# redrawing once a second sometimes found the same epoch again (a 2 s gap).
+GANG_TURN_S = 0.5
 
 
 class ThreadBackend:
@@ -56,6 +62,9 @@ class ThreadBackend:
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Whether every lane can run chunks where this backend runs them (here: always)."""
         return True
+
+    def warm(self) -> None:
+        """Get every lane's worker ready before the first chunk (here: nothing to start)."""
 
     def interrupt(self, lane: int) -> None:
         """The job reads its own flags between batches: nothing to do."""
@@ -85,13 +94,13 @@ class Executor:
 
     def __init__(self, backend: str = "thread", lanes: int | None = None, capacity: int = 32,
                  slice_s: float = 30.0, unwatched_s: float | None = 300.0, idle_s: float = 20.0,
-                 **backend_options):
+                 warms: bool = True, **backend_options):
         lanes = lanes or os.cpu_count() or 1
         self.backend = make_backend(backend, lanes, **backend_options)
         self.capacity, self.slice_s, self.unwatched_s = max(1, capacity), slice_s, unwatched_s
         # A lane idle this long releases its worker: memory back soon after a class. Short, because a
         # cold pool costs nobody a wait (the lane trains while a new worker boots, workerproc.py).
-        self.idle_s = idle_s
+        self.idle_s, self.warms = idle_s, warms
         self._cond = threading.Condition()
         self._admitted: dict = {}  # job -> when its current stretch of turns began
         self._ready: deque = deque()  # admitted jobs waiting for their next chunk
@@ -99,6 +108,7 @@ class Executor:
         self._busy: dict = {}  # job -> the lane computing its chunk
         self._settling: dict = {}  # job -> lanes still settling it after its last turn (snapshot, save)
         self._threads: list[threading.Thread] = []
+        self._idle_since = [time.monotonic()] * self.backend.lanes  # per lane: its last turn (or warm())
         self._closed = False
         self.chunks = 0  # chunks run so far (the teacher's view shows the load)
         self.ganged = 0  # of those, job turns taken together with others as one gang (gang.py)
@@ -115,6 +125,20 @@ class Executor:
                 self._waiting.append(job)
             self._start_lanes()
             self._cond.notify_all()
+
+    def warm(self) -> None:
+        """A learner opened a training lab: start the workers now, and the lanes that release them
+        after `idle_s` if nobody trains. A room pressing ▶ Train at once otherwise finds them
+        cold: their lanes train in the web process while each worker imports torch (~3 s), and
+        every page waits for the web process (update gaps of 4-10 s in the first seconds of a
+        30-learner class)."""
+        with self._cond:
+            if self._closed or not self.warms:
+                return
+            self._idle_since = [time.monotonic()] * self.backend.lanes
+            self._start_lanes()
+            self._cond.notify_all()
+        self.backend.warm()
 
     def halt(self, job) -> None:
         """`job` was paused or stopped: out of the line now, or at the end of its current chunk."""
@@ -190,13 +214,13 @@ class Executor:
         """(chunk seconds, seconds between snapshots) for the room as it is now. Every job taking
         turns should see a turn about once a second, so chunks shorten as the room fills (down
         to 30 ms). Snapshots (the probe's pictures) thin out as it fills, up to one every 3 s
-        at 15 jobs per lane: each new one costs the web process a picture (measured: with 30
-        learners, rebuilding pictures was half of its time)."""
+        from 7.5 jobs per lane: each new one costs the web process a picture (measured: with 30
+        learners on two web processes, pictures were 30-40 % of their time at one every 1.5 s)."""
         with self._cond:
             per_lane = len(self._admitted) / self.backend.lanes
         if per_lane <= 1:  # a lane each: as fast as the job's own settings ask
             return CHUNK_S, 0.0
-        return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(3.0, 0.2 * per_lane)
+        return max(0.03, min(CHUNK_S, 1.0 / per_lane - 0.015)), min(3.0, 0.4 * per_lane)
 
     def _pick(self):
         """(the first ready job whose turn is due, with the due jobs that can train with it as one
@@ -215,19 +239,26 @@ class Executor:
         return None, (min(j.not_before for j in self._ready) - now) if self._ready else self.idle_s
 
     def _lane(self, lane: int) -> None:
+        """Turns, one after another; after `idle_s` without one (counted from the lane's last turn
+        or warm(), not from the last wake-up: a room's jobs stopping one by one after class kept
+        waking it, and its worker outlived the class by a minute) the worker is released."""
         while True:
             with self._cond:
                 if self._closed:
                     return
                 jobs, wait = self._pick()
                 if jobs is None:
-                    if not self._cond.wait(wait) and not self._ready:
+                    idle = time.monotonic() - self._idle_since[lane]
+                    if idle >= self.idle_s and not self._ready:
+                        self._idle_since[lane] = math.inf  # released, until its next turn or warm()
                         self.backend.release(lane)  # nobody trains: the worker's memory goes back,
                         _trim()  # and this process's freed heap with it
+                    self._cond.wait(min(wait, max(0.0, self.idle_s - idle)))
                     continue
                 for job in jobs:
                     self._busy[job] = lane
             self._turn(jobs, lane)
+            self._idle_since[lane] = time.monotonic()
 
     def _turn(self, jobs: list, lane: int) -> None:
         """One chunk for each of `jobs`: alone, or as one gang (a gang's turn lasts a chunk per job)."""
@@ -250,7 +281,7 @@ class Executor:
                 if gang_key(going[0]) is None:
                     self.backend.chunk(going[0], lane, budgets[0], chunk_s)
                 else:
-                    self.backend.gang(going, lane, budgets, chunk_s * len(going))
+                    self.backend.gang(going, lane, budgets, min(chunk_s * len(going), max(chunk_s, GANG_TURN_S)))
                     self.ganged += len(going) if len(going) > 1 else 0
             except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message
                 for job in going:
@@ -304,7 +335,8 @@ def _default() -> Executor:
     env = os.environ.get
     return Executor(env("DLLAB_EXECUTOR", "process"), int(env("DLLAB_WORKERS", "0")) or None,
                     int(env("DLLAB_MAX_RUNNING_JOBS", "32")), float(env("DLLAB_SLICE_S", "30")),
-                    float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "20")))
+                    float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "20")),
+                    env("DLLAB_WARM_WORKERS", "1") != "0")
 
 
 _lock = threading.Lock()

@@ -76,9 +76,7 @@ def race(setup: SeqSetup, data: sequences.SeqData, device="cpu", epochs: int = R
 
 def best(job: TrainingJob, task: str) -> float | None:
     """A job's best held-out score so far: accuracy (classes) or loss (regression)."""
-    key, pick = ("test_acc", max) if task == "classification" else ("test_loss", min)
-    seen = [e[key] for e in job.view()["epochs"] if e.get(key) is not None]
-    return pick(seen) if seen else None
+    return job.best("test_acc", max) if task == "classification" else job.best("test_loss")
 
 
 def make_job(setup: SeqSetup, data: sequences.SeqData | None = None, device="cpu", model=None,

@@ -139,6 +139,13 @@ class TrainingJob(Travelling, Stopping, Worker):
                     "activations": downsample(h.activations, max_points),
                     "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
 
+    def best(self, metric: str, pick=min) -> float | None:
+        """The best `metric` ("test_loss", "test_acc", …) over every epoch kept: a chart's view
+        thins a long run to max_points epochs, and the best one may be among those left out."""
+        with self._cond:
+            seen = [e[metric] for e in self._history.epochs if e.get(metric) is not None]
+        return pick(seen) if seen else None
+
     def snapshot(self, fresh: bool = False) -> dict | None:
         """The latest probe result; `fresh` takes one now (under the weights lock)."""
         if fresh:

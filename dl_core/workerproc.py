@@ -159,8 +159,17 @@ class ProcessBackend(ThreadBackend):
         self._procs: list[subprocess.Popen | None] = [None] * lanes
         self._ready: list[threading.Event] = [threading.Event() for _ in range(lanes)]
         self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its worker holds
+        self._spawning = threading.Lock()  # a lane and a page warming the pool: one worker per lane
+
+    def warm(self) -> None:
+        for lane in range(self.lanes):
+            self._proc(lane)
 
     def _proc(self, lane: int) -> subprocess.Popen:
+        with self._spawning:
+            return self._spawn(lane)
+
+    def _spawn(self, lane: int) -> subprocess.Popen:
         proc = self._procs[lane]
         if proc is None or proc.poll() is not None:
             root = str(Path(__file__).resolve().parents[1])
@@ -230,13 +239,15 @@ class ProcessBackend(ThreadBackend):
             proc.send_signal(signal.SIGUSR1)
 
     def _restart(self, lane: int) -> None:
-        proc, self._procs[lane] = self._procs[lane], None
+        with self._spawning:
+            proc, self._procs[lane] = self._procs[lane], None
         if proc:
             proc.kill()
             proc.wait(5)
 
     def release(self, lane: int) -> None:
-        proc, self._procs[lane] = self._procs[lane], None
+        with self._spawning:
+            proc, self._procs[lane] = self._procs[lane], None
         if proc:
             proc.stdin.close()  # the worker's loop ends at EOF
             try:

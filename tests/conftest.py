@@ -10,6 +10,9 @@ import pytest
 import torch
 
 os.environ.setdefault("DLLAB_RUN_STORE", tempfile.mkdtemp(prefix="dllab-runs-"))  # never the learner's own cache
+# Pages do not start the worker pool on sight: hundreds of page runs in one process would boot
+# workers (~3 s of CPU each) that no test trains on. Executor.warm has its own test.
+os.environ.setdefault("DLLAB_WARM_WORKERS", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)

@@ -140,3 +140,29 @@ def test_a_live_chart_sent_as_arrow_carries_exactly_its_rows(name):
     assert table.to_pylist() == [{k: row.get(k) for k in table.column_names} for row in spec["data"]["values"]]
     assert set(table.column_names) == {k for row in spec["data"]["values"] for k in row}
     jsonschema.validate({k: v for k, v in lean.items() if k != "datasets"} | {"datasets": {"rows": []}}, SCHEMA)
+
+
+def test_a_live_curve_draws_at_most_its_cap_of_epochs_and_converts_its_rows_once_per_redraw():
+    """A long run's view (500 epochs) is thinned to views.CHART_EPOCHS in the chart, keeping the
+    first and the latest; the glance and the curves tab share one conversion per redraw."""
+    import pyarrow as pa
+
+    from ui import views
+
+    view = {"epochs": [{"epoch": e, "train_loss": 1 / (e + 1), "test_loss": 2 / (e + 1)} for e in range(500)]}
+    small, tall = views.epoch_chart(view, "loss", "test", 120), views.epoch_chart(view, "loss", "test", 220)
+    rows = pa.ipc.open_stream(small["datasets"]["rows"]).read_all().to_pylist()
+    epochs = sorted({r["epoch"] for r in rows})
+    assert len(epochs) == views.CHART_EPOCHS and epochs[0] == 0 and epochs[-1] == 499
+    assert small["datasets"]["rows"] is tall["datasets"]["rows"] and (small["height"], tall["height"]) == (120, 220)
+
+
+def test_the_diverging_colours_run_orange_white_blue_and_survive_nan():
+    """The look-up ramp agrees with a per-pixel blend to one colour level."""
+    values = np.linspace(-2, 2, 401, dtype=np.float32)
+    t = np.clip(values / 2, -1, 1)[:, None]
+    blend = figures.WHITE + np.where(t < 0, (figures.CLASS_RGB[0] - figures.WHITE) * -t,
+                                     (figures.CLASS_RGB[1] - figures.WHITE) * t)
+    assert np.abs(figures.diverging_rgb(values).astype(float) - blend).max() <= 1
+    ends = figures.diverging_rgb(np.array([-2.0, 0.0, 2.0, np.nan]), 2.0)
+    assert ends.tolist() == [list(figures.CLASS_RGB[0]), [255, 255, 255], list(figures.CLASS_RGB[1]), [255, 255, 255]]

@@ -66,3 +66,18 @@ def test_with_the_token_the_teacher_sees_the_room_sets_a_challenge_and_no_run_id
     assert run.id not in page_text
     learner = open_page("playground")  # the learners see the challenge in their sidebar
     assert any("Class challenge" in m.value for m in learner.sidebar.markdown)
+
+
+def test_the_board_reads_a_long_runs_best_epoch_that_a_chart_leaves_out(lesson):
+    """A chart's view thins 1,200 epochs to 500; the best one (here the first after the start)
+    is among those left out, and the board must still find it."""
+    job, spec, ds = make_job(Setup(dataset="spiral", hidden=(6, 6), resolution=8))
+    for epoch in range(1, 1201):
+        job._record(Event("epoch", epoch * 10, epoch, time.time(),
+                          data={"epoch": epoch, "test_loss": 0.05 if epoch == 1 else 0.5, "test_acc": 0.9}))
+    assert min(e["test_loss"] for e in job.view()["epochs"] if e.get("test_loss")) == 0.5  # left out of the view
+    RUNS.touch("s-long")
+    RUNS.create("s-long", "playground", job, extra={"setup": Setup(dataset="spiral", hidden=(6, 6)),
+                                                    "data": ds, "spec": spec})
+    row = next(r for r in board(CHALLENGES["spiral-12"], RUNS) if r["best"] is not None and r["best"] < 0.5)
+    assert row["reached"] and row["best"] == pytest.approx(0.05)

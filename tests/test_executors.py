@@ -221,6 +221,32 @@ def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
         ex.shutdown()
 
 
+def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_and_gives_them_back_when_idle():
+    """A page warms the pool when a learner opens it: the workers boot before anyone trains, so
+    the first chunk already runs in a worker; with nobody training they end after idle_s."""
+    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None, idle_s=3.0)
+    try:
+        ex.warm()
+        assert ex.backend.wait_ready(60)
+        ex.warm()  # the page's next run (booting took about idle_s: the clock starts again, no worker restarts)
+        job = new_job(ex)
+        job.step_batch(1)
+        wait_for(lambda: job.step == 1 and not job.active, timeout=30)
+        assert ex.backend._jobs[0].get(job.uid) == job.version  # the very first chunk went to the worker
+        worker, end = ex.backend._procs[0], time.monotonic() + ex.idle_s + 3
+        while ex.backend._procs[0] is not None:  # idle: released, however often the lane is woken
+            assert time.monotonic() < end, "the idle worker outlived idle_s"  # (jobs stopping after class)
+            with ex._cond:
+                ex._cond.notify_all()
+            time.sleep(0.5)
+        assert worker.wait(10) == 0
+        off = Executor("process", lanes=1, warms=False)
+        off.warm()
+        assert off.backend._procs == [None]  # DLLAB_WARM_WORKERS=0: nothing started
+    finally:
+        ex.shutdown()
+
+
 def test_learners_with_the_same_network_train_as_one_gang_and_keep_the_contract(pool):
     """Four learners, one network shape: their turns meet at epoch boundaries and train as one
     stacked step (gang.py); step n still takes exactly n batches each, and a rate that blows

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
+from dl_core.executors import executor
 from dl_core.export import script
 from dl_core.runs import RUNS, Run
 from dl_core.spec import summarize
@@ -226,6 +227,8 @@ class Shell:
             ss[flag] = True
 
         every = widgets.poll_interval(poll_s, job.status()) if job.active else None
+        if not job.active:
+            executor().warm()  # the ▶ Train on this page should find the workers ready (Executor.warm)
 
         @st.fragment(run_every=every)
         def frame():

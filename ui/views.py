@@ -5,11 +5,13 @@ import numpy as np
 import streamlit as st
 
 from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
+from dl_core.jobparts import downsample
 from dl_core.probes import grid_points
 
 from . import charts, figures, widgets
 
 MAX_NEURON_IMAGES = 96  # past this the diagram shows connections only
+CHART_EPOCHS = 200  # the most epochs a live curve draws
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -117,11 +119,22 @@ def confusion(counts, classes: list[str], held_out: str | None = None) -> None:
     st.vega_lite_chart(spec=charts.arrow(figures.confusion_chart(counts, classes, title)))
 
 
+def epoch_chart(view: dict, metric: str, held_out: str, height: int) -> dict:
+    """This tick's epoch chart of `metric`: at most CHART_EPOCHS epochs (a curve 700 px wide shows
+    no more; 500 sent 70 KB a redraw), its rows converted once per view (the glance and the curves
+    tab draw the same loss rows at two heights)."""
+    memo = view.setdefault("charts", {})
+    if (metric, held_out) not in memo:
+        memo[metric, held_out] = charts.arrow(figures.epoch_chart(downsample(view["epochs"], CHART_EPOCHS),
+                                                                  metric, held_out))
+    return charts.sized(memo[metric, held_out], height)
+
+
 def loss_glance(view: dict, held_out: str = "test") -> None:
     """The loss curve, small, beside the live pictures: on a projected 1440×900 screen the curves
     tab starts below the fold, and a class should see the loss fall while the map changes."""
     if len(view["epochs"]) >= 2:
-        st.vega_lite_chart(spec=charts.arrow(figures.epoch_chart(view["epochs"], "loss", held_out, height=120)))
+        st.vega_lite_chart(spec=epoch_chart(view, "loss", held_out, 120))
 
 
 def curves(view: dict, task: str, held_out: str = "test") -> None:
@@ -131,10 +144,10 @@ def curves(view: dict, task: str, held_out: str = "test") -> None:
         st.caption("Train for an epoch to start the loss and accuracy curves.")
         return
     st.markdown("**Loss** (lower is better)")
-    st.vega_lite_chart(spec=charts.arrow(figures.epoch_chart(epochs, "loss", held_out, height=220)))
+    st.vega_lite_chart(spec=epoch_chart(view, "loss", held_out, 220))
     if task == "classification":
         st.markdown("**Accuracy**")
-        st.vega_lite_chart(spec=charts.arrow(figures.epoch_chart(epochs, "acc", held_out, height=200)))
+        st.vega_lite_chart(spec=epoch_chart(view, "acc", held_out, 200))
 
 
 def loss_text(v: float | None) -> str:
