@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import images
-from .inference import predict
+from .inference import evaluating, predict
 from .presets import preset_spec
 from .spec import ModelSpec, build, summarize
 from .trainers import SupervisedTrainer
@@ -82,15 +82,12 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> list[np.ndarray]:
     outs: list[torch.Tensor] = []
     hooks = [layer.register_forward_hook(lambda m, a, out: outs.append(out[0].detach().cpu()))
              for layer in model.layers]
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             model(image[None].to(next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was)
     return [o.numpy() for o in outs]
 
 

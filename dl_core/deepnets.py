@@ -17,6 +17,7 @@ from torch import nn
 
 from . import layerstats
 from .activations import ACTIVATIONS
+from .inference import evaluating
 from .losses import LOSSES
 from .spec import LayerSpec, ModelSpec
 
@@ -114,18 +115,15 @@ class FlowProbe:
         self.x = x[:max_points]
 
     def __call__(self, model: nn.Module) -> dict:
-        was = model.training
-        model.eval()
         outputs = []
         hooks = [m.register_forward_hook(lambda mod, a, out: outputs.append(out.detach().float().cpu()))
                  for _, m in layerstats.tracked_layers(model)]
         try:
-            with torch.no_grad():
+            with evaluating(model), torch.no_grad():
                 model(self.x)
         finally:
             for h in hooks:
                 h.remove()
-            model.train(was)
         return {"histograms": [self.histogram(out.numpy().ravel()) for out in outputs]}
 
     @classmethod

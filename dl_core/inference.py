@@ -1,4 +1,6 @@
-"""Class probabilities from a trained classifier, shared by every lab that asks a model what it sees.
+"""Class probabilities from a trained classifier, shared by every lab that asks a model what it sees,
+and `evaluating`, the one way any engine module reads a model in eval mode (probes, evaluation,
+feature maps, loss surfaces, the recurrent cells' look inside).
 
 Its own module so that a lab's engine (the CNN Lab's, the explainer's) can use it without
 importing another lab's: it needs only the model and torch.

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from .inference import evaluating
+
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -60,8 +62,6 @@ def pca_directions(path: list[dict[str, torch.Tensor]], final: dict[str, torch.T
 def loss_surface(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, d1: dict, d2: dict | None,
                  span: float = 1.0, n: int = 41) -> tuple[np.ndarray, np.ndarray]:
     """Loss on an n (1-D) or n×n (2-D) grid of α, β in [−span, span] around the model's weights."""
-    was = model.training
-    model.eval()
     base = _weights(model)
     alphas = np.linspace(-span, span, n)
     betas = alphas if d2 is not None else np.zeros(1)
@@ -71,10 +71,9 @@ def loss_surface(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, d1
     def loss_at(params):
         return loss_fn(functional_call(model, params, (x,)), y)
 
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         for bi, b in enumerate(betas):  # one row of the grid per call, vectorised over α with vmap
             params = {k: base[k] + a.reshape(-1, *[1] * base[k].dim()) * d1[k] +
                       (float(b) * d2[k] if d2 is not None else 0) for k in base}
             out[bi] = vmap(loss_at)(params).cpu().numpy()
-    model.train(was)
     return alphas, out if d2 is not None else out[0]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .data2d import DOMAIN, feature_matrix
+from .inference import evaluating
 from .spec import ModelSpec, linear_layers, neuron_layers
 
 
@@ -45,10 +46,8 @@ class PlaygroundProbe:
         captured: dict[int, torch.Tensor] = {}
         hooks = [layers[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
                  for i in self.neuron_idx]
-        was_training = model.training
-        model.eval()
         try:
-            with torch.no_grad():
+            with evaluating(model), torch.no_grad():
                 out = model(self.grid)
                 snap = {"output": self._output_map(out),
                         "neurons": [captured[i].T.reshape(-1, *self.shape).cpu().numpy() for i in self.neuron_idx],
@@ -60,7 +59,6 @@ class PlaygroundProbe:
         finally:
             for h in hooks:
                 h.remove()
-            model.train(was_training)
         return snap
 
     def _output_map(self, out: torch.Tensor) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .inference import evaluating
 from .layers import Recurrent
 
 GATE_NAMES = {"LSTM": ("input", "forget", "cell candidate", "output"), "GRU": ("reset", "update", "candidate"),
@@ -74,19 +75,17 @@ def look_inside(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.
     """For one sequence x (T,) or (T, F) with answer y: states, gates, the prediction, and
     ‖∂L/∂hₜ‖ for every step of the last recurrent layer (numbers, ready to draw)."""
     before, rnn, after = parts(model)
-    was = model.training
-    model.eval()
-    try:
-        inputs = before(x[None]).detach().requires_grad_()
-        run = unroll(rnn, inputs)
-        out = after(run["output"])
-        loss = loss_fn(out, y[None])
-        loss.backward()
-        last = run["layers"][-1]
-        grads = [float(h.grad.norm()) if h.grad is not None else 0.0 for h in last["h"]]
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was)
+    with evaluating(model):
+        try:
+            inputs = before(x[None]).detach().requires_grad_()
+            run = unroll(rnn, inputs)
+            out = after(run["output"])
+            loss = loss_fn(out, y[None])
+            loss.backward()
+            last = run["layers"][-1]
+            grads = [float(h.grad.norm()) if h.grad is not None else 0.0 for h in last["h"]]
+        finally:
+            model.zero_grad(set_to_none=True)
     return {"kind": run["kind"], "h": torch.stack(last["h"], 1)[0].detach().numpy(),
             "c": None if last["c"] is None else last["c"][0].detach().numpy(),
             "gates": {n: v[0].detach().numpy() for n, v in last["gates"].items()},

@@ -28,6 +28,7 @@ from torch import nn
 
 from . import layerstats
 from .augment import augment_batch
+from .inference import evaluating
 from .jobparts import TensorData
 from .losses import LOSSES
 from .probes import confusion_matrix
@@ -107,15 +108,12 @@ class SupervisedTrainer:
         is False, in eval mode, from one forward pass and one read back to the host (it runs
         every epoch). The caller holds the job's lock."""
         d, n = self.data, len(self.data.x_train) if train else 0
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        with evaluating(self.model), torch.no_grad():
             pred = self.model(self._x_all if train else d.x_test)
             y = self._y_all if train else d.y_test
             each = self._loss_each(pred, y).reshape(len(y), -1).mean(1)  # per example
             hit = ((pred.argmax(1) == y).float().reshape(len(y), -1).mean(1) if d.task == "classification"
                    else None)
-        self.model.train(was_training)
         splits = {"train": slice(0, n), "test": slice(n, None)} if train else {"test": slice(0, None)}
         splits = {k: sl for k, sl in splits.items() if len(each[sl])}
         parts = [each[sl].mean() for sl in splits.values()] + ([hit[sl].mean() for sl in splits.values()]
