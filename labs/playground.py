@@ -226,19 +226,17 @@ def live(job):
         st.markdown("**Output**")
         views.output(snap, ds, values["show_test"], values["discretize"])
         views.loss_glance(view)
-    # Only the open tab is drawn: each chart costs the server a conversion on every redraw.
-    tabs = st.tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"], key="pg_tabs",
-                   on_change="rerun")
-    if tabs[0].open is not False:
+    tabs = widgets.lazy_tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"], "pg_tabs")
+    if tabs[0] is not None:
         with tabs[0]:
             views.curves(view, ds.task)
-    if tabs[1].open:
+    if tabs[1] is not None:
         with tabs[1]:
             if "confusion" in snap:
                 views.confusion(snap["confusion"], [str(k) for k in range(ds.n_classes)])
             else:
                 st.caption("Regression has no classes; the loss curve tells the story.")
-    if tabs[2].open:
+    if tabs[2] is not None:
         with tabs[2]:
             views.layer_stats(view, job)
 

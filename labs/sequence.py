@@ -217,22 +217,19 @@ shell.live(live, POLL_S)
 
 kind = SEQ_TASKS[run.extra["key"][0]].kind
 extra_tab = {"language": "✍️ Let it write", "forecast": "📈 The forecast"}.get(kind)
-# Only the open tab is drawn: each reads a copy of the network and costs a page run.
-tabs = st.tabs(["🔍 Look closer (and edit)", "❓ Why this answer?", *([extra_tab] if extra_tab else []),
-                "🏁 RNN vs LSTM vs GRU"], key="seq_tabs", on_change="rerun")
-if tabs[0].open is not False or tabs[1].open:
-    with tabs[0] if tabs[0].open is not False else tabs[1]:
+tabs = widgets.lazy_tabs(["🔍 Look closer (and edit)", "❓ Why this answer?", *([extra_tab] if extra_tab else []),
+                          "🏁 RNN vs LSTM vs GRU"], "seq_tabs")  # each reads a copy of the network
+if tabs[0] is not None or tabs[1] is not None:
+    with tabs[0] if tabs[0] is not None else tabs[1]:
         ex = seq_views.example(job, data)
-    if tabs[0].open is not False:
-        with tabs[0]:
+        if tabs[0] is not None:
             seq_views.look_closer(ex)
-    else:
-        with tabs[1]:
+        else:
             seq_views.why(ex, data)
-if extra_tab and tabs[2].open:
+if extra_tab and tabs[2] is not None:
     with tabs[2]:
         (seq_views.write if kind == "language" else seq_views.forecast)(job, data)
-if tabs[-1].open:
+if tabs[-1] is not None:
     with tabs[-1]:
         seq_views.races(run, setup_of(run.settings), POLL_S)
 

@@ -203,6 +203,14 @@ def rerun_when_idle(job, key: str) -> None:
     st.session_state[key] = job.active
 
 
+def lazy_tabs(labels: list[str], key: str) -> list:
+    """st.tabs of which only the open one is drawn: each entry is the tab to draw into, or None
+    for a closed one (the first counts as open until the browser says which is). Each chart or
+    network copy in a closed tab would otherwise cost the server on every redraw."""
+    tabs = st.tabs(labels, key=key, on_change="rerun")
+    return [t if (t.open is not False if i == 0 else t.open) else None for i, t in enumerate(tabs)]
+
+
 def share_link() -> str:
     """This page's address with its settings but without the run id: a link for a class."""
     base = urlsplit(st.context.url or "")
