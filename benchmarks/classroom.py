@@ -9,12 +9,17 @@ page trains beside them and measures what a real student sees. Bounded: at most 
 students, at most 300 s of training, then everyone leaves and the server is stopped.
 
 Figures: first paint (p50/p95: connect → the Train button drawn), visible update gap
-(p50/p95: time between two updates that show a new epoch), chart redraw gap (p50/p95: time
-between two redraws of the live charts and pictures, which may redraw less often than the
-counters in a full room), epochs/s per student (min and
-median: fairness), the room's total against a bare PyTorch loop on all cores,
-exceptions shown, and the server's memory (web process and its workers) before, at the
-peak and a minute after everyone left.
+(p50/p95: time between two updates that show a new epoch, counted from the click on
+▶ Train), chart redraw gap (p50/p95: time between two redraws of the live charts and
+pictures), rerun gap (p50/p95: time between two finished redraws, whatever they showed) and
+the share of redraws that found no new epoch (the update gap's two causes: a slow redraw,
+or a redraw before the job's next turn came back), epochs/s per student (min and median:
+fairness), the room's total against a bare PyTorch loop on all cores, exceptions shown, and
+the server's memory (web process and its workers) before, at the peak and a minute after
+everyone left.
+
+DLLAB_BENCH_WEB sets the classroom start's web processes (default 2); DLLAB_BENCH_TRACE names
+a file for every student's timeline (epochs seen, redraws) as JSON.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ class Student:
         self.connected_at = self.painted_at = self.trained_at = None
         self.epochs: list[tuple[float, int]] = []  # (when seen, epoch) each time a new epoch is drawn
         self.charts: list[float] = []  # when the live view's charts were drawn again (once per redraw)
+        self.reruns: list[float] = []  # when a script or fragment run finished, after ▶ Train
         self.exceptions = 0
         self.fragments: dict[str, float] = {}  # fragment id -> rerun interval the server asked for
 
@@ -75,6 +81,8 @@ class Student:
             self.page_hash = msg.navigation.page_script_hash
         elif kind == "auto_rerun":
             self.fragments[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
+        elif kind == "script_finished" and self.trained_at:
+            self.reruns.append(time.monotonic())
         elif kind == "stop_auto_rerun":
             for f in msg.stop_auto_rerun.fragment_ids:
                 self.fragments.pop(f, None)
@@ -127,11 +135,19 @@ class Student:
                 task.cancel()
 
     def figures(self) -> dict:
-        gaps = [b[0] - a[0] for a, b in zip(self.epochs, self.epochs[1:])]
+        """Update gaps count from the click on ▶ Train (the wait for the first epoch is one of
+        them), not from the page's first paint: the tables in docs/PERFORMANCE.md before
+        "Re-measured on 2026-11-29, last" counted from the first paint, so their first gap
+        also held the seconds a student waited for the class to start."""
+        before = [e for t, e in self.epochs if self.trained_at is None or t <= self.trained_at]
+        shown = [(self.trained_at, before[-1] if before else 0)] if self.trained_at else []
+        shown += [(t, e) for t, e in self.epochs if self.trained_at and t > self.trained_at]
+        gaps = [b[0] - a[0] for a, b in zip(shown, shown[1:])]
         trained = self.epochs[-1][1] - self.epochs[0][1] if len(self.epochs) > 1 else 0
         span = (self.epochs[-1][0] - self.trained_at) if self.epochs and self.trained_at else 0
         return {"paint": (self.painted_at - self.connected_at) if self.painted_at else None, "gaps": gaps,
                 "chart_gaps": [b - a for a, b in zip(self.charts, self.charts[1:])],
+                "rerun_gaps": [b - a for a, b in zip(self.reruns, self.reruns[1:])],
                 "epochs": trained, "rate": trained / span if span > 0 else 0.0, "exceptions": self.exceptions}
 
 
@@ -177,7 +193,7 @@ def _bare_room_rate(rounds: int = 5) -> float:
 def _start(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
     if kind == "classroom":
-        cmd = [sys.executable, "classroom.py", "--web", "2", "--port", str(port)]
+        cmd = [sys.executable, "classroom.py", "--web", os.environ.get("DLLAB_BENCH_WEB", "2"), "--port", str(port)]
     else:
         cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port)]
@@ -258,6 +274,11 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
         if chromium_page:
             page.join(60)
         figs = [s.figures() for s in room]
+        if os.environ.get("DLLAB_BENCH_TRACE"):  # every student's timeline, for a closer look
+            import json
+            Path(os.environ["DLLAB_BENCH_TRACE"]).write_text(json.dumps(
+                [{"trained_at": s.trained_at - t0 if s.trained_at else None, "epochs": [(t - t0, e) for t, e in s.epochs],
+                  "reruns": [t - t0 for t in s.reruns]} for s in room]))
         time.sleep(float(os.environ.get("DLLAB_BENCH_AFTER_S", "60")))  # everyone left: jobs stop after the grace period, memory should come back
         rss_after = _rss_mb(proc.pid)
     finally:
@@ -266,12 +287,15 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
     paints = [f["paint"] for f in figs if f["paint"] is not None]
     gaps = [g for f in figs for g in f["gaps"]]
     chart_gaps = [g for f in figs for g in f["chart_gaps"]]
+    rerun_gaps = [g for f in figs for g in f["rerun_gaps"]]
     rates = [f["rate"] for f in figs]
     bare = _bare_room_rate()
     return {"start": start, "students": students, "seconds": seconds,
             "first_paint_p50_s": _pct(paints, 0.5), "first_paint_p95_s": _pct(paints, 0.95),
             "painted": len(paints), "update_gap_p50_s": _pct(gaps, 0.5), "update_gap_p95_s": _pct(gaps, 0.95),
             "chart_redraw_gap_p50_s": _pct(chart_gaps, 0.5), "chart_redraw_gap_p95_s": _pct(chart_gaps, 0.95),
+            "rerun_gap_p50_s": _pct(rerun_gaps, 0.5), "rerun_gap_p95_s": _pct(rerun_gaps, 0.95),
+            "reruns_without_new_epoch": round(1 - len(gaps) / max(1, len(rerun_gaps)), 3),
             "trained_at_all": sum(1 for f in figs if f["epochs"] > 0),
             "epochs_per_s_min": round(min(rates), 2), "epochs_per_s_median": round(statistics.median(rates), 2),
             "room_epochs_per_s": round(sum(rates), 1), "bare_loop_all_cores_epochs_per_s": round(bare, 1),

@@ -35,8 +35,9 @@ from .travel import CHUNK_S
 
 # A gang's turn lasts a chunk per member, but at most this long. Its learners' pages only see new
 # epochs when a turn comes back: with turns of 15 chunks (~0.8 s) plus the other gang's, a page
-# redrawing once a second sometimes found the same epoch again (a 2 s gap).
-GANG_TURN_S = 0.5
+# redrawing once a second sometimes found the same epoch again (a 2 s gap). With 0.5 s, shipping
+# and absorbing on busy cores still made a turn 0.6-1.1 s; 0.35 s keeps it under the second.
+GANG_TURN_S = 0.35
 
 
 class ThreadBackend:

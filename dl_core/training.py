@@ -215,9 +215,12 @@ class TrainingJob(Travelling, Stopping, Worker):
         return True
 
     def _snapshot_due(self) -> bool:
-        """Whether this step records statistics and is followed by a snapshot."""
-        return time.perf_counter() - self._last_snapshot_t >= max(self.config.snapshot_interval_s,
-                                                                  self.snapshot_floor_s)
+        """Whether this step records statistics and is followed by a snapshot. A full room's
+        floor is spread over 0.8-1.2x by job (its uid): jobs that started together and train
+        as one gang otherwise took their snapshots in the same turn, and every page then drew
+        its pictures in the same second (those seconds held most of the slow redraws)."""
+        floor = self.snapshot_floor_s * (0.8 + 0.4 * int(self.uid[:4], 16) / 0xFFFF)
+        return time.perf_counter() - self._last_snapshot_t >= max(self.config.snapshot_interval_s, floor)
 
     def _stepped(self, stats: dict | None) -> None:
         """Count one optimizer step taken (here or in a gang, gang.py), with its measurements."""

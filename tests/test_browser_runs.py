@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from browser_fixtures import (ARTIFACTS, GRACE_S, WAIT, epoch, epoch_metric, idle, no_exception,
@@ -123,9 +124,19 @@ def _expander(page):
     return page.locator("[data-testid='stExpander']").filter(has_text="📦 Model & code").first
 
 
-def _download(page, name) -> tuple[bytes, str]:
-    with page.expect_download(timeout=30_000) as info:
-        _expander(page).get_by_role("button", name=name).click()
+def _download(page, name, tries: int = 3) -> tuple[bytes, str]:
+    """Click a download button and read the file. Once in a full run, a click right after an epoch
+    started no download in 30 s (the page was redrawing): a dropped click is pressed again, at
+    most `tries` times, and the test still fails if no file ever comes."""
+    for attempt in range(tries):
+        idle(page)
+        try:
+            with page.expect_download(timeout=20_000) as info:
+                _expander(page).get_by_role("button", name=name).click()
+            break
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
     download = info.value
     with open(download.path(), "rb") as f:
         return f.read(), download.suggested_filename

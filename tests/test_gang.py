@@ -5,6 +5,7 @@ the weights, counters and history that the gang's row-wise update must reproduce
 from __future__ import annotations
 
 import pickle
+import time
 import warnings
 
 import pytest
@@ -100,3 +101,40 @@ def test_only_jobs_that_can_share_a_step_form_a_gang():
     assert gang_key(dropout) is None
     wider = make_job(Setup(hidden=(6, 6), resolution=8))[0]
     assert gang_key(wider) != gang_key(base)
+
+
+def test_a_gang_turn_ends_at_the_epoch_boundary_nearest_its_time(monkeypatch):
+    """Every step takes 10 ms on a fake clock and an epoch is 8 steps (80 ms): a 250 ms turn ends
+    after 3 epochs (240 ms), not after 4 (320 ms, the first boundary past its end, which made
+    busy-core turns run up to twice their time and pages find the same epoch again)."""
+    from dl_core import gang as gang_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(gang_module.time, "perf_counter", lambda: clock[0])
+    step = gang_module.Gang.step
+
+    def timed_step(self):
+        clock[0] += 0.01
+        return step(self)
+
+    monkeypatch.setattr(gang_module.Gang, "step", timed_step)
+    jobs = room(3, batch_size=32, snapshot_interval_s=1e9)
+    n_steps = -(-jobs[0].trainer.n_train // 32)
+    assert n_steps == 8, "the fake clock's arithmetic below assumes 8 steps an epoch"
+    train_gang(jobs, [None] * 3, max_s=0.25)
+    assert [j.epoch for j in jobs] == [3, 3, 3]
+    train_gang(jobs, [None] * 3, max_s=0.29)  # the 4th boundary (320 ms) is nearer than the 3rd (240 ms)
+    assert [j.epoch for j in jobs] == [7, 7, 7]
+
+
+def test_a_full_rooms_snapshots_are_spread_over_time_by_job():
+    """Jobs that started together take their snapshots at 0.8-1.2x the room's floor, by job, so
+    that a room's pages do not all draw their pictures in the same second."""
+    early, late = room(2)
+    early.uid, late.uid = "0000" + early.uid[4:], "ffff" + late.uid[4:]
+    for job, (not_yet, due) in ((early, (2.35, 2.45)), (late, (3.5, 3.65))):
+        job.snapshot_floor_s = 3.0
+        job._last_snapshot_t = time.perf_counter() - not_yet
+        assert not job._snapshot_due()
+        job._last_snapshot_t = time.perf_counter() - due
+        assert job._snapshot_due()
