@@ -45,7 +45,7 @@ class RayBackend(ThreadBackend):
         self.runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)], **(runtime_env or {})}
         self._lock = threading.Lock()
         self._actors: list = [None] * lanes
-        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its actor holds
+        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> (version, state mark) its actor holds
         self._remote = None
 
     def _actor(self, lane: int):

@@ -3,8 +3,9 @@
 A worker is a plain `python -m dl_core.workerproc` process on pipes (length-prefixed
 pickles), not multiprocessing's spawn: under `streamlit run` the `__main__` module is the
 app's script, and spawn ran the whole app again in every worker. It keeps a copy of each
-job it has trained (`run_chunk`); `round_trip` sends a whole job the first time and only its
-state after that. The Ray backend's actors speak the same protocol.
+job it has trained (`run_chunk`); `round_trip` sends a whole job the first time, its state
+after that, and only its counters while the worker's copy is the state it sent back last
+(travel.py). The Ray backend's actors speak the same protocol.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def _resident(order: tuple):
         _RESIDENT[uid] = (version, body)
     elif _RESIDENT.get(uid, (None,))[0] != version:
         return None, budget
+    elif kind == "same":
+        _RESIDENT[uid][1].load_counters(body)
     else:
         _RESIDENT[uid][1].load_turn_state(body)
     _RESIDENT.move_to_end(uid)
@@ -83,19 +86,33 @@ def _run_gang(orders: list[bytes], max_s: float, halt) -> bytes:
     return pickle.dumps(answers)
 
 
+def _order(job, lane_jobs: dict, budget, max_s) -> bytes | None:
+    """`job`'s payload for a lane whose worker holds what `lane_jobs` says (uid -> (version,
+    state mark of the copy it sent back last, or None when that is unknown))."""
+    held = lane_jobs.get(job.uid, (None, None))
+    return job.payload(budget, max_s, resident=held[0] == job.version,
+                       current=held[0] == job.version and held[1] == job.state_mark())
+
+
+def _absorbed(job, lane_jobs: dict, answer: bytes) -> None:
+    """Take a worker's answer; the lane's worker then holds this very state, unless the answer
+    failed (its copy may have trained on: the next turn sends the state again)."""
+    lane_jobs[job.uid] = (job.version, None)
+    job.absorb(answer)
+    lane_jobs[job.uid] = (job.version, job.state_mark())
+
+
 def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
     """Run one chunk of `job` through `send(payload) -> reply`, as a turn if the lane's worker
-    holds it at this version (`lane_jobs`: uid -> version, this lane's guess), else whole.
-    False if the job cannot travel. The caller holds job.lock."""
-    resident = lane_jobs.get(job.uid) == job.version
-    payload = job.payload(budget, max_s, resident=resident)
+    holds it at this version (`lane_jobs`: this lane's guess), else whole. False if the job
+    cannot travel. The caller holds job.lock."""
+    payload = _order(job, lane_jobs, budget, max_s)
     if payload is None:
         return False
     reply = send(payload)
     if reply == MISSING:  # the worker restarted or dropped it: send the whole job
         reply = send(job.payload(budget, max_s))
-    lane_jobs[job.uid] = job.version
-    job.absorb(reply)
+    _absorbed(job, lane_jobs, reply)
     return True
 
 
@@ -103,7 +120,7 @@ def gang_trip(jobs: list, lane_jobs: dict, budgets: list, max_s: float, send) ->
     """Run one turn of `jobs` together (gang.py) through `send`, as round_trip does for one;
     return the jobs left to train one by one (they cannot travel, or the worker lacked them).
     A job whose own part failed hears of it alone. The caller holds every job's lock."""
-    orders = [job.payload(b, max_s, resident=lane_jobs.get(job.uid) == job.version) for job, b in zip(jobs, budgets)]
+    orders = [_order(job, lane_jobs, b, max_s) for job, b in zip(jobs, budgets)]
     if any(o is None for o in orders):
         return list(jobs)
     left = []
@@ -111,9 +128,8 @@ def gang_trip(jobs: list, lane_jobs: dict, budgets: list, max_s: float, send) ->
         if answer == MISSING:
             left.append(job)
             continue
-        lane_jobs[job.uid] = job.version
         try:
-            job.absorb(answer)
+            _absorbed(job, lane_jobs, answer)
         except RuntimeError as exc:
             job._fail(exc)
     return left
@@ -158,7 +174,7 @@ class ProcessBackend(ThreadBackend):
         super().__init__(lanes)
         self._procs: list[subprocess.Popen | None] = [None] * lanes
         self._ready: list[threading.Event] = [threading.Event() for _ in range(lanes)]
-        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> version its worker holds
+        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> (version, state mark) its worker holds
         self._spawning = threading.Lock()  # a lane and a page warming the pool: one worker per lane
 
     def warm(self) -> None:
@@ -234,8 +250,10 @@ class ProcessBackend(ThreadBackend):
         return proc.stdout.read(struct.unpack("<Q", head)[0])
 
     def interrupt(self, lane: int) -> None:
+        """SIGUSR1 to a ready worker only: a booting one has no handler yet, and the signal's
+        default ended it (a pause while the lane trained here meanwhile cost a worker)."""
         proc = self._procs[lane]
-        if proc is not None and proc.poll() is None and hasattr(signal, "SIGUSR1"):
+        if proc is not None and self._ready[lane].is_set() and proc.poll() is None and hasattr(signal, "SIGUSR1"):
             proc.send_signal(signal.SIGUSR1)
 
     def _restart(self, lane: int) -> None:

@@ -8,13 +8,14 @@ chunk is away, fair turns, a queue that moves, a run nobody watches.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 
 import pytest
 import torch
 
 from conftest import wait_for
-from dl_core.executors import Executor
+from dl_core.executors import Executor, ThreadBackend
 from dl_core.jobparts import History
 from dl_core.playground import Setup, make_job
 from dl_core.training import TrainConfig
@@ -128,6 +129,47 @@ def test_settings_changed_mid_training_reach_the_optimizer(pool):
     job.stop()
 
 
+def test_turns_that_carry_only_counters_train_exactly_as_the_job_alone(pool):
+    """After its first turn a worker keeps the job, and while its copy is the state it sent
+    back, a turn carries only the counters (travel.py). Asked for 5 batches at a time, with a
+    new rate in between, weights loaded here and a chunk trained here in the web process (the
+    worker's copy is then behind and must get the state again), the weights are those of the
+    same job trained alone."""
+    pool.warm()  # the idle clock starts again: no worker is released during this test
+    assert pool.backend.wait_ready(60)  # chunks in the workers, not in the lanes while they boot
+    job = new_job(pool, batch_size=10)
+    alone = pickle.loads(pickle.dumps(job))
+    alone.executor = Executor("thread", lanes=1)
+
+    def both(n):
+        job.step_batch(n)
+        wait_for(lambda: job.status()["state"] == "paused" and not job.active, timeout=60)
+        alone.advance(n, 30)
+
+    for _ in range(3):
+        both(5)
+    held = getattr(pool.backend, "_jobs", None)
+    if held is not None:  # a worker holds the very state this process holds: the next turn is small
+        assert (job.version, job.state_mark()) in [lane.get(job.uid) for lane in held]
+        assert len(job.payload(None, resident=True, current=True)) < 2_000 < len(job.payload(None, resident=True))
+    job.set_config(lr=0.3)
+    alone.set_config(lr=0.3)
+    both(5)
+    halved = {k: v * 0.5 for k, v in alone.model.state_dict().items()}  # a weights file loaded (the CNN lab)
+    for twin in (job, alone):
+        with twin.lock:
+            twin.model.load_state_dict(halved)
+    both(5)
+    job._budget = 3  # three batches asked for, trained here, as a lane does while its worker boots
+    ThreadBackend.chunk(pool.backend, job, 0, 3, 30)
+    alone.advance(3, 30)
+    both(5)
+    assert job.step == alone.step == 33
+    for p, q in zip(job.model.parameters(), alone.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    job.stop()
+
+
 def test_every_running_job_gets_its_turn(pool):
     jobs = [new_job(pool) for _ in range(5)]  # more jobs than the pool's 2 lanes
     for job in jobs:
@@ -206,17 +248,21 @@ def test_slow_motion_paces_the_steps_and_holds_no_lane(pool):
 
 def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
     """A worker needs seconds to import torch; the first ⏭ Step must not wait for it: the lane
-    trains that chunk itself, and hands later ones to the worker once it is ready."""
+    trains that chunk itself, and hands later ones to the worker once it is ready. A pause
+    meanwhile leaves the booting worker alone."""
     ex = Executor("process", lanes=1, capacity=2, unwatched_s=None)
     try:
         job = new_job(ex)
         job.step_batch(1)
         wait_for(lambda: job.step == 1 and not job.active, timeout=30)
         assert not ex.backend.wait_ready(0)  # done before the worker finished booting
+        booting = ex.backend._procs[0]
+        ex.backend.interrupt(0)  # a pause now: the booting worker has no handler for the signal yet
         assert ex.backend.wait_ready(60)
+        assert ex.backend._procs[0] is booting and booting.poll() is None  # the same worker, alive
         job.step_batch(2)
         wait_for(lambda: job.step == 3 and not job.active, timeout=30)
-        assert ex.backend._jobs[0].get(job.uid) == job.version  # that one went to the worker
+        assert ex.backend._jobs[0][job.uid][0] == job.version  # that one went to the worker
     finally:
         ex.shutdown()
 
@@ -232,7 +278,7 @@ def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_and_gives_them
         job = new_job(ex)
         job.step_batch(1)
         wait_for(lambda: job.step == 1 and not job.active, timeout=30)
-        assert ex.backend._jobs[0].get(job.uid) == job.version  # the very first chunk went to the worker
+        assert ex.backend._jobs[0][job.uid][0] == job.version  # the very first chunk went to the worker
         worker, end = ex.backend._procs[0], time.monotonic() + ex.idle_s + 3
         while ex.backend._procs[0] is not None:  # idle: released, however often the lane is woken
             assert time.monotonic() < end, "the idle worker outlived idle_s"  # (jobs stopping after class)
