@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict
 from contextlib import ExitStack
 from pathlib import Path
@@ -201,10 +202,18 @@ class ProcessBackend(ThreadBackend):
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Start every lane's worker and wait until all have done their imports (tests that need
-        chunks to run in a worker, not in the lane's thread while the worker boots)."""
-        for lane in range(self.lanes):
-            self._proc(lane)
-        return all(event.wait(timeout) for event in self._ready)
+        chunks to run in a worker, not in the lane's thread while the worker boots). A worker
+        released meanwhile (its lane idle) or ended is started again: waiting on the old one
+        would wait for a worker that never comes."""
+        end = time.monotonic() + timeout
+        while True:
+            for lane in range(self.lanes):
+                self._proc(lane)
+            if all(event.is_set() for event in self._ready):
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.05)
 
     def kill(self, lane: int) -> None:
         """End one worker process the hard way (tests: a worker lost mid-chunk)."""

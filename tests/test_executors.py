@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
 
 import pytest
@@ -263,6 +264,19 @@ def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
         job.step_batch(2)
         wait_for(lambda: job.step == 3 and not job.active, timeout=30)
         assert ex.backend._jobs[0][job.uid][0] == job.version  # that one went to the worker
+    finally:
+        ex.shutdown()
+
+
+def test_waiting_for_the_workers_outlasts_a_worker_released_meanwhile():
+    """A lane idle for idle_s releases its worker, also while a test waits for it to boot: the
+    wait starts a new one instead of waiting for the released one, which never comes."""
+    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None)
+    try:
+        ex.backend._proc(0)
+        threading.Timer(0.3, ex.backend.release, args=(0,)).start()  # released while it boots
+        assert ex.backend.wait_ready(30)
+        assert ex.backend._procs[0].poll() is None
     finally:
         ex.shutdown()
 
