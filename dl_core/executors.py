@@ -49,7 +49,6 @@ class ThreadBackend:
         self.lanes = lanes
 
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
-        job.generation += 1  # trained here: a worker's copy of this job is behind
         job.advance(budget, max_s, halt=job._halted)
 
     def gang(self, jobs: list, lane: int, budgets: list, max_s: float) -> None:
@@ -59,7 +58,6 @@ class ThreadBackend:
         with ExitStack() as held:
             for job in jobs:
                 held.enter_context(job.lock)
-                job.generation += 1
             train_many(jobs, budgets, max_s, halt=lambda: all(j._halted() for j in jobs))
 
     def wait_ready(self, timeout: float = 60.0) -> bool:

@@ -228,15 +228,15 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
     its budget of steps; return each job's events, as TrainingJob.advance does. The turn ends
     at the epoch boundary nearest `max_s`, not the first one past it: a full room's pages
     only see new epochs when a turn comes back, and on busy cores an epoch takes 0.2-0.4 s,
-    so turns ran 0.5-1.4 s for 0.5 s asked and a page redrawing once a second often found
+    so turns ran 0.6-1.5 s for 0.5 s asked and a page redrawing once a second often found
     the same epoch again."""
     events = [[] for _ in jobs]
     done = dict.fromkeys(jobs, 0)
     limit = dict(zip(jobs, budgets))
     for job, out in zip(jobs, events):
         job._collect = out
-    gang, end = Gang(jobs), time.perf_counter() + max_s
-    epoch_began, epoch_s = (time.perf_counter() if gang.pos == 0 else None), None
+    gang, began = Gang(jobs), time.perf_counter()
+    end, epoch_began = began + max_s, began if gang.pos == 0 else None
     try:
         while gang.jobs and not halt():
             measuring = [j._snapshot_due() for j in gang.jobs]
@@ -260,10 +260,10 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
                 if job._halted() or (limit[job] is not None and done[job] >= limit[job]):
                     leaving.add(job)
             now = time.perf_counter()
-            if gang.pos == 0:  # an epoch boundary: would the next one end nearer the turn's end?
-                epoch_s, epoch_began = (now - epoch_began if epoch_began is not None else None), now
-                if now >= end or (epoch_s is not None and now + epoch_s / 2 >= end):
+            if gang.pos == 0:  # a boundary: would the next epoch (as long as this one) end nearer the end?
+                if now >= end or (epoch_began is not None and now + (now - epoch_began) / 2 >= end):
                     break
+                epoch_began = now
             elif now >= end + max_s:
                 break
             if leaving:

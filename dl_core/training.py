@@ -52,7 +52,7 @@ class TrainingJob(Travelling, Stopping, Worker):
         self.snapshot_floor_s = 0.0  # the executor's lower bound on snapshot_interval_s (a full room)
         self._portable: bool | None = None  # can this job's chunks run in another process?
         self.uid, self.version = secrets.token_hex(8), 0  # a worker keeps a copy of this job, at this version
-        self.generation = 0  # counts changes to this copy's trained state (travel.py: a worker may hold it)
+        self.copy = 0  # which copy of this job this is: one restored from a saved run is another (travel.py)
         self.measuring = False  # this step records gradient and activation statistics
         self.generator = torch.Generator().manual_seed(config.seed)
         self._device = next(self.model.parameters()).device

@@ -39,7 +39,7 @@ class Travelling:
         self.__dict__.update(state)
         self.executor, self._cond, self.lock, self._collect, self.on_rest = \
             None, threading.Condition(), threading.RLock(), None, None
-        self.generation = secrets.randbits(48)  # a copy from elsewhere (a saved run): no lane holds this state
+        self.copy = secrets.randbits(48)  # a copy from elsewhere (a saved run): no lane holds its tensors
         self._events, self._step_events = deque(maxlen=5000), deque(maxlen=100)
         for opt in self._optimizers.values():
             track_steps(opt)
@@ -111,14 +111,13 @@ class Travelling:
             self._order, self._good_state = state["order"], state["good"]
             self.trainer.load_turn_state(state["trainer"])
             self.load_counters(state)
-            self.generation += 1
 
     def state_mark(self) -> tuple:
-        """What this copy's trained state is: its generation (absorbed turns, chunks trained here)
-        and which tensors hold its weights with how often torch saw each written in place, so
-        that any change here shows too (a weights file loaded, the best weights restored)."""
-        return self.generation, tuple((id(t), t._version) for m in self.trainer.models.values()
-                                      for t in m.state_dict(keep_vars=True).values())
+        """What this copy's trained state is: which tensors hold its weights and how often torch
+        saw each written in place. Any change here shows: a turn absorbed, a chunk trained here
+        (the optimizer writes in place), a weights file loaded, the best weights restored."""
+        return self.copy, tuple((id(t), t._version) for m in self.trainer.models.values()
+                                for t in m.state_dict(keep_vars=True).values())
 
     def load_counters(self, state) -> None:
         """The counters from turn_state(), or packed by jobparts.pack_tensors on their way."""
