@@ -207,14 +207,15 @@ class Gang:
 
 
 def train_many(jobs: list, budgets: list[int | None], max_s: float,
-               halt: Callable[[], bool] = lambda: False) -> list[list]:
+               halt: Callable[[], bool] = lambda: False, tick: Callable[[], None] = lambda: None) -> list[list]:
     """Each job's events after a turn for all of `jobs`: those that can still form a gang with
     the first train as one (their settings may have changed since the executor grouped them),
-    the others alone, each as long as its share of the turn."""
+    the others alone, each as long as its share of the turn. `tick()` at each of the gang's
+    epoch boundaries (a worker reports progress then)."""
     key = gang_key(jobs[0])
     together = [key is not None and gang_key(j) == key for j in jobs]
     events = dict(zip(jobs, train_gang([j for j, t in zip(jobs, together) if t],
-                                       [b for b, t in zip(budgets, together) if t], max_s, halt)
+                                       [b for b, t in zip(budgets, together) if t], max_s, halt, tick)
                       if any(together) else []))
     for job, budget, t in zip(jobs, budgets, together):
         if not t:
@@ -223,7 +224,7 @@ def train_many(jobs: list, budgets: list[int | None], max_s: float,
 
 
 def train_gang(jobs: list, budgets: list[int | None], max_s: float,
-               halt: Callable[[], bool] = lambda: False) -> list[list]:
+               halt: Callable[[], bool] = lambda: False, tick: Callable[[], None] = lambda: None) -> list[list]:
     """Train `jobs` as one gang for about `max_s` seconds (to an epoch's end), each for at most
     its budget of steps; return each job's events, as TrainingJob.advance does. The turn ends
     at the epoch boundary nearest `max_s`, not the first one past it: a full room's pages
@@ -261,6 +262,7 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
                     leaving.add(job)
             now = time.perf_counter()
             if gang.pos == 0:  # a boundary: would the next epoch (as long as this one) end nearer the end?
+                tick()
                 if now >= end or (epoch_began is not None and now + (now - epoch_began) / 2 >= end):
                     break
                 epoch_began = now

@@ -84,7 +84,7 @@ class RayBackend(ThreadBackend):
                 held.enter_context(job.lock)
             actor = self._actor(lane)
             try:
-                left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda p: ray.get(actor.run.remote(p)))
+                left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda p, _: ray.get(actor.run.remote(p)))
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
                 with self._lock:
                     self._actors[lane] = None

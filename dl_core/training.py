@@ -135,7 +135,8 @@ class TrainingJob(Travelling, Stopping, Worker):
         """A copy of the history, downsampled for charts."""
         with self._cond:
             h = self._history
-            return {"steps": downsample(h.steps, max_points), "epochs": downsample(h.epochs, max_points),
+            epochs = h.epochs + self._live["epochs"] if self._live else h.epochs  # a turn's epochs so far
+            return {"steps": downsample(h.steps, max_points), "epochs": downsample(epochs, max_points),
                     "grad_norms": downsample(h.grad_norms, max_points),
                     "activations": downsample(h.activations, max_points),
                     "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}

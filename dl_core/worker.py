@@ -32,6 +32,7 @@ class Worker:
         self.step = self.epoch = 0
         self.seen_at: float | None = None  # when a page last showed this job (None: no page watches)
         self.on_rest = None  # called when the job stops taking turns (the run registry saves it then)
+        self._live: dict | None = None  # a turn still away: what its worker reported so far (_progress)
 
     # ---- controls (called from the UI thread) ----
     def start(self) -> None:
@@ -76,7 +77,8 @@ class Worker:
     # ---- observation (any thread) ----
     def status(self) -> dict:
         with self._cond:
-            out = {"state": self.state, "message": self.message, "step": self.step, "epoch": self.epoch,
+            live = self._live or {"step": self.step, "epoch": self.epoch}
+            out = {"state": self.state, "message": self.message, "step": live["step"], "epoch": live["epoch"],
                    "busy": self._want_run or self._budget > 0, "collapse": getattr(self, "collapse", None)}
         out["queue_position"] = self.executor.position(self)
         return out
@@ -110,6 +112,21 @@ class Worker:
                 self.state = "running"
                 self._emit("started")
             return None if self._want_run else self._budget
+
+    def _progress(self, epoch: int | None, step: int = 0, epochs: tuple = ()) -> None:
+        """A worker's report from a turn still away: its step and epoch counters and the epochs'
+        measurements so far, shown by status() and view() until the turn comes back (then the
+        job's own record takes over: call with None). Only what is shown: the weights, the
+        counters the job trains from and its history change when the turn is absorbed, so a
+        turn that fails takes its reports with it. A gang's turn of 0.35 s runs several epochs,
+        and a page redrawing meanwhile otherwise found the epoch of the turn before."""
+        with self._cond:
+            if epoch is None:
+                self._live = None
+                return
+            live = self._live = self._live or {"epochs": []}
+            live["epoch"], live["step"] = epoch, step
+            live["epochs"].extend(epochs)
 
     def _requeued(self) -> None:
         with self._cond:

@@ -5,7 +5,9 @@ pickles), not multiprocessing's spawn: under `streamlit run` the `__main__` modu
 app's script, and spawn ran the whole app again in every worker. It keeps a copy of each
 job it has trained (`run_chunk`); `round_trip` sends a whole job the first time, its state
 after that, and only its counters while the worker's copy is the state it sent back last
-(travel.py). The Ray backend's actors speak the same protocol.
+(travel.py). While a gang trains, the worker also reports each epoch as it ends (a
+progress frame: its length's top bit set), so a page shows the epochs of a turn still
+away. The Ray backend's actors speak the same protocol, without progress frames.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ _RESIDENT: OrderedDict = OrderedDict()  # in a worker: uid -> (version, job), th
 RESIDENT_MAX = 64
 MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
 READY = struct.pack("<Q", 0)  # a new worker's first message: its imports (~3 s of torch) are done
+PROGRESS = 1 << 63  # in a frame's length: a progress report, the reply is still to come
 
 
 def _resident(order: tuple):
@@ -60,27 +63,37 @@ def _failure(exc: Exception) -> bytes:
     return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
 
 
-def run_chunk(payload: bytes, halt=lambda: False) -> bytes:
+def run_chunk(payload: bytes, halt=lambda: False, report=lambda data: None) -> bytes:
     """In a worker (process or actor): train one chunk of a job and answer with its state and
     events, or a gang of jobs together ("gang": a list of chunk orders, answered by a list of
-    answers, MISSING for a job this worker does not hold). Any error comes back as a message,
-    never as a dead worker."""
+    answers, MISSING for a job this worker does not hold; `report(bytes)` at each of its epoch
+    boundaries). Any error comes back as a message, never as a dead worker."""
     try:
         order = pickle.loads(payload)
         if order[0] == "gang":
-            return _run_gang(order[1], order[2], halt)
+            return _run_gang(order[1], order[2], halt, report)
         job, budget = _resident(order)
         return MISSING if job is None else _answer(job, job.advance(budget, order[3], halt))
     except Exception as exc:  # noqa: BLE001 - reaches the learner as a message
         return _failure(exc)
 
 
-def _run_gang(orders: list[bytes], max_s: float, halt) -> bytes:
+def _run_gang(orders: list[bytes], max_s: float, halt, report) -> bytes:
     held = [_resident(pickle.loads(o)) for o in orders]
     jobs = [(job, budget) for job, budget in held if job is not None]
+    sent = {}  # uid -> epochs reported so far this turn
+
+    def tick() -> None:  # each job's counters and the epochs it measured since the last report
+        rows = []
+        for job, _ in jobs:
+            epochs = [e.data for e in job._collect or () if e.kind == "epoch"]
+            rows.append((job.uid, job.epoch, job.step, epochs[sent.get(job.uid, 0):]))
+            sent[job.uid] = len(epochs)
+        report(pickle.dumps(rows))
+
     try:
-        events = dict(zip((j for j, _ in jobs), train_many([j for j, _ in jobs], [b for _, b in jobs], max_s, halt)
-                          if jobs else []))
+        events = dict(zip((j for j, _ in jobs), train_many([j for j, _ in jobs], [b for _, b in jobs], max_s, halt,
+                                                           tick) if jobs else []))
         answers = [MISSING if job is None else _answer(job, events[job]) for job, _ in held]
     except Exception as exc:  # noqa: BLE001 - every job of the gang hears of it
         answers = [MISSING if job is None else _failure(exc) for job, _ in held]
@@ -118,21 +131,31 @@ def round_trip(job, lane_jobs: dict, budget, max_s, send) -> bool:
 
 
 def gang_trip(jobs: list, lane_jobs: dict, budgets: list, max_s: float, send) -> list:
-    """Run one turn of `jobs` together (gang.py) through `send`, as round_trip does for one;
-    return the jobs left to train one by one (they cannot travel, or the worker lacked them).
+    """Run one turn of `jobs` together (gang.py) through `send(payload, report)`, as round_trip
+    does for one; `report` takes the worker's progress frames (shown until the turn is back).
+    Return the jobs left to train one by one (they cannot travel, or the worker lacked them).
     A job whose own part failed hears of it alone. The caller holds every job's lock."""
     orders = [_order(job, lane_jobs, b, max_s) for job, b in zip(jobs, budgets)]
     if any(o is None for o in orders):
         return list(jobs)
-    left = []
-    for job, answer in zip(jobs, pickle.loads(send(pickle.dumps(("gang", orders, max_s))))):
-        if answer == MISSING:
-            left.append(job)
-            continue
-        try:
-            _absorbed(job, lane_jobs, answer)
-        except RuntimeError as exc:
-            job._fail(exc)
+    by_uid, left = {job.uid: job for job in jobs}, []
+
+    def report(data: bytes) -> None:
+        for uid, epoch, step, epochs in pickle.loads(data):
+            by_uid[uid]._progress(epoch, step, epochs)
+
+    try:
+        for job, answer in zip(jobs, pickle.loads(send(pickle.dumps(("gang", orders, max_s)), report))):
+            if answer == MISSING:
+                left.append(job)
+                continue
+            try:
+                _absorbed(job, lane_jobs, answer)
+            except RuntimeError as exc:
+                job._fail(exc)
+    finally:
+        for job in jobs:  # the job's own record from here on (or, the turn lost, as it was before)
+            job._progress(None)
     return left
 
 
@@ -155,13 +178,18 @@ def _serve() -> None:
     halted = [False]
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, lambda *_: halted.__setitem__(0, True))
+
+    def report(data: bytes) -> None:
+        out.write(struct.pack("<Q", len(data) | PROGRESS) + data)
+        out.flush()
+
     while True:
         head = sys.stdin.buffer.read(8)
         if len(head) < 8:
             return
         payload = sys.stdin.buffer.read(struct.unpack("<Q", head)[0])
         halted[0] = False
-        reply = run_chunk(payload, lambda: halted[0])
+        reply = run_chunk(payload, lambda: halted[0], report)
         out.write(struct.pack("<Q", len(reply)) + reply)
         out.flush()
 
@@ -242,21 +270,27 @@ class ProcessBackend(ThreadBackend):
             for job in jobs:
                 held.enter_context(job.lock)
             try:
-                left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda payload: self._send(lane, payload))
+                left = gang_trip(jobs, self._jobs[lane], budgets, max_s,
+                                 lambda payload, report: self._send(lane, payload, report))
             except (EOFError, OSError, ValueError) as exc:
                 self._restart(lane)
                 raise WorkerLost("The training worker process stopped unexpectedly") from exc
         for job in left:
             self.chunk(job, lane, budgets[jobs.index(job)], max_s / len(jobs))
 
-    def _send(self, lane: int, payload: bytes) -> bytes:
+    def _send(self, lane: int, payload: bytes, report=lambda data: None) -> bytes:
+        """The worker's reply to `payload`; its progress frames on the way go to `report`."""
         proc = self._proc(lane)
         proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
         proc.stdin.flush()
-        head = proc.stdout.read(8)
-        if len(head) < 8:
-            raise EOFError
-        return proc.stdout.read(struct.unpack("<Q", head)[0])
+        while True:
+            head = proc.stdout.read(8)
+            if len(head) < 8:
+                raise EOFError
+            size = struct.unpack("<Q", head)[0]
+            if not size & PROGRESS:
+                return proc.stdout.read(size)
+            report(proc.stdout.read(size & ~PROGRESS))
 
     def interrupt(self, lane: int) -> None:
         """SIGUSR1 to a ready worker only: a booting one has no handler yet, and the signal's

@@ -331,3 +331,37 @@ def test_learners_with_the_same_network_train_as_one_gang_and_keep_the_contract(
     assert all(job.status()["state"] == "paused" for job in jobs[:3])
     for job in jobs:
         job.stop()
+
+
+def test_a_gang_turn_away_shows_its_epochs_as_its_worker_reports_them():
+    """Worker processes: a page polling while a gang's turn is away sees the epochs the worker
+    has finished (status and the curves' epochs), ahead of the job's own record; the turn back,
+    the record takes over without a repeated epoch; a turn lost with its worker takes its
+    reports with it (the page shows the epoch the weights are at)."""
+    ex = Executor("process", lanes=1, capacity=8, slice_s=1e9, unwatched_s=None)
+    try:
+        assert ex.backend.wait_ready(60)
+        jobs = [new_job(ex, optimizer="sgd", lr=0.1) for _ in range(2)]
+        for job in jobs:
+            job.start()
+        ahead = []
+
+        def reported_ahead() -> bool:
+            for job in jobs:
+                with job._cond:  # the job's own counter and what a page reads, at one moment
+                    own, shown, curve = job.epoch, job.status()["epoch"], job.view()["epochs"]
+                numbers = [e["epoch"] for e in curve]
+                assert numbers == sorted(set(numbers)) and numbers[-1] == shown, numbers[-5:]
+                if shown > own:
+                    ahead.append((own, shown))
+            return len(ahead) >= 3
+
+        wait_for(reported_ahead, timeout=60, interval=0.002)
+        assert ex.load()["ganged"] > 0
+        ex.backend.kill(0)
+        wait_for(lambda: all(job.status()["state"] == "failed" for job in jobs), timeout=30)
+        for job in jobs:
+            numbers = [e["epoch"] for e in job.view()["epochs"]]
+            assert job.status()["epoch"] == job.epoch == numbers[-1] and numbers == sorted(set(numbers))
+    finally:
+        ex.shutdown()
