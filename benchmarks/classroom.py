@@ -11,8 +11,9 @@ students, at most 300 s of training, then everyone leaves and the server is stop
 Figures: first paint (p50/p95: connect → the Train button drawn), visible update gap
 (p50/p95: time between two updates that show a new epoch, counted from the click on
 ▶ Train), chart redraw gap (p50/p95: time between two redraws of the live charts and
-pictures), rerun gap (p50/p95: time between two finished redraws, whatever they showed) and
-the share of redraws that found no new epoch (the update gap's two causes: a slow redraw,
+pictures), rerun gap (p50/p95: time between two finished redraws of the counters, whatever
+they showed; in a full room the pictures and charts redraw in a fragment of their own) and
+the share of those redraws that found no new epoch (the update gap's two causes: a slow redraw,
 or a redraw before the job's next turn came back), epochs/s per student (min and median:
 fairness), the room's total against a bare PyTorch loop on all cores, exceptions shown, and
 the server's memory (web process and its workers) before, at the peak and a minute after
@@ -54,7 +55,8 @@ class Student:
         self.connected_at = self.painted_at = self.trained_at = None
         self.epochs: list[tuple[float, int]] = []  # (when seen, epoch) each time a new epoch is drawn
         self.charts: list[float] = []  # when the live view's charts were drawn again (once per redraw)
-        self.reruns: list[float] = []  # when a script or fragment run finished, after ▶ Train
+        self.reruns: list[float] = []  # when a run that drew the counters finished, after ▶ Train
+        self._drew_epoch = False  # the run in progress drew the Epoch metric (a full room's pictures redraw apart)
         self.exceptions = 0
         self.fragments: dict[str, float] = {}  # fragment id -> rerun interval the server asked for
 
@@ -81,8 +83,10 @@ class Student:
             self.page_hash = msg.navigation.page_script_hash
         elif kind == "auto_rerun":
             self.fragments[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
-        elif kind == "script_finished" and self.trained_at:
-            self.reruns.append(time.monotonic())
+        elif kind == "script_finished":
+            if self.trained_at and self._drew_epoch:
+                self.reruns.append(time.monotonic())
+            self._drew_epoch = False
         elif kind == "stop_auto_rerun":
             for f in msg.stop_auto_rerun.fragment_ids:
                 self.fragments.pop(f, None)
@@ -97,6 +101,7 @@ class Student:
             elif which == "vega_lite_chart" and self.trained_at and (not self.charts or time.monotonic() - self.charts[-1] > 0.2):
                 self.charts.append(time.monotonic())
             elif which == "metric" and el.metric.label == "Epoch":
+                self._drew_epoch = True
                 epoch = int(el.metric.body.replace(",", "") or 0)
                 if not self.epochs or epoch != self.epochs[-1][1]:
                     self.epochs.append((time.monotonic(), epoch))

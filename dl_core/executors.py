@@ -33,11 +33,12 @@ from contextlib import ExitStack
 from .gang import MAX_GANG, gang_key
 from .travel import CHUNK_S
 
-# A gang's turn lasts a chunk per member, but at most this long. Its learners' pages only see new
-# epochs when a turn comes back: with turns of 15 chunks (~0.8 s) plus the other gang's, a page
-# redrawing once a second sometimes found the same epoch again (a 2 s gap). With 0.5 s, shipping
-# and absorbing on busy cores still made a turn 0.6-1.1 s; 0.35 s keeps it under the second.
-GANG_TURN_S = 0.35
+# A gang's turn lasts a chunk per member, but at most this long. Pages no longer wait for a turn to
+# come back to see its epochs (the worker reports each as it ends: workerproc.py), so turns can be
+# long enough that shipping and absorbing 15 jobs (0.1-0.5 s on busy cores) is a small part of them:
+# at 0.35 s a turn spent about as long travelling as training, and a full room trained 48-67 % of
+# the bare loop's rate; at 1.0 s, 73 %.
+GANG_TURN_S = 1.0
 
 
 class ThreadBackend:

@@ -196,9 +196,8 @@ shell.header()
 shell.controls(on_reset, stops=False)
 
 
-def live(job):
-    status, view = job.status(), job.view()
-    epochs_seen = view["epochs"]
+def counters(job):
+    status, epochs_seen = job.status(), job.view()["epochs"]
     last = epochs_seen[-1]
     rate = 0.0
     if len(epochs_seen) >= 2 and epochs_seen[-1]["time"] > epochs_seen[-2]["time"]:
@@ -213,6 +212,11 @@ def live(job):
     eta = (job.config.max_epochs - status["epoch"]) * len(job.data.x_train) / rate if rate else None
     st.progress(min(done, 1.0), text=f"{done:.0%}" + (f" · about {eta:.0f} s left" if eta and job.active else ""))
     widgets.job_status(status, job)
+
+
+def live(job):
+    view = job.view()
+    last = view["epochs"][-1]
     left, right = st.columns(2)
     with left:
         views.curves(view, "classification", held_out="validation")
@@ -225,7 +229,7 @@ def live(job):
             st.image(figures.filter_image(snap["filters"]))
 
 
-shell.live(live, POLL_S)
+shell.live(live, POLL_S, counters)
 
 st.markdown("#### 4 · How good is it? (the test images it never trained on)")
 with job.lock:

@@ -109,9 +109,7 @@ shell.controls(on_reset)
 
 
 def live(job):
-    status, view = job.status(), job.view()
-    views.metrics(status, view, "classification")
-    widgets.job_status(status, job)
+    view = job.view()
     left, right = st.columns([1.2, 1])
     with left:
         views.layer_stats(view, job)
@@ -126,4 +124,4 @@ def live(job):
         views.curves(view, "classification")
 
 
-shell.live(live, POLL_S)
+shell.live(live, POLL_S, views.ticker("classification"))

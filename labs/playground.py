@@ -213,10 +213,8 @@ with bar:  # at the top, above the settings: notices (welcome back, a loaded fil
 
 
 def live(job):
-    status, view = job.status(), job.view()
+    view = job.view()
     snap = job.snapshot() or job.snapshot(fresh=True)
-    views.metrics(status, view, ds.task)
-    widgets.job_status(status, job)
     net_col, out_col = st.columns([1.6, 1])
     with net_col:
         st.markdown("**The network** — each square shows what that neuron responds to across the plane; "
@@ -242,7 +240,7 @@ def live(job):
 
 
 with right:
-    shell.live(live, POLL_S)
+    shell.live(live, POLL_S, views.ticker(ds.task))
 
 meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.extra["setup"].seed,
         "data_csv": to_csv(ds) if ds.name == "upload" else None}

@@ -174,10 +174,8 @@ def example_text(snap: dict) -> str:
 
 
 def live(job):
-    status, view = job.status(), job.view()
+    view = job.view()
     snap = job.snapshot() or job.snapshot(fresh=True)
-    views.metrics(status, view, data.task)
-    widgets.job_status(status, job)
     if SEQ_TASKS[run.extra["key"][0]].kind == "forecast":
         st.caption(f"For comparison, persistence (the next value is the last one) scores a test loss of "
                    f"{seqsources.persistence_loss(data):.3f} on the same held-out future.")
@@ -213,7 +211,7 @@ def live(job):
                    + " (above 1 a state can grow from step to step; below 1 it, and its gradient, shrinks).")
 
 
-shell.live(live, POLL_S)
+shell.live(live, POLL_S, views.ticker(data.task))
 
 kind = SEQ_TASKS[run.extra["key"][0]].kind
 extra_tab = {"language": "✍️ Let it write", "forecast": "📈 The forecast"}.get(kind)

@@ -14,3 +14,26 @@ def test_update_gaps_count_from_the_click_on_train_and_redraws_without_a_new_epo
     assert f["gaps"] == pytest.approx([2.0, 1.0, 2.0])  # the click -> epoch 1, then epoch to epoch; not 1.0 -> 7.0
     assert f["rerun_gaps"] == pytest.approx([1.0, 1.0, 1.0])
     assert f["epochs"] == 9 and f["rate"] == pytest.approx(9 / 5.0)
+
+
+def test_a_redraw_counts_when_it_drew_the_counters_not_when_only_the_pictures_came():
+    """In a full room the pictures and charts redraw in a fragment of their own (shell.live):
+    such a run shows no epoch by design, and must not count as a redraw that found nothing new."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    def msg(build) -> bytes:
+        m = ForwardMsg()
+        build(m)
+        return m.SerializeToString()
+
+    def epoch(n: int) -> bytes:
+        def build(m):
+            m.delta.new_element.metric.label, m.delta.new_element.metric.body = "Epoch", str(n)
+        return msg(build)
+
+    finished = msg(lambda m: setattr(m, "script_finished", ForwardMsg.FINISHED_SUCCESSFULLY))
+    s = Student("http://127.0.0.1:1", "playground")
+    s.trained_at = 1.0
+    for data in (epoch(1), finished, finished, epoch(1), finished, epoch(2), finished):
+        s._read(data)
+    assert len(s.reruns) == 3 and [e for _, e in s.epochs] == [1, 2]

@@ -91,3 +91,45 @@ def test_a_collapsed_run_is_told_and_its_best_weights_come_back_with_one_click()
     assert any("collapsed" in w.value for w in at.warning), [w.value for w in at.warning]
     at.button(key="ctl_restore_peak").click().run()
     assert j.evaluate()["test_acc"] == peak and not any("collapsed" in w.value for w in at.warning)
+
+
+class Training(EndsWhileDrawing):
+    """A real, idle job that says it is training (status and `active`) to every read."""
+
+    active = True
+
+    def __init__(self, job):
+        super().__init__(job, busy_reads=10**9)
+
+
+@pytest.mark.parametrize("lab", ["playground", "cnn", "gradflow", "sequence"])
+@pytest.mark.parametrize("room", [1, 30])
+def test_in_a_full_room_the_counters_redraw_on_their_own_more_often_than_the_pictures(lab, room, monkeypatch):
+    """A live view slows down as the room fills (widgets.poll_interval). Once it would redraw
+    only once a second, its counters get a fragment of their own at TICK_S, faster than that,
+    and its pictures and charts one at VIEWS_S. Alone, one fragment redraws everything at the
+    lab's own pace."""
+    import streamlit
+
+    from ui import widgets
+
+    paces, fragment = [], streamlit.fragment
+
+    def spy(func=None, *, run_every=None):
+        paces.append(run_every)
+        return fragment(func, run_every=run_every) if func else fragment(run_every=run_every)
+
+    at = open_page(lab)
+    run = at.session_state[run_key(lab)]
+    run.job = Training(run.job)
+    monkeypatch.setattr(streamlit, "fragment", spy)
+    monkeypatch.setattr(widgets, "executor", lambda: type("Room", (), {"load": lambda self: {
+        "training": room, "lanes": 2, "queued": 0}})())
+    at.run()
+    assert not at.exception
+    assert "Epoch" in [m.label for m in at.metric]
+    live = [p for p in paces if p is not None]
+    if room == 1:
+        assert len(live) == 1 and live[0] <= widgets.TICK_S, paces
+    else:
+        assert sorted(live) == [widgets.TICK_S, widgets.VIEWS_S] and widgets.TICK_S < 1.0, paces

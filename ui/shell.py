@@ -217,8 +217,13 @@ class Shell:
                       on_click=self.undo, key=_key(self.lab, "undo"),
                       help="Its settings come back with it; the current one is kept for another undo.")
 
-    def live(self, render: Callable[[object], None], poll_s: float) -> None:
-        """Draw `render(job)` now and, while the job trains, every `poll_s` seconds in place."""
+    def live(self, render: Callable[[object], None], poll_s: float,
+             ticker: Callable[[object], None] | None = None) -> None:
+        """Draw `ticker(job)` (counters and status: cheap) and `render(job)` (pictures and charts)
+        now and, while the job trains, again in place every `poll_s` seconds, or slower as the
+        room fills (widgets.poll_interval). In a full room, where that pace reaches once a
+        second, the ticker gets a fragment of its own at widgets.TICK_S and the rest redraws
+        every widgets.VIEWS_S (see there)."""
         job, flag = self.run.job, _key(self.lab, "was_active")
         if self._drawn_busy:
             # The controls show the job at work. A step or an epoch can end before this line: then
@@ -229,17 +234,27 @@ class Shell:
         every = widgets.poll_interval(poll_s, job.status()) if job.active else None
         if not job.active:
             executor().warm()  # the ▶ Train on this page should find the workers ready (Executor.warm)
+        split = ticker is not None and every is not None and every >= 1.0 and job.status()["state"] != "queued"
 
-        @st.fragment(run_every=every)
+        @st.fragment(run_every=widgets.TICK_S if split else every)
         def frame():
             widgets.keep_alive()
             job.watched()
-            render(job)
+            if ticker is not None:
+                ticker(job)
+            if not split:
+                render(job)
             if every is not None and widgets.poll_interval(poll_s, job.status()) not in (every, None):
-                st.rerun()  # the room filled or emptied: a full run sets the fragment's new pace
+                st.rerun()  # the room filled or emptied: a full run sets the fragments' new pace
             widgets.rerun_when_idle(job, flag)
 
         frame()
+        if split:
+            @st.fragment(run_every=widgets.VIEWS_S)
+            def views():
+                render(job)
+
+            views()
 
     # ---- sharing ----
     def share_box(self, note: str = "", extra: Callable[[], None] | None = None) -> None:

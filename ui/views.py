@@ -159,6 +159,16 @@ def loss_text(v: float | None) -> str:
     return f"{v:.3g}" if v >= 0.01 else f"{v:.2g}"
 
 
+def ticker(task: str):
+    """A live view's counters and status line, for shell.live (a fragment of their own in a full room)."""
+    def draw(job) -> None:
+        status = job.status()
+        metrics(status, job.view(), task)
+        widgets.job_status(status, job)
+
+    return draw
+
+
 def metrics(status: dict, view: dict, task: str) -> None:
     """Epoch and step counters and the latest numbers. The losses and accuracy are measured once
     per epoch, so a single ⏭ Step moves only the step counter and its batch's loss: both shown."""

@@ -235,6 +235,15 @@ def picture(key: str, version, make: Callable[[], object], fmt: str = "JPEG", **
     st.image(hit[1], output_format=fmt, **kwargs)
 
 
+# In a full room a live view splits (shell.live): its counters redraw every TICK_S in a fragment of
+# their own, its pictures and charts every VIEWS_S. Each fragment rerun costs the web process about
+# 8 ms of Streamlit's own work whatever it draws, the counters ~2 ms and the pictures and charts
+# ~10 ms more: at 15 learners a process, counters at 0.7 s and the rest at 2 s cost it about a fifth
+# more than everything once a second, and the epochs move more often than once a second. (The
+# pictures change every 2.4-3.6 s there anyway: Executor.pace's snapshot floor.)
+TICK_S, VIEWS_S = 0.7, 2.0
+
+
 def poll_interval(poll_s: float, status: dict) -> float | None:
     """How often a live view redraws: `poll_s` for one learner, slower as the room fills (each
     redraw costs the web process while training happens elsewhere), never slower than once a
