@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .executors import ThreadBackend
-from .workerproc import gang_trip, round_trip, run_chunk
+from .workerproc import gang_trip, preload, round_trip, run_chunk
 from .worker import WorkerLost
 
 
@@ -29,6 +29,7 @@ class _ChunkActor:
         import torch
 
         torch.set_num_threads(1)
+        preload()  # its first chunk should not import torch._dynamo (workerproc.preload)
 
     def run(self, payload: bytes) -> bytes:
         return run_chunk(payload)

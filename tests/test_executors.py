@@ -357,7 +357,7 @@ def test_a_gang_turn_away_shows_its_epochs_as_its_worker_reports_them():
             return len(ahead) >= 3
 
         wait_for(reported_ahead, timeout=60, interval=0.002)
-        assert ex.load()["ganged"] > 0
+        wait_for(lambda: ex.load()["ganged"] > 0, timeout=30)  # (counted when a turn is back)
         ex.backend.kill(0)
         wait_for(lambda: all(job.status()["state"] == "failed" for job in jobs), timeout=30)
         for job in jobs:
@@ -365,3 +365,25 @@ def test_a_gang_turn_away_shows_its_epochs_as_its_worker_reports_them():
             assert job.status()["epoch"] == job.epoch == numbers[-1] and numbers == sorted(set(numbers))
     finally:
         ex.shutdown()
+
+
+def test_a_ready_worker_has_imported_what_its_first_turn_needs(tmp_path):
+    """A worker says "ready" once its imports are done: a first turn (a gang of whole jobs, as at
+    the start of a class) then imports nothing heavy. torch.optim's state_dict() imported
+    torch._dynamo (892 modules) on its first call, inside the first turn."""
+    import subprocess
+    import sys
+
+    jobs = [new_job(Executor("thread", lanes=1)) for _ in range(3)]
+    for job in jobs:
+        job._want_run = True
+    (tmp_path / "gang.pkl").write_bytes(pickle.dumps(("gang", [j.payload(None, 0.2) for j in jobs], 0.2)))
+    code = ("import sys, pickle; from dl_core.workerproc import preload, run_chunk; preload(); "
+            "before = set(sys.modules); answers = pickle.loads(run_chunk(open(sys.argv[1], 'rb').read())); "
+            "assert all(a[0] for a in answers), answers; print(sorted(set(sys.modules) - before))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gang.pkl")], cwd=root, capture_output=True,
+                         text=True, timeout=120, env=os.environ | {"PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = eval(out.stdout.strip().splitlines()[-1])
+    assert len(imported) < 20 and not any(m.startswith("torch._dynamo") for m in imported), imported
