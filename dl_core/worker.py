@@ -118,7 +118,7 @@ class Worker:
         measurements so far, shown by status() and view() until the turn comes back (then the
         job's own record takes over: call with None). Only what is shown: the weights, the
         counters the job trains from and its history change when the turn is absorbed, so a
-        turn that fails takes its reports with it. A gang's turn of 0.35 s runs several epochs,
+        turn that fails takes its reports with it. A gang's turn (up to 1 s) runs several epochs,
         and a page redrawing meanwhile otherwise found the epoch of the turn before."""
         with self._cond:
             if epoch is None:
