@@ -227,10 +227,8 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
                halt: Callable[[], bool] = lambda: False, tick: Callable[[], None] = lambda: None) -> list[list]:
     """Train `jobs` as one gang for about `max_s` seconds (to an epoch's end), each for at most
     its budget of steps; return each job's events, as TrainingJob.advance does. The turn ends
-    at the epoch boundary nearest `max_s`, not the first one past it: a full room's pages
-    only see new epochs when a turn comes back, and on busy cores an epoch takes 0.2-0.4 s,
-    so turns ran 0.6-1.5 s for 0.5 s asked and a page redrawing once a second often found
-    the same epoch again."""
+    at the epoch boundary nearest `max_s`, not the first one past it: on busy cores an epoch
+    takes 0.2-0.4 s, and turns ran 0.6-1.5 s for 0.5 s asked. `tick()` at each boundary."""
     events = [[] for _ in jobs]
     done = dict.fromkeys(jobs, 0)
     limit = dict(zip(jobs, budgets))

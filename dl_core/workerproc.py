@@ -63,11 +63,11 @@ def _failure(exc: Exception) -> bytes:
     return pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
 
 
-def run_chunk(payload: bytes, halt=lambda: False, report=lambda data: None) -> bytes:
+def run_chunk(payload: bytes, halt=lambda: False, report=None) -> bytes:
     """In a worker (process or actor): train one chunk of a job and answer with its state and
     events, or a gang of jobs together ("gang": a list of chunk orders, answered by a list of
-    answers, MISSING for a job this worker does not hold; `report(bytes)` at each of its epoch
-    boundaries). Any error comes back as a message, never as a dead worker."""
+    answers, MISSING for a job this worker does not hold; `report(bytes)`, if given, at each of
+    its epoch boundaries). Any error comes back as a message, never as a dead worker."""
     try:
         order = pickle.loads(payload)
         if order[0] == "gang":
@@ -93,7 +93,7 @@ def _run_gang(orders: list[bytes], max_s: float, halt, report) -> bytes:
 
     try:
         events = dict(zip((j for j, _ in jobs), train_many([j for j, _ in jobs], [b for _, b in jobs], max_s, halt,
-                                                           tick) if jobs else []))
+                                                           tick if report else lambda: None) if jobs else []))
         answers = [MISSING if job is None else _answer(job, events[job]) for job, _ in held]
     except Exception as exc:  # noqa: BLE001 - every job of the gang hears of it
         answers = [MISSING if job is None else _failure(exc) for job, _ in held]

@@ -231,10 +231,12 @@ class Shell:
             # click. Marked as active, the frame below sees it idle and reruns the page once.
             ss[flag] = True
 
-        every = widgets.poll_interval(poll_s, job.status()) if job.active else None
+        status = job.status()
+        every = widgets.poll_interval(poll_s, status) if job.active else None
         if not job.active:
             executor().warm()  # the ▶ Train on this page should find the workers ready (Executor.warm)
-        split = ticker is not None and every is not None and every >= 1.0 and job.status()["state"] != "queued"
+        split = (ticker is not None and every is not None and every >= widgets.FULL_ROOM_S
+                 and status["state"] != "queued")
 
         @st.fragment(run_every=widgets.TICK_S if split else every)
         def frame():

@@ -242,6 +242,7 @@ def picture(key: str, version, make: Callable[[], object], fmt: str = "JPEG", **
 # more than everything once a second, and the epochs move more often than once a second. (The
 # pictures change every 2.4-3.6 s there anyway: Executor.pace's snapshot floor.)
 TICK_S, VIEWS_S = 0.7, 2.0
+FULL_ROOM_S = 1.0  # the slowest a live view redraws everything: from there it splits
 
 
 def poll_interval(poll_s: float, status: dict) -> float | None:
@@ -254,4 +255,4 @@ def poll_interval(poll_s: float, status: dict) -> float | None:
         return 1.0
     load = executor().load()
     wanted = poll_s * load["training"] / (2 * load["lanes"])
-    return next((p for p in (poll_s, 0.5, 0.75) if wanted <= p), 1.0)  # a few paces: few full reruns
+    return next((p for p in (poll_s, 0.5, 0.75) if wanted <= p), FULL_ROOM_S)  # a few paces: few full reruns
