@@ -253,10 +253,13 @@ class ProcessBackend(ThreadBackend):
             time.sleep(0.05)
 
     def kill(self, lane: int) -> None:
-        """End one worker process the hard way (tests: a worker lost mid-chunk)."""
+        """End one worker process the hard way (tests: a worker lost mid-chunk), and wait until it
+        has ended: a killed worker not yet reaped still looks alive to the next chunk, which then
+        fails on its pipe (a job started again at once lost its first turn too, in one CI run)."""
         proc = self._procs[lane]
         if proc:
             proc.kill()
+            proc.wait(5)
 
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
         self._proc(lane)
@@ -315,19 +318,30 @@ class ProcessBackend(ThreadBackend):
             proc.kill()
             proc.wait(5)
 
-    def release(self, lane: int) -> None:
+    def release(self, lane: int) -> subprocess.Popen | None:
+        """Close the worker's pipe (its loop ends at EOF) and let it exit in its own time, reaped in
+        the background: the lane calls this holding the executor's lock, which a page's status()
+        needs too, and a niced worker on busy cores took over 2 s to exit (it was killed then)."""
         with self._spawning:
             proc, self._procs[lane] = self._procs[lane], None
         if proc:
-            proc.stdin.close()  # the worker's loop ends at EOF
-            try:
-                proc.wait(2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stdin.close()
+            threading.Thread(target=_reap, args=(proc,), daemon=True, name=f"worker-{lane}-exit").start()
+        return proc
 
     def close(self) -> None:
-        for lane in range(self.lanes):
-            self.release(lane)
+        """Server exit: every worker told to end, then waited for (killed after 10 s)."""
+        for proc in [self.release(lane) for lane in range(self.lanes)]:
+            if proc:
+                _reap(proc)
+
+
+def _reap(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":

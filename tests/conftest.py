@@ -19,15 +19,15 @@ torch.set_num_threads(1)
 pytest_plugins = ["browser_fixtures"]  # the browser tests' server and Chromium fixtures
 
 
-def wait_for(predicate, timeout=30.0, interval=0.005):
-    """Poll until predicate() is truthy; fail the test on timeout."""
+def wait_for(predicate, timeout=30.0, interval=0.005, seen=None):
+    """Poll until predicate() is truthy; fail the test on timeout, saying what `seen()` shows then."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s")
+    pytest.fail(f"condition not met within {timeout}s" + (f"; then: {seen()}" if seen else ""))
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def test_a_killed_worker_becomes_a_message_and_the_weights_survive(pool, tmp_pat
     epoch = job.epoch
     job.probe = None
     job.start()  # a fresh worker takes over from the last weights
-    wait_for(lambda: job.epoch >= epoch + 2, timeout=90)
+    wait_for(lambda: job.epoch >= epoch + 2, timeout=90, seen=lambda: (job.status(), pool.load()))
     assert job.view()["epochs"][-1]["test_loss"] < job.view()["epochs"][0]["test_loss"]
     job.stop()
 
