@@ -254,8 +254,12 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
     proc, url = _start(start, env)
     try:
         asyncio.run(_visit(url))  # the server as a teacher leaves it before class: opened once
-        end = time.monotonic() + 90  # the pages warmed the workers (Executor.warm): before class they are idle, gone
-        while _workers() and time.monotonic() < end:
+        # The page warmed the workers (Executor.warm). Before class they rest (DLLAB_WORKER_IDLE_S: their
+        # jobs dropped), up and ready; with DLLAB_WORKER_EXIT_S set under 90 s they are gone: a cold pool.
+        exit_s = float(os.environ.get("DLLAB_WORKER_EXIT_S", "600"))
+        time.sleep(float(os.environ.get("DLLAB_WORKER_IDLE_S", "20")) + 2)
+        end = time.monotonic() + 90
+        while exit_s < 90 and _workers() and time.monotonic() < end:
             time.sleep(1)
         time.sleep(2)
         rss_before = _rss_mb(proc.pid)

@@ -71,8 +71,11 @@ class ThreadBackend:
     def interrupt(self, lane: int) -> None:
         """The job reads its own flags between batches: nothing to do."""
 
+    def rest(self, lane: int) -> None:
+        """Nobody has trained on the lane for a while: its worker drops the jobs it holds (here: none)."""
+
     def release(self, lane: int) -> None:
-        """The lane has been idle for a while: give back what it holds (a worker's memory)."""
+        """The lane has been idle for long: give back what it holds (a worker's memory)."""
 
     def close(self) -> None:
         pass
@@ -96,13 +99,16 @@ class Executor:
 
     def __init__(self, backend: str = "thread", lanes: int | None = None, capacity: int = 32,
                  slice_s: float = 30.0, unwatched_s: float | None = 300.0, idle_s: float = 20.0,
-                 warms: bool = True, **backend_options):
+                 warms: bool = True, exit_s: float = 600.0, **backend_options):
         lanes = lanes or os.cpu_count() or 1
         self.backend = make_backend(backend, lanes, **backend_options)
         self.capacity, self.slice_s, self.unwatched_s = max(1, capacity), slice_s, unwatched_s
-        # A lane idle this long releases its worker: memory back soon after a class. Short, because a
-        # cold pool costs nobody a wait (the lane trains while a new worker boots, workerproc.py).
-        self.idle_s, self.warms = idle_s, warms
+        # A lane idle for idle_s rests: its worker drops the jobs it held and this process trims its
+        # heap, so memory comes back soon after a class. The worker itself ends only after exit_s (a
+        # lesson's gap): a class pressing ▶ Train at once found a pool released before it cold, and
+        # its lanes trained in the web processes while 2 workers booted on busy cores (~13 s).
+        self.idle_s, self.exit_s, self.warms = idle_s, exit_s, warms
+        self._rested = [False] * self.backend.lanes
         self._cond = threading.Condition()
         self._admitted: dict = {}  # job -> when its current stretch of turns began
         self._ready: deque = deque()  # admitted jobs waiting for their next chunk
@@ -138,6 +144,7 @@ class Executor:
             if self._closed or not self.warms:
                 return
             self._idle_since = [time.monotonic()] * self.backend.lanes
+            self._rested = [False] * self.backend.lanes
             self._start_lanes()
             self._cond.notify_all()
         self.backend.warm()
@@ -241,9 +248,10 @@ class Executor:
         return None, (min(j.not_before for j in self._ready) - now) if self._ready else self.idle_s
 
     def _lane(self, lane: int) -> None:
-        """Turns, one after another; after `idle_s` without one (counted from the lane's last turn
-        or warm(), not from the last wake-up: a room's jobs stopping one by one after class kept
-        waking it, and its worker outlived the class by a minute) the worker is released."""
+        """Turns, one after another. Without one for `idle_s` (counted from the lane's last turn or
+        warm(), not from the last wake-up: a room's jobs stopping one by one after class kept waking
+        it, and its worker outlived the class by a minute) the lane rests; after `exit_s` its worker
+        is released."""
         while True:
             with self._cond:
                 if self._closed:
@@ -251,16 +259,21 @@ class Executor:
                 jobs, wait = self._pick()
                 if jobs is None:
                     idle = time.monotonic() - self._idle_since[lane]
-                    if idle >= self.idle_s and not self._ready:
+                    if idle >= self.exit_s and not self._ready:
                         self._idle_since[lane] = math.inf  # released, until its next turn or warm()
-                        self.backend.release(lane)  # nobody trains: the worker's memory goes back,
-                        _trim()  # and this process's freed heap with it
-                    self._cond.wait(min(wait, max(0.0, self.idle_s - idle)))
+                        self.backend.release(lane)
+                        trim_heap()
+                    elif idle >= self.idle_s and not self._ready and not self._rested[lane]:
+                        self._rested[lane] = True
+                        self.backend.rest(lane)  # nobody trains: the jobs' memory goes back,
+                        trim_heap()  # and this process's freed heap with it
+                    due = self.exit_s if self._rested[lane] else self.idle_s
+                    self._cond.wait(min(wait, max(0.0, due - idle)))
                     continue
                 for job in jobs:
                     self._busy[job] = lane
             self._turn(jobs, lane)
-            self._idle_since[lane] = time.monotonic()
+            self._idle_since[lane], self._rested[lane] = time.monotonic(), False
 
     def _turn(self, jobs: list, lane: int) -> None:
         """One chunk for each of `jobs`: alone, or as one gang (a gang's turn lasts a chunk per job)."""
@@ -322,7 +335,7 @@ class Executor:
                     self._cond.notify_all()
 
 
-def _trim() -> None:
+def trim_heap() -> None:
     """Hand freed heap back to the operating system (glibc keeps it for reuse otherwise): after a
     class, the server's memory returns towards its level before it. No gc.collect() here: a forced
     collection released session-scoped cache entries of sessions still open (their on_release
@@ -338,7 +351,7 @@ def _default() -> Executor:
     return Executor(env("DLLAB_EXECUTOR", "process"), int(env("DLLAB_WORKERS", "0")) or None,
                     int(env("DLLAB_MAX_RUNNING_JOBS", "32")), float(env("DLLAB_SLICE_S", "30")),
                     float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "20")),
-                    env("DLLAB_WARM_WORKERS", "1") != "0")
+                    env("DLLAB_WARM_WORKERS", "1") != "0", float(env("DLLAB_WORKER_EXIT_S", "600")))
 
 
 _lock = threading.Lock()

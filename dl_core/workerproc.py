@@ -11,6 +11,7 @@ away. The Ray backend's actors speak the same protocol, without progress frames.
 """
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -23,7 +24,7 @@ from collections import OrderedDict
 from contextlib import ExitStack
 from pathlib import Path
 
-from .executors import ThreadBackend
+from .executors import ThreadBackend, trim_heap
 from .gang import train_many
 from .jobparts import pack_tensors
 from .worker import WorkerLost
@@ -33,6 +34,7 @@ RESIDENT_MAX = 64
 MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
 READY = struct.pack("<Q", 0)  # a new worker's first message: its imports (~3 s of torch) are done
 PROGRESS = 1 << 63  # in a frame's length: a progress report, the reply is still to come
+REST = struct.pack("<Q", 0)  # to a worker: drop the jobs you hold (its lane is idle); no reply
 
 
 def _resident(order: tuple):
@@ -196,7 +198,13 @@ def _serve() -> None:
         head = sys.stdin.buffer.read(8)
         if len(head) < 8:
             return
-        payload = sys.stdin.buffer.read(struct.unpack("<Q", head)[0])
+        size = struct.unpack("<Q", head)[0]
+        if not size:  # REST
+            _RESIDENT.clear()
+            gc.collect()
+            trim_heap()
+            continue
+        payload = sys.stdin.buffer.read(size)
         halted[0] = False
         reply = run_chunk(payload, lambda: halted[0], report)
         out.write(struct.pack("<Q", len(reply)) + reply)
@@ -317,6 +325,18 @@ class ProcessBackend(ThreadBackend):
         if proc:
             proc.kill()
             proc.wait(5)
+
+    def rest(self, lane: int) -> None:
+        """The worker drops the jobs it holds and hands their memory back, but stays up with its
+        imports done, so the next ▶ Train (a class pressing it at once) finds it ready."""
+        self._jobs[lane].clear()  # the next turn of any job sends it whole
+        proc = self._procs[lane]
+        if proc is not None and self._ready[lane].is_set() and proc.poll() is None:
+            try:
+                proc.stdin.write(REST)
+                proc.stdin.flush()
+            except OSError:  # it has just ended: the next chunk starts another
+                pass
 
     def release(self, lane: int) -> subprocess.Popen | None:
         """Close the worker's pipe (its loop ends at EOF) and let it exit in its own time, reaped in

@@ -20,6 +20,7 @@ from dl_core.executors import Executor, ThreadBackend
 from dl_core.jobparts import History
 from dl_core.playground import Setup, make_job
 from dl_core.training import TrainConfig
+from dl_core.workerproc import MISSING, _order
 
 BACKENDS = ["thread", "process", "ray"]
 
@@ -269,7 +270,7 @@ def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
 
 
 def test_waiting_for_the_workers_outlasts_a_worker_released_meanwhile():
-    """A lane idle for idle_s releases its worker, also while a test waits for it to boot: the
+    """A lane idle for exit_s releases its worker, also while a test waits for it to boot: the
     wait starts a new one instead of waiting for the released one, which never comes."""
     ex = Executor("process", lanes=1, capacity=2, unwatched_s=None)
     try:
@@ -281,10 +282,11 @@ def test_waiting_for_the_workers_outlasts_a_worker_released_meanwhile():
         ex.shutdown()
 
 
-def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_and_gives_them_back_when_idle():
+def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_rests_when_idle_and_ends_later():
     """A page warms the pool when a learner opens it: the workers boot before anyone trains, so
-    the first chunk already runs in a worker; with nobody training they end after idle_s."""
-    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None, idle_s=3.0)
+    the first chunk already runs in a worker. With nobody training, after idle_s the worker drops
+    the jobs it held but stays up (the next class finds it ready); after exit_s it ends."""
+    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None, idle_s=2.0, exit_s=6.0)
     try:
         ex.warm()
         assert ex.backend.wait_ready(60)
@@ -293,9 +295,18 @@ def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_and_gives_them
         job.step_batch(1)
         wait_for(lambda: job.step == 1 and not job.active, timeout=30)
         assert ex.backend._jobs[0][job.uid][0] == job.version  # the very first chunk went to the worker
-        worker, end = ex.backend._procs[0], time.monotonic() + ex.idle_s + 3
+        worker = ex.backend._procs[0]
+        held = _order(job, {job.uid: (job.version, job.state_mark())}, 1, 0.1)  # "train the copy you hold"
+        wait_for(lambda: not ex.backend._jobs[0], timeout=ex.idle_s + 3)  # rested
+        with job.lock:
+            assert ex.backend._send(0, held) == MISSING  # the worker dropped its copy
+        assert ex.backend._procs[0] is worker and worker.poll() is None  # and is still up, ready
+        job.step_batch(1)  # the next turn sends the whole job again
+        wait_for(lambda: job.step == 2 and not job.active, timeout=30)
+        assert ex.backend._procs[0] is worker
+        end = time.monotonic() + ex.exit_s + 3
         while ex.backend._procs[0] is not None:  # idle: released, however often the lane is woken
-            assert time.monotonic() < end, "the idle worker outlived idle_s"  # (jobs stopping after class)
+            assert time.monotonic() < end, "the idle worker outlived exit_s"  # (jobs stopping after class)
             with ex._cond:
                 ex._cond.notify_all()
             time.sleep(0.5)
