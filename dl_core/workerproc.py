@@ -7,7 +7,8 @@ job it has trained (`run_chunk`); `round_trip` sends a whole job the first time,
 after that, and only its counters while the worker's copy is the state it sent back last
 (travel.py). While a gang trains, the worker also reports each epoch as it ends (a
 progress frame: its length's top bit set), so a page shows the epochs of a turn still
-away. The Ray backend's actors speak the same protocol, without progress frames.
+away. A lane idle for a while sends its worker an empty frame (REST): the worker drops its
+copies and stays up. The Ray backend's actors speak the same protocol, without progress frames.
 """
 from __future__ import annotations
 
@@ -263,7 +264,8 @@ class ProcessBackend(ThreadBackend):
     def kill(self, lane: int) -> None:
         """End one worker process the hard way (tests: a worker lost mid-chunk), and wait until it
         has ended: a killed worker not yet reaped still looks alive to the next chunk, which then
-        fails on its pipe (a job started again at once lost its first turn too, in one CI run)."""
+        fails on its pipe (the likely cause of one CI run where a job started again at once after
+        its workers were killed did not train)."""
         proc = self._procs[lane]
         if proc:
             proc.kill()
