@@ -107,27 +107,9 @@ class SupervisedTrainer:
         """Loss (and accuracy for classes) on the test set, and on the train set unless `train`
         is False, in eval mode, from one forward pass and one read back to the host (it runs
         every epoch). The caller holds the job's lock."""
-        d, n = self.data, len(self.data.x_train) if train else 0
         with evaluating(self.model), torch.no_grad():
-            pred = self.model(self._x_all if train else d.x_test)
-            y = self._y_all if train else d.y_test
-            each = self._loss_each(pred, y).reshape(len(y), -1).mean(1)  # per example
-            hit = ((pred.argmax(1) == y).float().reshape(len(y), -1).mean(1) if d.task == "classification"
-                   else None)
-        splits = {"train": slice(0, n), "test": slice(n, None)} if train else {"test": slice(0, None)}
-        splits = {k: sl for k, sl in splits.items() if len(each[sl])}
-        parts = [each[sl].mean() for sl in splits.values()] + ([hit[sl].mean() for sl in splits.values()]
-                                                              if hit is not None else [])
-        values = torch.stack(parts).tolist() if parts else []
-        out = {f"{k}_{m}": None for k in ("train", "test") if train or k == "test" for m in ("loss", "acc")}
-        for i, k in enumerate(splits):
-            out[f"{k}_loss"] = values[i]
-            if hit is not None:
-                out[f"{k}_acc"] = values[len(splits) + i]
-        if self.confusion_classes:
-            out["confusion"] = confusion_matrix(pred[n:].argmax(1).flatten(), d.y_test.flatten(),
-                                                self.confusion_classes)
-        return out
+            pred = self.model(self._x_all if train else self.data.x_test)
+        return scores([self], pred[None], (self._y_all if train else self.data.y_test)[None], train)[0]
 
     def probe(self) -> dict | None:
         return None if self.probe_fn is None else self.probe_fn(self.model)
@@ -143,3 +125,33 @@ class SupervisedTrainer:
         """Same data (read-only, shared), a deep copy of the network and of the probe's buffers."""
         return SupervisedTrainer(copy.deepcopy(self.model), self.data, copy.deepcopy(self.probe_fn),
                                  self.confusion_classes)
+
+
+def scores(trainers: list[SupervisedTrainer], pred: torch.Tensor, y: torch.Tensor, train: bool) -> list[dict]:
+    """What `evaluate` reports for each of `trainers` (one task, equal data sizes), from their
+    networks' predictions `pred` [trainers, examples, ...] against `y` [trainers, examples, ...]
+    (train then test examples, or test only): a gang (gang.py) scores all its members with
+    the same few operations and one read back as a job alone scores itself."""
+    first = trainers[0]
+    k, m, n = len(y), y.shape[1], first.n_train if train else 0
+    flat_y = y.flatten(0, 1)
+    each = first._loss_each(pred.flatten(0, 1), flat_y).reshape(k, m, -1).mean(2)  # per example
+    hit = ((pred.flatten(0, 1).argmax(1) == flat_y).float().reshape(k, m, -1).mean(2)
+           if first.data.task == "classification" else None)
+    splits = {"train": slice(0, n), "test": slice(n, None)} if train else {"test": slice(0, None)}
+    splits = {name: sl for name, sl in splits.items() if len(each[0, sl])}
+    parts = [each[:, sl].mean(1) for sl in splits.values()] + ([hit[:, sl].mean(1) for sl in splits.values()]
+                                                               if hit is not None else [])
+    rows = torch.stack(parts, 1).tolist() if parts else [[]] * k
+    outs = []
+    for trainer, values, p in zip(trainers, rows, pred):
+        out = {f"{s}_{q}": None for s in ("train", "test") if train or s == "test" for q in ("loss", "acc")}
+        for i, s in enumerate(splits):
+            out[f"{s}_loss"] = values[i]
+            if hit is not None:
+                out[f"{s}_acc"] = values[len(splits) + i]
+        if trainer.confusion_classes:
+            out["confusion"] = confusion_matrix(p[n:].argmax(1).flatten(), trainer.data.y_test.flatten(),
+                                                trainer.confusion_classes)
+        outs.append(out)
+    return outs

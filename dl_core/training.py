@@ -290,24 +290,29 @@ class TrainingJob(Travelling, Stopping, Worker):
             for n, m in self.trainer.models.items():
                 m.load_state_dict(weights[n])
 
-    def _end_epoch(self) -> bool:
+    def _end_epoch(self, measured: dict | None = None) -> bool:
+        """The epoch's bookkeeping; False if training stops here. A gang (gang.py) measures all its
+        members at once and hands each its own `measured`: whether its weights are all "finite",
+        a copy of its "weights" and its "metrics" (what evaluate() says)."""
         if not self._flush():  # a diverged epoch must not become the "last good" weights
             return False
-        with self.lock:  # one read for all weights
-            finite = bool(parameters_to_vector(p for m in self.trainer.models.values() for p in m.parameters())
-                          .isfinite().all())
-        if not finite:  # the epoch's last update blew up (its loss was still finite)
+        if measured is None:
+            with self.lock:  # one read for all weights
+                measured = {"finite": bool(parameters_to_vector(p for m in self.trainer.models.values()
+                                                                for p in m.parameters()).isfinite().all()),
+                            "weights": None, "metrics": None}
+        if not measured["finite"]:  # the epoch's last update blew up (its loss was still finite)
             self._diverged(self.step + 1, math.inf)
             return False
         with self.lock:
-            self._good_state = self._weights()
+            self._good_state = measured["weights"] or self._weights()
             for sched in self._schedulers.values():
                 sched.step()
         self._order = self._new_order()
         with self._cond:
             self._pos = 0
             self.epoch += 1
-        self._record_epoch()
+        self._record_epoch(measured["metrics"])
         if self._stopped_early():
             return False
         if self.config.max_epochs is not None and self.epoch >= self.config.max_epochs:
@@ -322,12 +327,12 @@ class TrainingJob(Travelling, Stopping, Worker):
             self.state, self.message = "finished", message
             self._emit("finished", message)
 
-    def _record_epoch(self) -> None:
+    def _record_epoch(self, measured: dict | None = None) -> None:
         full = self.config.full_train_eval or self.epoch == 0
         running = self.trainer.running_metrics()
         first_opt = next(iter(self._optimizers.values()))
         metrics = {"epoch": self.epoch, "step": self.step, "time": time.time(),
-                   "lr": first_opt.param_groups[0]["lr"], **self.evaluate(train=full)}
+                   "lr": first_opt.param_groups[0]["lr"], **(measured or self.evaluate(train=full))}
         if not full:  # the running means over this epoch's batches
             metrics.update(running)
         with self._cond:

@@ -222,8 +222,8 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights(execu
     job = job_for(executor, max_epochs=50)
     job.set_config(early_stop_patience=2)
     val_losses = iter([0.5, 0.6, 0.7, 0.8, 0.9])  # best after epoch 1, then worse and worse
-    real = job.evaluate
-    job.evaluate = lambda train=True: {**real(train), "test_loss": next(val_losses)}
+    real = job._record_epoch  # (a gang measures its jobs itself, not through job.evaluate)
+    job._record_epoch = lambda measured=None: real({**(measured or job.evaluate()), "test_loss": next(val_losses)})
     job.start()
     wait_for(lambda: job.status()["state"] == "finished")
     message = job.status()["message"]
