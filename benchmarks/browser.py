@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,6 +32,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn(cmd: list[str], env: dict | None = None, **popen) -> subprocess.Popen:
+    """Start a server (from the repository's root) with its output going to a temporary file,
+    which `output(proc)` reads. Not to a pipe: a pipe nobody reads fills at 64 KB, and then the
+    server's next write blocks for good, whichever thread makes it (the event loop, the thread
+    building a download)."""
+    with tempfile.NamedTemporaryFile(prefix="dllab-server-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {}),
+                                stdout=log, stderr=subprocess.STDOUT, **popen)
+    proc.log_path = log.name
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    """What a server started by `spawn` has written so far."""
+    return Path(proc.log_path).read_text(errors="replace")
+
+
 def wait_healthy(url: str, proc, timeout: float = 60) -> None:
     """Wait until `url`'s /_stcore/health answers ok; RuntimeError (with the output) if `proc` ends first."""
     deadline = time.monotonic() + timeout
@@ -41,18 +59,17 @@ def wait_healthy(url: str, proc, timeout: float = 60) -> None:
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError(f"{url} did not become healthy: " + proc.stdout.read().decode()[-3000:]) from None
+                raise RuntimeError(f"{url} did not become healthy: " + output(proc)[-3000:]) from None
             time.sleep(0.3)
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict | None = None, timeout: float = 60):
-    """The app on a free local port; yields its URL once /_stcore/health answers ok."""
+def streamlit_server(env: dict | None = None, timeout: float = 60, on_exit=None):
+    """The app on a free local port; yields its URL once /_stcore/health answers ok.
+    `on_exit(output)` gets what the server wrote, once it has stopped."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port)],
-                            cwd=ROOT, env=os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {}),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                  "--server.address", "127.0.0.1", "--server.port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout)
@@ -63,3 +80,6 @@ def streamlit_server(env: dict | None = None, timeout: float = 60):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if on_exit is not None:
+            on_exit(output(proc))
+        os.unlink(proc.log_path)

@@ -20,7 +20,8 @@ the server's memory (web process and its workers) before, at the peak and a minu
 everyone left.
 
 DLLAB_BENCH_WEB sets the classroom start's web processes (default 2); DLLAB_BENCH_TRACE names
-a file for every student's timeline (epochs seen, redraws) as JSON.
+a file for every student's timeline (epochs seen, redraws) as JSON. The server's output is
+kept in /tmp/dllab-server-*.log.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.browser import free_port, wait_healthy
+from benchmarks.browser import free_port, spawn, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STUDENTS, MAX_SECONDS = 60, 300
@@ -202,8 +203,7 @@ def _start(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
     else:
         cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | env, stdout=open(os.environ.get("DLLAB_BENCH_LOG", os.devnull), "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn(cmd, env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc, 120)
     return proc, url

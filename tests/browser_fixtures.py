@@ -7,6 +7,7 @@ tests on it, a second browser's Train click timed out waiting for Pause; one ser
 """
 import os
 import re
+import sys
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,12 +23,21 @@ WAIT = 20_000  # ms for a page to show something (2 cores, a server training bes
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(request):
     try:
-        with streamlit_server({"DLLAB_SESSION_GRACE_S": str(GRACE_S)}) as url:
+        with streamlit_server({"DLLAB_SESSION_GRACE_S": str(GRACE_S)},
+                              on_exit=lambda out: _report_errors(request.module.__name__, out)) as url:
             yield url
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+def _report_errors(module: str, out: str) -> None:
+    """A server that logged an error says so on the terminal, past pytest's capture (shown for a
+    failing test only): a download that never came once in a CI run left no other trace."""
+    if "Traceback" in out or "Error" in out:
+        sys.__stderr__.write(f"\n--- the server of {module} logged errors (its last 6000 characters) ---\n"
+                             f"{out[-6000:]}\n---\n")
 
 
 @pytest.fixture(scope="module")

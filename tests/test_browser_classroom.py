@@ -7,16 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
 
-from benchmarks.browser import free_port, streamlit_server, wait_healthy
+from benchmarks.browser import free_port, output, spawn, streamlit_server, wait_healthy
 from browser_fixtures import WAIT, button, idle, no_exception, open_lab, open_page, press_train, run_id, wait_epoch
-from conftest import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -38,10 +36,8 @@ def test_concurrent_first_sessions_see_no_import_race(browser, tmp_path):
 def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
     """SIGTERM with two jobs training: exit status 0 (it was -6, an abort), and the runs saved."""
     port = free_port()
-    env = os.environ | {"DLLAB_RUN_STORE": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                  "--server.address", "127.0.0.1", "--server.port", str(port)], {"DLLAB_RUN_STORE": str(tmp_path)})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
@@ -52,13 +48,14 @@ def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
             press_train(page)
             wait_epoch(page, 3)
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0].decode()
+        proc.wait(60)
         ctx.close()
-        assert proc.returncode == 0, out[-3000:]
+        assert proc.returncode == 0, output(proc)[-3000:]
         assert len(list(tmp_path.glob("*.run"))) == 2  # paused at shutdown, and saved
     finally:
         if proc.poll() is None:
             proc.kill()
+        os.unlink(proc.log_path)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +65,8 @@ def classroom(tmp_path_factory):
             pytest.fail("HAProxy is missing; .ci/run should have installed it")
         pytest.skip("HAProxy not installed (apt-get install haproxy)")
     port = free_port()
-    env = os.environ | {"DLLAB_RUN_STORE": str(tmp_path_factory.mktemp("store")), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "classroom.py", "--web", "2", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, "classroom.py", "--web", "2", "--port", str(port)],
+                 {"DLLAB_RUN_STORE": str(tmp_path_factory.mktemp("store"))})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, 120)
@@ -80,6 +76,7 @@ def classroom(tmp_path_factory):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+    os.unlink(proc.log_path)
 
 
 def _web(ctx) -> str:
