@@ -5,14 +5,17 @@ the layer sizes), so a room of learners training the Playground's networks spend
 its time on overhead. Jobs whose networks have the same layers, whose optimizers are the same
 kind with the same settings, and who stand at the same place of equally long epochs form a
 gang: their weights become the rows of one flat tensor (each job's parameters are views
-into its row, so every job always sees its own current weights); one `vmap` over
-`torch.func.functional_call` computes every row's loss on that job's own batch, one backward
+into its row, so every job always sees its own current weights); one forward pass computes
+every row's loss on that job's own batch (batched matrix products, or `vmap` over
+`torch.func.functional_call` for networks beyond Linear layers and activations), one backward
 fills every row's gradient, and one optimizer update moves all rows. The update is
 torch.optim's, written row-wise, because each job has its own step count (Adam's bias
-correction) and rate; a test holds it to torch.optim's own result.
+correction) and rate; a test holds it to torch.optim's own result. At each epoch's end one
+forward pass scores every job's training and test sets (`Gang.measure`), as each job's own
+evaluation would.
 
-Everything else stays each job's own (training.py): its data order, epochs, evaluation,
-snapshots, stopping and divergence checks run between steps exactly as when it trains alone.
+Everything else stays each job's own (training.py): its data order, epochs, snapshots,
+schedules, stopping and divergence checks run between steps exactly as when it trains alone.
 Gang turns end at an epoch boundary, so jobs that trained apart can meet at position 0.
 """
 from __future__ import annotations
@@ -67,7 +70,7 @@ def stacked_forward(model: nn.Module) -> Callable | None:
     [k, n, features]) -> outputs [k, n, ...], by batched matrix products, where every layer is
     a Linear or an element-wise activation (the Playground's networks); None for any other
     network (the gang then vmaps torch.func.functional_call, which computes the same). For 15
-    Playground networks a step took 2.9 ms through vmap and 1.1 ms so (forward and backward)."""
+    Playground networks a step (forward and backward) took 2.9 ms through vmap, 1.1 ms this way."""
     layers = list(model.layers) if isinstance(model, SpecNet) else []
     if not layers or not all(isinstance(m, nn.Linear) or key_of(m) for m in layers):
         return None
