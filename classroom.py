@@ -56,9 +56,17 @@ def config(host: str, port: int, web_ports: list[int]) -> str:
     return HAPROXY_CFG.format(host=host, port=port, servers=servers)
 
 
-def healthy(url: str, timeout: float) -> bool:
+def streamlit_cmd(port: int) -> list[str]:
+    """One web process: the app, headless, on 127.0.0.1 (HAProxy, or a test, is what others reach)."""
+    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            "--server.address", "127.0.0.1", "--server.port", str(port)]
+
+
+def healthy(url: str, timeout: float, alive=lambda: True) -> bool:
+    """Whether `url`'s /_stcore/health answers ok within `timeout` seconds (False at once when
+    `alive()` turns false: the process behind it has ended)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                 return True
@@ -95,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dllab-haproxy-") as tmp:
         try:
             for p in web_ports:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                     "--server.address", "127.0.0.1", "--server.port", str(p)], cwd=ROOT, env=env))
+                procs.append(subprocess.Popen(streamlit_cmd(p), cwd=ROOT, env=env))
             if not all(healthy(f"http://127.0.0.1:{p}", 90) for p in web_ports):
                 print("A web process did not start; see its output above.", file=sys.stderr)
                 return 1

@@ -7,11 +7,10 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from classroom import healthy, streamlit_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -51,16 +50,9 @@ def output(proc: subprocess.Popen) -> str:
 
 def wait_healthy(url: str, proc, timeout: float = 60) -> None:
     """Wait until `url`'s /_stcore/health answers ok; RuntimeError (with the output) if `proc` ends first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(f"{url} did not become healthy: " + output(proc)[-3000:]) from None
-            time.sleep(0.3)
+    if not healthy(url, timeout, lambda: proc.poll() is None):
+        proc.kill()
+        raise RuntimeError(f"{url} did not become healthy: " + output(proc)[-3000:])
 
 
 @contextlib.contextmanager
@@ -68,8 +60,7 @@ def streamlit_server(env: dict | None = None, timeout: float = 60, on_exit=None)
     """The app on a free local port; yields its URL once /_stcore/health answers ok.
     `on_exit(output)` gets what the server wrote, once it has stopped."""
     port = free_port()
-    proc = spawn([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                  "--server.address", "127.0.0.1", "--server.port", str(port)], env)
+    proc = spawn(streamlit_cmd(port), env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout)

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchmarks.browser import free_port, spawn, wait_healthy
+from classroom import streamlit_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STUDENTS, MAX_SECONDS = 60, 300
@@ -201,8 +202,7 @@ def _start(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
     if kind == "classroom":
         cmd = [sys.executable, "classroom.py", "--web", os.environ.get("DLLAB_BENCH_WEB", "2"), "--port", str(port)]
     else:
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port)]
+        cmd = streamlit_cmd(port)
     proc = spawn(cmd, env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc, 120)

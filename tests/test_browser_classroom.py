@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from benchmarks.browser import free_port, output, spawn, streamlit_server, wait_healthy
+from classroom import streamlit_cmd
 from browser_fixtures import WAIT, button, idle, no_exception, open_lab, open_page, press_train, run_id, wait_epoch
 
 pytestmark = pytest.mark.browser
@@ -36,8 +37,7 @@ def test_concurrent_first_sessions_see_no_import_race(browser, tmp_path):
 def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
     """SIGTERM with two jobs training: exit status 0 (it was -6, an abort), and the runs saved."""
     port = free_port()
-    proc = spawn([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                  "--server.address", "127.0.0.1", "--server.port", str(port)], {"DLLAB_RUN_STORE": str(tmp_path)})
+    proc = spawn(streamlit_cmd(port), {"DLLAB_RUN_STORE": str(tmp_path)})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
