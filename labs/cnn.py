@@ -41,17 +41,14 @@ def allow_download() -> bool:
 
 
 def on_zip():
-    file = ss.get("cnn_zip")
-    if file is None:
-        return
-    try:
-        ss[state.CNN_UPLOAD] = images.zip_folders(file.getvalue(), size=ss.get("cnn_zip_size", 32))
+    got = shell.read_upload("cnn_zip", lambda f: images.zip_folders(f.getvalue(), size=ss.get("cnn_zip_size", 32)),
+                            images.DataError)
+    if got is not None:
+        ss[state.CNN_UPLOAD], name = got
         ss["cnn_dataset"] = UPLOAD
         note = ss[state.CNN_UPLOAD].note
-        shell.notify("success", f"Loaded {len(ss[state.CNN_UPLOAD].x)} images from {file.name}."
+        shell.notify("success", f"Loaded {len(ss[state.CNN_UPLOAD].x)} images from {name}."
                      + (f" {note}." if note else ""))
-    except images.DataError as exc:
-        shell.notify("error", f"Could not use {file.name}: {exc}")
 
 
 def on_reset():

@@ -42,16 +42,17 @@ def lesson_from_link():
 
 
 def on_csv():
-    file = ss.get(f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
-    if file is None:
+    nonce = ss.get(state.UPLOAD_NONCE, 0)
+    key = f"pg_csv_{nonce}"
+    if ss.get(key) is None:
         return
-    try:
-        ss[state.CUSTOM_DATA] = parse_csv(file.getvalue(), ss.get("train_pct", 50) / 100, widgets.seed())
+    ss[state.UPLOAD_NONCE] = nonce + 1  # a fresh, empty uploader next run
+    got = shell.read_upload(key, lambda f: parse_csv(f.getvalue(), ss.get("train_pct", 50) / 100, widgets.seed()),
+                            DataError)
+    if got is not None:
+        ss[state.CUSTOM_DATA], name = got
         ss["dataset"] = state.UPLOAD
-        shell.notify("success", f"Loaded {len(ss[state.CUSTOM_DATA].points)} points from {file.name}.")
-    except DataError as exc:
-        shell.notify("error", f"Could not use {file.name}: {exc}")
-    ss[state.UPLOAD_NONCE] = ss.get(state.UPLOAD_NONCE, 0) + 1  # clear the uploader
+        shell.notify("success", f"Loaded {len(ss[state.CUSTOM_DATA].points)} points from {name}.")
 
 
 def add_points(points: list) -> None:

@@ -60,18 +60,18 @@ def data_for(setup: SeqSetup):
 
 
 def on_upload(task: str):
-    file = ss.get(f"seq_file_{task}")
-    if file is None:
-        return
     parse = seqsources.parse_text if SEQ_TASKS[task].upload == "text" else seqsources.parse_series
-    try:
+
+    def usable(file):
         content = parse(file.getvalue())
         from_upload(task, content, 200, SEQ_TASKS[task].lags[0], 1, file.name)  # long enough for a window?
-    except SeqDataError as exc:
-        shell.notify("error", f"Could not use {file.name}: {exc}")
-        return
-    ss[upload_key(task)] = (file.name, content)
-    shell.notify("success", f"Loaded {file.name}.")
+        return content
+
+    got = shell.read_upload(f"seq_file_{task}", usable, SeqDataError)
+    if got is not None:
+        content, name = got
+        ss[upload_key(task)] = (name, content)
+        shell.notify("success", f"Loaded {name}.")
 
 
 def on_reset():

@@ -204,6 +204,19 @@ class Shell:
     def notify(self, kind: str, text: str) -> None:
         notify(self.lab, kind, text)
 
+    def read_upload(self, key: str, parse: Callable[[object], object], errors: type | tuple) -> tuple | None:
+        """In an uploader's callback: (what `parse` made of the uploaded file (its getvalue() and
+        name), the file's name), or None when no file came or `parse` refused it with one of
+        `errors` (the learner is told why, in a sentence at the top of the lab)."""
+        file = ss.get(key)
+        if file is None:
+            return None
+        try:
+            return parse(file), file.name
+        except errors as exc:
+            self.notify("error", f"Could not use {file.name}: {exc}")
+            return None
+
     # ---- training controls and the live view ----
     def controls(self, on_reset: Callable[[], None], stops: bool = True, task: str = "classification") -> None:
         """The training controls; `stops=False` for a lab that sets its own number of epochs."""
