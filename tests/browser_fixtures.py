@@ -128,6 +128,20 @@ def button(page, name):
     return page.get_by_role("button", name=name, exact=True)
 
 
+def slide_to(page, slider, text: str, key: str = "ArrowRight", presses: int = 12):
+    """Press `key` on a slider until it reads `text` (aria-valuetext: the value a select_slider
+    shows, not its index), letting the page settle after each press. Four quick presses once moved
+    the Playground's noise three steps in CI (15, not 20): a press that lands while a rerun redraws
+    the slider is lost, so the value is read back after each one."""
+    for _ in range(presses):
+        if slider.get_attribute("aria-valuetext") == text:
+            return
+        slider.focus()
+        slider.press(key)
+        idle(page)
+    raise AssertionError(f"the slider reads {slider.get_attribute('aria-valuetext')!r}, not {text!r}")
+
+
 def press_train(page, tries: int = 3):
     """Press ▶ Train until the controls show ⏸ Pause. In one CI run in three, a copied run's page
     dropped the first click while it was still redrawing (Pause never came); a dropped click is

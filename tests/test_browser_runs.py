@@ -18,6 +18,7 @@ from browser_fixtures import (ARTIFACTS, GRACE_S, WAIT, epoch, epoch_metric, idl
 from browser_fixtures import button as _button
 from browser_fixtures import open_lab as _open_lab
 from browser_fixtures import press_train as _press_train
+from browser_fixtures import slide_to
 from conftest import ROOT
 from dl_core.checkpoint import load_bytes
 from ui.labs import LABS
@@ -63,16 +64,12 @@ def _change_settings(page, lab):
         epochs.fill("150")  # more than the module's tests take, at full speed
         epochs.press("Enter")
         idle(page)
-        lr = page.get_by_role("slider", name="Learning rate").first
-        lr.focus()
-        lr.press("ArrowRight")  # 0.003 → 0.01
+        slide_to(page, page.get_by_role("slider", name="Learning rate").first, "0.01")  # from 0.003
     elif lab == "gradflow":
         _button(page, "🔧 Fix 1: ReLU + He init").click()  # sigmoid, default init → ReLU, He init
     elif lab == "sequence":
         page.get_by_text("⚙️ More settings").first.click()  # the finer settings are folded away
-        lr = page.get_by_role("slider", name="Learning rate").first
-        lr.focus()
-        lr.press("ArrowRight")  # 0.01 → 0.03
+        slide_to(page, page.get_by_role("slider", name="Learning rate").first, "0.03")  # from 0.01
     idle(page)
     _check_settings(page, lab)
 
@@ -331,11 +328,7 @@ def test_a_link_that_hides_controls_hides_them_and_carries_their_values(server, 
     teacher = new_page()
     _open_lab(teacher, f"{server}/playground")
     _pick(teacher, "Data", "XOR")
-    noise = teacher.get_by_role("slider", name="Noise").first
-    noise.focus()
-    for _ in range(4):  # 0 → 20 in steps of 5
-        noise.press("ArrowRight")
-    idle(teacher)
+    slide_to(teacher, teacher.get_by_role("slider", name="Noise").first, "20")  # from 0, in steps of 5
     _pick(teacher, "Optimizer", "SGD")
     _button(teacher, "x²").click()
     idle(teacher)

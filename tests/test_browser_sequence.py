@@ -7,7 +7,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from browser_fixtures import ARTIFACTS, WAIT, button, idle, no_exception, open_lab
+from browser_fixtures import ARTIFACTS, WAIT, button, idle, no_exception, open_lab, slide_to
 
 pytestmark = pytest.mark.browser
 
@@ -52,11 +52,10 @@ def test_a_race_draws_the_three_cells_and_the_memory_horizon(server, new_page):
     page.get_by_role("tab", name="🏁 RNN vs LSTM vs GRU").click()
     idle(page)
     lag = page.locator("[data-testid='stSlider']").filter(has_text="Lag (steps back)").get_by_role("slider")
-    lag.focus()  # Home takes it to 1, then 4 steps up to 5: a quick race
-    page.keyboard.press("Home")
-    for _ in range(4):
-        page.keyboard.press("ArrowRight")
+    lag.focus()  # Home takes it to 1, then up to 5: a quick race
+    lag.press("Home")
     idle(page)
+    slide_to(page, lag, "5")
     page.get_by_role("button", name="🏁 Race all three (lag 5)").click()
     page.get_by_text("Memory horizon").wait_for(timeout=WAIT)  # a point per cell once each has an epoch
     page.get_by_text("How far back each cell's learning signal reaches").wait_for(timeout=WAIT)
