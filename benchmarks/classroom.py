@@ -17,7 +17,8 @@ the share of those redraws that found no new epoch (the update gap's two causes:
 or a redraw before the job's next turn came back), epochs/s per student (min and median:
 fairness), the room's total against a bare PyTorch loop on all cores, exceptions shown, and
 the server's memory (web process and its workers) before, at the peak and a minute after
-everyone left.
+everyone left, and who used the two cores during the class (cpu_cores_web, _workers, _haproxy,
+_chromium, _students: this process).
 
 DLLAB_BENCH_WEB sets the classroom start's web processes (default 2); DLLAB_BENCH_TRACE names
 a file for every student's timeline (epochs seen, redraws) as JSON. The server's output is
@@ -178,6 +179,29 @@ def _rss_mb(pid: int) -> float:
     return round(sum(rss for p, _, rss in rows if p in family) / 1024, 1)
 
 
+CPU_KINDS = (("workers", "dl_core.workerproc"), ("web", "streamlit run"), ("haproxy", "haproxy"),
+             ("chromium", "chrom"), ("chromium", "playwright"))
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by this machine's processes of each kind (CPU_KINDS, by command
+    line; "students": this benchmark process). A class's split of the two cores shows who took
+    them: the real Chromium page drawing a live view took 0.35-0.7 of them from the server it
+    measures. Linux /proc; empty elsewhere."""
+    used: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        kind = "students" if int(pid) == os.getpid() else next((k for k, mark in CPU_KINDS if mark in args), None)
+        if kind:
+            used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
 def _workers() -> int:
     """Training worker processes alive on this machine (the benchmark's server is the only app)."""
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
@@ -272,14 +296,21 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
             page.start()
         peak = [rss_before]
 
+        cpu = []
+
         async def everyone():
+            async def split():  # the cores' split over the class, from ▶ Train to the end
+                await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+                cpu.append((time.monotonic(), _cpu_seconds()))
+
             async def watch():
                 while time.monotonic() < stop_at:
                     peak.append(_rss_mb(proc.pid))
                     await asyncio.sleep(2)
-            await asyncio.gather(watch(), *(s.run(start_at, stop_at) for s in room), return_exceptions=True)
+            await asyncio.gather(split(), watch(), *(s.run(start_at, stop_at) for s in room), return_exceptions=True)
 
         asyncio.run(everyone())
+        cpu.append((time.monotonic(), _cpu_seconds()))
         if chromium_page:
             page.join(60)
         figs = [s.figures() for s in room]
@@ -310,4 +341,6 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
             "room_epochs_per_s": round(sum(rates), 1), "bare_loop_all_cores_epochs_per_s": round(bare, 1),
             "room_vs_bare": round(sum(rates) / bare, 3), "exceptions": sum(f["exceptions"] for f in figs),
             "rss_mb_before": rss_before, "rss_mb_peak": max(peak), "rss_mb_after_1_min": rss_after,
+            **{f"cpu_cores_{k}": round((v - cpu[0][1].get(k, 0.0)) / (cpu[1][0] - cpu[0][0]), 2)
+               for k, v in sorted(cpu[1][1].items())},
             **browser_out}
