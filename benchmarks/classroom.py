@@ -299,9 +299,10 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
         cpu = []
 
         async def everyone():
-            async def split():  # the cores' split over the class, from ▶ Train to the end
-                await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-                cpu.append((time.monotonic(), _cpu_seconds()))
+            async def split():  # the cores' split over the class, from ▶ Train to just before the end
+                for at in (start_at, stop_at - 1):  # (Chromium, polling till the end, is still up)
+                    await asyncio.sleep(max(0.0, at - time.monotonic()))
+                    cpu.append((time.monotonic(), _cpu_seconds()))
 
             async def watch():
                 while time.monotonic() < stop_at:
@@ -310,7 +311,6 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
             await asyncio.gather(split(), watch(), *(s.run(start_at, stop_at) for s in room), return_exceptions=True)
 
         asyncio.run(everyone())
-        cpu.append((time.monotonic(), _cpu_seconds()))
         if chromium_page:
             page.join(60)
         figs = [s.figures() for s in room]
