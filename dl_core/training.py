@@ -191,10 +191,14 @@ class TrainingJob(Travelling, Stopping, Worker):
 
     def _record(self, event: Event) -> None:
         """Into the history, and into the event log: a snapshot there without its pictures (the
-        history keeps the latest; a log of them all grew by ~160 KB each, several a second)."""
+        history keeps the latest; a log of them all grew by ~160 KB each, several a second); a
+        new snapshot also goes to `on_snapshot`, in the process that records it (a worker's
+        copy has none: its snapshots reach the page's process when the turn comes back)."""
         kept = replace(event, data=None) if event.kind == "snapshot" else event
         (self._step_events if event.kind == "step" else self._events).append(kept)
         self._history.apply(event)
+        if event.kind == "snapshot" and self.on_snapshot is not None:
+            self.on_snapshot(event.data)  # under the job's locks: the hook only hands the snapshot on
 
     def _train_one_batch(self) -> bool:
         """One optimizer step; False if the chunk must end here (the run diverged)."""

@@ -22,7 +22,8 @@ from .jobparts import History, pack_tensors, unpack_tensors
 from .optim import track_steps
 
 CHUNK_S = 0.1  # the longest chunk: a job reads its losses back and checks its controls at least this often
-_LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest", "_live")
+_LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest", "on_snapshot",
+          "_live")
 _COUNTERS = ("_pos", "step", "epoch", "_best", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
              "snapshot_floor_s", "_peak", "_low_epochs", "collapse")
 
@@ -37,8 +38,8 @@ class Travelling:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.executor, self._cond, self.lock, self._collect, self.on_rest, self._live = \
-            None, threading.Condition(), threading.RLock(), None, None, None
+        self.executor, self._cond, self.lock, self._collect, self.on_rest, self.on_snapshot, self._live = \
+            None, threading.Condition(), threading.RLock(), None, None, None, None
         self.copy = secrets.randbits(48)  # a copy from elsewhere (a saved run): no lane holds its tensors
         self._events, self._step_events = deque(maxlen=5000), deque(maxlen=100)
         for opt in self._optimizers.values():

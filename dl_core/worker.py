@@ -32,6 +32,7 @@ class Worker:
         self.step = self.epoch = 0
         self.seen_at: float | None = None  # when a page last showed this job (None: no page watches)
         self.on_rest = None  # called when the job stops taking turns (the run registry saves it then)
+        self.on_snapshot = None  # called with each new snapshot as it is recorded here (a page builds its pictures)
         self._live: dict | None = None  # a turn still away: what its worker reported so far (_progress)
 
     # ---- controls (called from the UI thread) ----

@@ -216,14 +216,15 @@ with bar:  # at the top, above the settings: notices (welcome back, a loaded fil
 def live(job):
     view = job.view()
     snap = job.snapshot() or job.snapshot(fresh=True)
+    ahead = views.pictures_ahead(job, spec, ds, job.probe.shape[0], values["discretize"], values["show_test"])
     net_col, out_col = st.columns([1.6, 1])
     with net_col:
         st.markdown("**The network** — each square shows what that neuron responds to across the plane; "
                     "blue connections are positive weights, orange negative, wider is larger.")
-        views.network(snap, spec, ds, job.probe.shape[0], values["discretize"], job.active)
+        views.network(snap, spec, ds, job.probe.shape[0], values["discretize"], job.active, ahead[0])
     with out_col:
         st.markdown("**Output**")
-        views.output(snap, ds, values["show_test"], values["discretize"])
+        views.output(snap, ds, values["show_test"], values["discretize"], ahead[1])
         views.loss_glance(view)
     tabs = widgets.lazy_tabs(["📈 Curves", "🧮 Confusion matrix", "🌊 Gradients & activations"], "pg_tabs")
     if tabs[0] is not None:

@@ -83,6 +83,19 @@ def test_start_trains_and_pause_means_no_more_steps(pool):
     wait_for(lambda: job.status()["state"] == "stopped")
 
 
+def test_each_new_snapshot_reaches_the_pages_hook_in_this_process(pool):
+    """TrainingJob.on_snapshot (a page builds its pictures as snapshots arrive) is called here
+    with the very snapshot the job then shows, whichever process trained it; it never travels."""
+    job = new_job(pool, batch_size=10, snapshot_interval_s=0.0)
+    seen = []
+    job.on_snapshot = seen.append
+    job.step_batch(6)
+    wait_for(lambda: job.status()["state"] == "paused", timeout=60)
+    assert len(seen) >= 3 and seen[-1] is job.snapshot(), len(seen)
+    assert all(len(s["neurons"]) == 2 for s in seen)  # hidden=(4, 4): two layers of maps
+    assert "on_snapshot" not in job.__getstate__()  # what travels to a worker
+
+
 def test_step_n_takes_exactly_n_batches_and_events_rebuild_the_history(pool):
     job = new_job(pool, batch_size=10)
     job.step_batch(7)

@@ -133,3 +133,50 @@ def test_in_a_full_room_the_counters_redraw_on_their_own_more_often_than_the_pic
         assert len(live) == 1 and live[0] <= widgets.TICK_S, paces
     else:
         assert sorted(live) == [widgets.TICK_S, widgets.VIEWS_S] and widgets.TICK_S < 1.0, paces
+
+
+@pytest.mark.parametrize("version", [("snap", 1), ("snap", 2)])
+def test_a_picture_built_ahead_is_sent_as_built_and_only_for_its_version(version):
+    """widgets.picture_ahead builds a picture off the page's thread (as a snapshot arrives);
+    widgets.picture then sends those bytes without building it again, for that version only:
+    for another one it builds its own (here, a builder that refuses, so the page shows an error)."""
+    from streamlit.testing.v1 import AppTest
+
+    def script(version):
+        import time
+
+        from PIL import Image
+
+        from ui import widgets
+
+        widgets.picture_ahead("test:ahead", ("snap", 1), lambda: Image.new("RGB", (8, 8), "red"))
+        end = time.monotonic() + 30
+        while widgets._BUILT.get("test:ahead") is None and time.monotonic() < end:
+            time.sleep(0.05)
+
+        def again():
+            raise RuntimeError("built again")
+
+        widgets.picture("test", version, again, ahead="test:ahead")
+
+    at = AppTest.from_function(script, args=(version,)).run(timeout=60)
+    if version == ("snap", 1):
+        assert not at.exception
+    else:
+        assert at.exception and "built again" in at.exception[0].message
+
+
+def test_a_picture_that_fails_ahead_does_not_stop_the_builder():
+    import io
+
+    from PIL import Image
+
+    from conftest import wait_for
+    from ui import widgets
+
+    widgets.picture_ahead("test:broken", 1, lambda: 1 / 0)
+    widgets.picture_ahead("test:fine", 1, lambda: Image.new("RGB", (4, 4), "blue"))
+    wait_for(lambda: widgets._BUILT.get("test:fine") is not None, timeout=30)
+    assert "test:broken" not in widgets._BUILT
+    version, data, _ = widgets._BUILT["test:fine"]
+    assert version == 1 and Image.open(io.BytesIO(data)).size == (4, 4)

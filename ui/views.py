@@ -73,39 +73,68 @@ def _network_picture(snap: dict, spec, ds: Dataset2D, resolution: int, discretiz
     return cols, weights, int(min(900, max(320, 60 + 84 * (tallest + 0.2)))), headings  # square tiles at 720 px
 
 
-def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, live: bool) -> None:
+def network_diagram(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool):
+    """The network diagram as a picture (PIL)."""
+    cols, weights, height, headings = _network_picture(snap, spec, ds, resolution, discretize)
+    return figures.network_image(cols, weights, height, 720, headings)
+
+
+def pictures_ahead(job, spec, ds: Dataset2D, resolution: int, discretize: bool, show_test: bool) -> tuple[str, str]:
+    """Have each new snapshot of `job` drawn as network() and output() draw it, as it arrives
+    (widgets.picture_ahead); the keys to hand them."""
+    keys = f"{job.uid}:network", f"{job.uid}:output"
+
+    def ahead(snap: dict) -> None:
+        widgets.picture_ahead(keys[0], (id(snap), discretize),
+                              lambda: network_diagram(snap, spec, ds, resolution, discretize), keep=snap)
+        if not ds.curve:
+            widgets.picture_ahead(keys[1], (id(snap), discretize, show_test),
+                                  lambda: output_map(snap, ds, show_test, discretize), keep=snap)
+
+    job.on_snapshot = ahead
+    return keys
+
+
+def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, live: bool,
+            ahead: str | None = None) -> None:
     """The network diagram: inputs, every hidden neuron and the output, each with its map. A
     picture, built once per snapshot (a plotly diagram cost most of a first page load, which
-    a room of 30 pays 30 times); paused, the learner can switch to an interactive chart."""
+    a room of 30 pays 30 times), or ahead of the redraw (pictures_ahead); paused, the learner can
+    switch to an interactive chart."""
     interactive = not live and st.toggle("Read the weights (hover the connections)", key="pg_network_hover")
     if interactive:
         st.plotly_chart(figures.network_figure(*_network_picture(snap, spec, ds, resolution, discretize)[:3]),
                         key="pg_network", config={"displayModeBar": False})
     else:
-        def draw():
-            cols, weights, height, headings = _network_picture(snap, spec, ds, resolution, discretize)
-            return figures.network_image(cols, weights, height, 720, headings)
-        widgets.picture("pg_network", (id(snap), discretize), draw, width="stretch")
+        widgets.picture("pg_network", (id(snap), discretize),
+                        lambda: network_diagram(snap, spec, ds, resolution, discretize), ahead=ahead, width="stretch")
     n_neurons = sum(len(n) for n in snap["neurons"])
     if n_neurons > MAX_NEURON_IMAGES:
         st.caption(f"{n_neurons} neurons: too many to draw each one's picture; hover connections for weights.")
 
 
-def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool) -> None:
-    """The output map with the data on it (or, for curve data, the fitted function)."""
+def output_map(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool):
+    """The output map with the data on it, as a picture (PIL)."""
+    (xtr, ytr), (xte, yte) = ds.train, ds.test
+    scale = output_scale(ds)
+    pts, tg, rings = xtr, ytr, ["white"] * len(xtr)
+    if show_test:
+        pts, tg, rings = np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), rings + ["black"] * len(xte)
+    return figures.map_image(figures.output_rgb(snap["output"], ds.task, discretize, scale), 360, pts,
+                             figures.point_colors(tg, ds.task, scale), rings)
+
+
+def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool, ahead: str | None = None) -> None:
+    """The output map with the data on it (or, for curve data, the fitted function); `ahead` as
+    for network()."""
     (xtr, ytr), (xte, yte) = ds.train, ds.test
     if ds.curve:
         xs = grid_points(len(snap["output"]), curve=True)[:, 0]
         st.vega_lite_chart(spec=charts.arrow(figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test)))
         st.caption("Dots: the data · orange line: the function the network has learned so far.")
         return
-    scale = output_scale(ds)
-    pts, tg, rings = xtr, ytr, ["white"] * len(xtr)
-    if show_test:
-        pts, tg, rings = np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), rings + ["black"] * len(xte)
-    widgets.picture("pg_output", (id(snap), discretize, show_test), lambda: figures.map_image(
-        figures.output_rgb(snap["output"], ds.task, discretize, scale), 360, pts,
-        figures.point_colors(tg, ds.task, scale), rings), width=360)
+    widgets.picture("pg_output", (id(snap), discretize, show_test), lambda: output_map(snap, ds, show_test, discretize),
+                    ahead=ahead, width=360)
     legend = ("orange → class 0, blue → class 1" if ds.n_classes == 2 else
               "colour = most likely class, paler = less sure") if ds.task == "classification" else \
         "orange = negative, blue = positive target"

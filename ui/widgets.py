@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import os
+import queue
+import threading
+from collections import OrderedDict
 from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
@@ -218,8 +221,16 @@ def share_link() -> str:
     return f"{base.scheme}://{base.netloc}{base.path}" + (f"?{urlencode(query)}" if query else "")
 
 
-def picture(key: str, version, make: Callable[[], object], fmt: str = "JPEG", **kwargs) -> None:
-    """st.image of `make()` (a PIL image), built and encoded once per `version`. A live view
+def _encoded(image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def picture(key: str, version, make: Callable[[], object], fmt: str = "JPEG", ahead: str | None = None,
+            **kwargs) -> None:
+    """st.image of `make()` (a PIL image), built and encoded once per `version`, or taken from
+    picture_ahead(`ahead`, version, …) when that built it already. A live view
     redraws many times between two snapshots (and never while a job waits for its turn): the
     same bytes go out again, under the same media address, so the browser keeps its copy.
     JPEG at quality 90: it encodes in ~2 ms where PNG took ~46 ms for the network picture, and
@@ -229,10 +240,45 @@ def picture(key: str, version, make: Callable[[], object], fmt: str = "JPEG", **
     memo = st.session_state.setdefault("_pictures", {})
     hit = memo.get(key)
     if hit is None or hit[0] != version:
-        buf = io.BytesIO()
-        make().save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-        memo[key] = hit = (version, buf.getvalue())
+        done = _BUILT.get(ahead) if ahead else None
+        data = done[1] if done is not None and done[0] == version else _encoded(make(), fmt)
+        memo[key] = hit = (version, data)
     st.image(hit[1], output_format=fmt, **kwargs)
+
+
+# Pictures built ahead, on one thread per web process, as their snapshot arrives (TrainingJob.on_snapshot):
+# the network picture is 15-20 ms of the ~45 ms a full room's pictures run takes, and Streamlit runs one
+# script run at a time per session, so while that run lasts (0.5-1 s on a web process serving 15
+# learners) the session's counters wait (docs/PERFORMANCE.md, session 5).
+_AHEAD: queue.SimpleQueue = queue.SimpleQueue()
+_BUILT: OrderedDict = OrderedDict()  # ahead key -> (version, bytes, what keeps the version's ids alive)
+_BUILT_MAX = 256
+_builder_lock = threading.Lock()
+_builder: list[threading.Thread] = []
+
+
+def picture_ahead(ahead: str, version, make: Callable[[], object], fmt: str = "JPEG", keep=None) -> None:
+    """Build picture(…, ahead=`ahead`)'s bytes for `version` soon, off the caller's thread (the
+    caller may hold a job's locks: this only queues). `keep` is held with the bytes: when the
+    version names objects by id, keeping them alive keeps their ids from being reused."""
+    _AHEAD.put((ahead, version, make, fmt, keep))
+    if not _builder:
+        with _builder_lock:
+            if not _builder:
+                _builder.append(threading.Thread(target=_build_ahead, daemon=True, name="pictures-ahead"))
+                _builder[0].start()
+
+
+def _build_ahead() -> None:
+    while True:
+        ahead, version, make, fmt, keep = _AHEAD.get()
+        try:
+            _BUILT[ahead] = (version, _encoded(make(), fmt), keep)
+        except Exception:  # noqa: BLE001 - the page builds it again itself, and shows what went wrong
+            continue
+        _BUILT.move_to_end(ahead)
+        while len(_BUILT) > _BUILT_MAX:
+            _BUILT.popitem(last=False)
 
 
 # In a full room a live view splits (shell.live): its counters redraw every TICK_S in a fragment of
