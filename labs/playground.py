@@ -207,7 +207,7 @@ with own_points:
     st.button("Add point", on_click=on_add_point)
     st.file_uploader("…or upload a CSV: x,y,label or x,y,target", type=["csv", "txt"], on_change=on_csv,
                      key=f"pg_csv_{ss.get(state.UPLOAD_NONCE, 0)}")
-    st.download_button("⬇ These points as CSV", to_csv(ds), "playground-data.csv", "text/csv")
+    st.download_button("⬇ These points as CSV", to_csv(ds), "playground-data.csv", "text/csv", on_click="ignore")
 with bar:  # at the top, above the settings: notices (welcome back, a loaded file) where they are seen
     shell.header()
     shell.controls(on_reset, task=ds.task)

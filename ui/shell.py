@@ -308,22 +308,26 @@ class Shell:
     def model_files(self, spec, code: str, stem: str, meta: dict | None = None,
                     on_load: Callable[[object, object, dict], None] | None = None, where=None) -> None:
         """Download the model and its code, and load a saved model back (through `on_load(spec,
-        model, meta)`, which says what came back or raises CheckpointError in plain words). The download is built only when clicked, from values captured here: it
-        runs on a worker thread, where there is no session state to read."""
+        model, meta)`, which says what came back or raises CheckpointError in plain words).
+
+        The model file is built when clicked, so it holds the weights of that moment, also while
+        the job trains on: on a worker thread, from values captured here (there is no session
+        state there). A click never reruns the page (`on_click="ignore"`): Streamlit 1.67 drops
+        the file's reply when a full run starts before the reply is sent, which left the button
+        greyed out for good (seen in the browser tests, once in a few full runs)."""
         where = where or st
         c = where.columns(3 if on_load else 2)
-        job, lab = self.run.job, self.lab
-        meta = dict(meta or {}) | {"epoch": job.epoch}
+        job, lab, meta = self.run.job, self.lab, dict(meta or {})
 
         def checkpoint() -> bytes:
             with job.lock:
-                return save_bytes(spec, job.model, meta, lab=lab)
+                return save_bytes(spec, job.model, meta | {"epoch": job.epoch}, lab=lab)
 
         c[0].download_button("⬇ Trained model (.pt)", checkpoint, f"{stem}-model.pt", "application/octet-stream",
-                             key=_key(lab, "download"), help="Weights and the network description. Load it back "
-                             "here, or in PyTorch with torch.load(..., weights_only=True).")
+                             key=_key(lab, "download"), on_click="ignore", help="Weights and the network "
+                             "description. Load it back here, or in PyTorch with torch.load(..., weights_only=True).")
         c[1].download_button("⬇ PyTorch code (.py)", code, f"{stem}_model.py", "text/x-python",
-                             key=_key(lab, "code"))
+                             key=_key(lab, "code"), on_click="ignore")
         if on_load:
             nonce = ss.get(_key(lab, "nonce"), 0)
             c[2].file_uploader("Load a saved model", type=["pt"], key=upload_key(lab, nonce),
