@@ -189,8 +189,10 @@ def _cpu_seconds() -> dict[str, float]:
     them: the real Chromium page drawing a live view took 0.35-0.7 of them from the server it
     measures. Linux /proc; empty elsewhere."""
     used: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+    if not os.path.isdir("/proc"):
+        return used
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

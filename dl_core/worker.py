@@ -136,10 +136,12 @@ class Worker:
 
     def _left_line(self) -> None:
         """The job no longer takes turns: say how it ended, show the network as it is now, and
-        let the run registry save it."""
+        let the run registry save it. The page's snapshot hook goes (its page may have gone too):
+        a page showing the job train hooks it again."""
         try:
             self._settle()
         finally:
+            self.on_snapshot = None
             if self.on_rest is not None:
                 self.on_rest()
 

@@ -94,6 +94,8 @@ def test_each_new_snapshot_reaches_the_pages_hook_in_this_process(pool):
     assert len(seen) >= 3 and seen[-1] is job.snapshot(), len(seen)
     assert all(len(s["neurons"]) == 2 for s in seen)  # hidden=(4, 4): two layers of maps
     assert "on_snapshot" not in job.__getstate__()  # what travels to a worker
+    job.join(30)  # its last snapshot is in: the page's hook is let go (a page shows it training again)
+    assert job.on_snapshot is None
 
 
 def test_step_n_takes_exactly_n_batches_and_events_rebuild_the_history(pool):

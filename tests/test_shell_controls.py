@@ -180,3 +180,31 @@ def test_a_picture_that_fails_ahead_does_not_stop_the_builder():
     assert "test:broken" not in widgets._BUILT
     version, data, _ = widgets._BUILT["test:fine"]
     assert version == 1 and Image.open(io.BytesIO(data)).size == (4, 4)
+
+
+def test_the_builder_skips_a_picture_that_a_newer_snapshot_superseded_in_its_queue():
+    """A room's snapshots can come faster than one thread draws them: of a picture's versions
+    still waiting, only the newest is drawn (an older one would never be shown)."""
+    import threading
+
+    from PIL import Image
+
+    from conftest import wait_for
+    from ui import widgets
+
+    busy, drawn = threading.Event(), []
+
+    def slow():
+        busy.wait(30)
+        return Image.new("RGB", (4, 4))
+
+    def draw(version):
+        drawn.append(version)
+        return Image.new("RGB", (4, 4))
+
+    widgets.picture_ahead("test:busy", 1, slow)  # holds the builder while the next two queue up
+    for version in (1, 2):
+        widgets.picture_ahead("test:superseded", version, lambda v=version: draw(v))
+    busy.set()
+    wait_for(lambda: widgets._BUILT.get("test:superseded", (None,))[0] == 2, timeout=30)
+    assert drawn == [2]

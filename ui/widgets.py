@@ -271,23 +271,32 @@ def picture_ahead(ahead: str, version, make: Callable[[], object], fmt: str = "J
 
 def _build_ahead() -> None:
     while True:
-        ahead, version, make, fmt, keep = _AHEAD.get()
-        try:
-            _BUILT[ahead] = (version, _encoded(make(), fmt), keep)
-        except Exception:  # noqa: BLE001 - the page builds it again itself, and shows what went wrong
-            continue
-        _BUILT.move_to_end(ahead)
-        while len(_BUILT) > _BUILT_MAX:
-            _BUILT.popitem(last=False)
+        queued = [_AHEAD.get()]
+        while True:
+            try:
+                queued.append(_AHEAD.get_nowait())
+            except queue.Empty:
+                break
+        # A picture's newest version only: an older one still queued (the builder fell behind a
+        # room's snapshots) would never be shown.
+        for ahead, version, make, fmt, keep in {item[0]: item for item in queued}.values():
+            try:
+                _BUILT[ahead] = (version, _encoded(make(), fmt), keep)
+            except Exception:  # noqa: BLE001 - the page builds it again itself, and shows what went wrong
+                continue
+            _BUILT.move_to_end(ahead)
+            while len(_BUILT) > _BUILT_MAX:
+                _BUILT.popitem(last=False)
 
 
 # In a full room a live view splits (shell.live): its counters redraw every TICK_S in a fragment of
-# their own, its pictures and charts every VIEWS_S. Each fragment rerun costs the web process about
-# 8 ms of Streamlit's own work whatever it draws, the counters ~2 ms and the pictures and charts
-# ~10 ms more: at 15 learners a process, counters at 0.7 s and the rest at 2 s cost it about a fifth
-# more than everything once a second, and the epochs move more often than once a second. (The
-# pictures change every 2.4-3.6 s there anyway: Executor.pace's snapshot floor.)
-TICK_S, VIEWS_S = 0.7, 2.0
+# their own, its pictures and charts every VIEWS_S. A counters' run costs the web process ~3 ms of our
+# code (plus Streamlit's own work per run), a pictures' run ~10 ms since the pictures are built ahead.
+# At 30 learners on two web processes (no Chromium), counters every 0.5 s read an update gap of p50
+# 0.52 s, p95 1.09-1.36 s, with the web processes at the same 1.04 cores as at 0.7 s (p50 0.73 s,
+# p95 1.19 s): docs/PERFORMANCE.md, session 6. (The pictures change every 2.4-3.6 s there anyway:
+# Executor.pace's snapshot floor.)
+TICK_S, VIEWS_S = 0.5, 2.0
 FULL_ROOM_S = 1.0  # the slowest a live view redraws everything: from there it splits
 
 
