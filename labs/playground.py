@@ -171,8 +171,11 @@ with left:
         values[key] = state.control(key, disabled=not generated)
     st.button("🎲 New random points", on_click=on_regenerate, disabled=not generated,
               help="Draw new points (and new starting weights): changes the seed in the sidebar.")
-    # Filled once the data exist; stays open while the learner is adding points.
-    own_points = st.expander("➕ Your own points", expanded=ss.get(state.CUSTOM_DATA) is not None)
+    # Filled once the data exist; stays open while the learner is adding points. Its clickable
+    # plane is drawn only while it is open: plotly took ~2.5 of the ~7.5 s a browser spent on its
+    # first drawing of this page (docs/PERFORMANCE.md, session 6).
+    own_points = st.expander("➕ Your own points", expanded=ss.get(state.CUSTOM_DATA) is not None,
+                             key="pg_own_points", on_change="rerun")
     st.markdown("#### 2 · Network")
     values["features"] = state.control("features")
     values["layers"] = state.control("layers")
@@ -191,7 +194,7 @@ with left:
 job = current_job(values)
 spec, ds = shell.run.extra["spec"], shell.run.extra["data"]
 with own_points:
-    if not ds.curve:
+    if not ds.curve and own_points.open:
         st.caption("Click the plane to add a point with the label below (the data become *your data*).")
         st.plotly_chart(views.click_figure(ds.points, figures.point_colors(ds.targets, ds.task, views.output_scale(ds))),
                         key="pg_click", on_select=on_click_point, selection_mode="points",

@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT, wait_for
 from dl_core.checkpoint import save_bytes
 from ui import state
-from ui.shell import previous_key, run_key, upload_key
+from ui.shell import panel_key, previous_key, run_key, upload_key
 from ui.labs import LABS
 
 
@@ -351,3 +351,18 @@ def test_the_live_view_hands_its_pictures_over_without_a_second_encoding(monkeyp
     at.button(key="ctl_pause").click().run()
     poll(at, lambda a: job(a).status()["state"] == "paused")
     assert not at.exception and len(checked) >= 4  # the network and the output map, at least twice
+
+
+def test_the_heavy_parts_of_closed_panels_are_drawn_only_once_opened():
+    """The clickable plane (plotly) and the model's table and code cost a browser ~3.4 of the
+    ~7.5 s it spent on its first drawing of the Playground: closed, the page leaves them out;
+    opened, they are there (the downloads and uploaders are there either way)."""
+    at = open_page("playground")
+    labels = {d.proto.label for d in at.get("download_button")}
+    assert not at.get("plotly_chart") and not at.dataframe and not any("import torch" in c.value for c in at.code)
+    assert {"⬇ Trained model (.pt)", "⬇ These points as CSV"} <= labels
+    at.session_state["pg_own_points"] = True
+    at.session_state[panel_key("playground")] = True
+    at.run()
+    assert len(at.get("plotly_chart")) == 1 and at.dataframe
+    assert any("import torch" in c.value for c in at.code)
