@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SUITES = {"playground": "benchmarks.playground", "cnn": "benchmarks.cnn", "explain": "benchmarks.explain",
           "backprop": "benchmarks.backprop", "live": "benchmarks.live", "classroom": "benchmarks.classroom",
           "stacked": "benchmarks.stacked", "chunks": "benchmarks.chunks",
-          "sequence": "benchmarks.sequence"}
+          "sequence": "benchmarks.sequence", "page": "benchmarks.page"}
 
 
 def main() -> None:
