@@ -79,16 +79,26 @@ def network_diagram(snap: dict, spec, ds: Dataset2D, resolution: int, discretize
     return figures.network_image(cols, weights, height, 720, headings)
 
 
+def _network_version(snap: dict, discretize: bool) -> tuple:
+    """What the network picture depends on: network() and pictures_ahead() must name it alike."""
+    return id(snap), discretize
+
+
+def _output_version(snap: dict, discretize: bool, show_test: bool) -> tuple:
+    """What the output map depends on: output() and pictures_ahead() must name it alike."""
+    return id(snap), discretize, show_test
+
+
 def pictures_ahead(job, spec, ds: Dataset2D, resolution: int, discretize: bool, show_test: bool) -> tuple[str, str]:
     """Have each new snapshot of `job` drawn as network() and output() draw it, as it arrives
     (widgets.picture_ahead); the keys to hand them."""
     keys = f"{job.uid}:network", f"{job.uid}:output"
 
     def ahead(snap: dict) -> None:
-        widgets.picture_ahead(keys[0], (id(snap), discretize),
+        widgets.picture_ahead(keys[0], _network_version(snap, discretize),
                               lambda: network_diagram(snap, spec, ds, resolution, discretize), keep=snap)
         if not ds.curve:
-            widgets.picture_ahead(keys[1], (id(snap), discretize, show_test),
+            widgets.picture_ahead(keys[1], _output_version(snap, discretize, show_test),
                                   lambda: output_map(snap, ds, show_test, discretize), keep=snap)
 
     job.on_snapshot = ahead
@@ -106,7 +116,7 @@ def network(snap: dict, spec, ds: Dataset2D, resolution: int, discretize: bool, 
         st.plotly_chart(figures.network_figure(*_network_picture(snap, spec, ds, resolution, discretize)[:3]),
                         key="pg_network", config={"displayModeBar": False})
     else:
-        widgets.picture("pg_network", (id(snap), discretize),
+        widgets.picture("pg_network", _network_version(snap, discretize),
                         lambda: network_diagram(snap, spec, ds, resolution, discretize), ahead=ahead, width="stretch")
     n_neurons = sum(len(n) for n in snap["neurons"])
     if n_neurons > MAX_NEURON_IMAGES:
@@ -133,7 +143,7 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool, ahead: 
         st.vega_lite_chart(spec=charts.arrow(figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test)))
         st.caption("Dots: the data · orange line: the function the network has learned so far.")
         return
-    widgets.picture("pg_output", (id(snap), discretize, show_test), lambda: output_map(snap, ds, show_test, discretize),
+    widgets.picture("pg_output", _output_version(snap, discretize, show_test), lambda: output_map(snap, ds, show_test, discretize),
                     ahead=ahead, width=360)
     legend = ("orange → class 0, blue → class 1" if ds.n_classes == 2 else
               "colour = most likely class, paler = less sure") if ds.task == "classification" else \
