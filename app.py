@@ -1,21 +1,20 @@
-"""Deep Learning Lab: the router. Page list, sidebar (compute device, seed), global settings."""
-from ui import boot
+"""Deep Learning Lab's server: `streamlit run app.py` serves the pages (router.py) and the one
+HTTP route the live counters ask (ui/counters.py), on Streamlit's own server (st.App)."""
+from contextlib import asynccontextmanager
 
-boot.warm()  # before anything else: concurrent first sessions must not import the same module at once
+import streamlit as st
 
-import streamlit as st  # noqa: E402
+from ui.counters import ROUTES
 
-from ui import state, widgets  # noqa: E402
-from ui.labs import sections  # noqa: E402
 
-st.set_page_config(page_title="Deep Learning Lab", page_icon="🧠", layout="wide")
+@asynccontextmanager
+async def lifespan(_app):
+    """On the way out (Ctrl-C, SIGTERM) pause and save every training job and stop the workers,
+    before uvicorn ends the process by the signal it caught (which runs no atexit handler)."""
+    yield
+    from dl_core.executors import shutdown
 
-PAGES = {section: [st.Page(lab.file, title=lab.title, icon=lab.icon, url_path=lab.url_path, default=lab.default,
-                           visibility="hidden" if lab.hidden else "visible")
-                   for lab in group]
-         for section, group in sections().items()}
+    shutdown()
 
-state.restore_kept()  # each lab's settings outlive a visit to another page
-navigation = st.navigation(PAGES)
-widgets.sidebar()
-navigation.run()
+
+app = st.App("router.py", routes=ROUTES, lifespan=lifespan)

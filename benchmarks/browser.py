@@ -18,6 +18,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--no-first-run"]
 
 
+def counter(page, label: str):
+    """A live view's counter (ui/counters.py, in its component's shadow root, which Playwright's
+    selectors enter) or an st.metric, by its label."""
+    return page.locator(".dl-counter, [data-testid='stMetric']").filter(has_text=label).first
+
+
 def chromium() -> str | None:
     for candidate in ("/usr/lib/chromium/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and os.path.exists(candidate):

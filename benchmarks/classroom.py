@@ -4,21 +4,22 @@
 
 Each student speaks Streamlit's own protocol over a WebSocket to 127.0.0.1 (what the
 browser's frontend sends: a page load, a click on ▶ Train as a widget trigger, and the
-live view's fragment reruns at the interval the server asks for). One headless Chromium
-page trains beside them and measures what a real student sees. Bounded: at most 60
-students, at most 300 s of training, then everyone leaves and the server is stopped.
+live view's fragment reruns at the interval the server asks for), and asks the counters'
+route as their component does (ui/counters.py: a GET every so often, with the proxy's
+cookie). One headless Chromium page trains beside them and measures what a real student
+sees. Bounded: at most 60 students, at most 300 s of training, then everyone leaves and
+the server is stopped.
 
 Figures: first paint (p50/p95: connect → the Train button drawn), visible update gap
 (p50/p95: time between two updates that show a new epoch, counted from the click on
 ▶ Train), chart redraw gap (p50/p95: time between two redraws of the live charts and
-pictures), rerun gap (p50/p95: time between two finished redraws of the counters, whatever
-they showed; in a full room the pictures and charts redraw in a fragment of their own) and
-the share of those redraws that found no new epoch (the update gap's two causes: a slow redraw,
-or a redraw before the job's next turn came back), epochs/s per student (min and median:
-fairness), the room's total against a bare PyTorch loop on all cores, exceptions shown, and
-the server's memory (web process and its workers) before, at the peak and a minute after
-everyone left, and who used the two cores during the class (cpu_cores_web, _workers, _haproxy,
-_chromium, _students: this process).
+pictures), rerun gap (p50/p95: time between two redraws of the counters, by a run or from
+the route's answer) and the share of those redraws that found no new epoch (the update
+gap's two causes: a slow redraw, or a redraw before the job's next turn came back),
+epochs/s per student (min and median: fairness), the room's total against a bare PyTorch
+loop on all cores, exceptions shown, and the server's memory (web process and its workers)
+before, at the peak and a minute after everyone left, and who used the two cores during
+the class (cpu_cores_web, _workers, _haproxy, _chromium, _students: this process).
 
 DLLAB_BENCH_WEB sets the classroom start's web processes (default 2); DLLAB_BENCH_TRACE names
 a file for every student's timeline (epochs seen, redraws) as JSON. The server's output is
@@ -27,6 +28,7 @@ kept in /tmp/dllab-server-*.log.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from benchmarks.browser import free_port, spawn, wait_healthy
 from classroom import streamlit_cmd
@@ -58,8 +61,9 @@ class Student:
         self.connected_at = self.painted_at = self.trained_at = None
         self.epochs: list[tuple[float, int]] = []  # (when seen, epoch) each time a new epoch is drawn
         self.charts: list[float] = []  # when the live view's charts were drawn again (once per redraw)
-        self.reruns: list[float] = []  # when a run that drew the counters finished, after ▶ Train
-        self._drew_epoch = False  # the run in progress drew the Epoch metric (a full room's pictures redraw apart)
+        self.reruns: list[float] = []  # when the counters were drawn again, after ▶ Train
+        self.counters: tuple[str, float] | None = None  # what the counters ask (ui/counters.py) and how often
+        self.cookie = ""  # the proxy's affinity cookie, sent with every request to the route (a browser does)
         self.exceptions = 0
         self.fragments: dict[str, float] = {}  # fragment id -> rerun interval the server asked for
 
@@ -86,10 +90,6 @@ class Student:
             self.page_hash = msg.navigation.page_script_hash
         elif kind == "auto_rerun":
             self.fragments[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
-        elif kind == "script_finished":
-            if self.trained_at and self._drew_epoch:
-                self.reruns.append(time.monotonic())
-            self._drew_epoch = False
         elif kind == "stop_auto_rerun":
             for f in msg.stop_auto_rerun.fragment_ids:
                 self.fragments.pop(f, None)
@@ -103,11 +103,47 @@ class Student:
                 self.painted_at = self.painted_at or time.monotonic()
             elif which == "vega_lite_chart" and self.trained_at and (not self.charts or time.monotonic() - self.charts[-1] > 0.2):
                 self.charts.append(time.monotonic())
-            elif which == "metric" and el.metric.label == "Epoch":
-                self._drew_epoch = True
-                epoch = int(el.metric.body.replace(",", "") or 0)
-                if not self.epochs or epoch != self.epochs[-1][1]:
-                    self.epochs.append((time.monotonic(), epoch))
+            elif which == "bidi_component" and el.bidi_component.component_name == "dllab.counters":
+                data = json.loads(el.bidi_component.json)
+                self.counters = (data["url"], data["every_ms"] / 1000) if data["url"] else None
+                self.shown(data["values"])
+
+    def shown(self, values: list) -> None:
+        """The counters were drawn (by a run, or from the route's answer): a redraw, and an
+        update if the epoch moved."""
+        now = time.monotonic()
+        if self.trained_at:
+            self.reruns.append(now)
+        epoch = int(next(v for label, v, _ in values if label == "Epoch").replace(",", "") or 0)
+        if not self.epochs or epoch != self.epochs[-1][1]:
+            self.epochs.append((now, epoch))
+
+    async def ask_counters(self, host: str, port: int, stop_at: float) -> None:
+        """What the counters' component does while the job trains: GET its route every
+        `every` seconds, over one kept-alive connection, and draw the answer."""
+        reader = writer = None
+        while time.monotonic() < stop_at:
+            if self.counters is None:
+                await asyncio.sleep(0.05)
+                continue
+            path, every = self.counters
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {self.cookie}\r\n\r\n".encode())
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                length = int(next(line.split(":")[1] for line in head.split("\r\n")
+                                  if line.lower().startswith("content-length")))
+                body = json.loads(await reader.readexactly(length))
+                if head.startswith("HTTP/1.1 200"):
+                    self.shown(body["values"])
+                    if not body["live"]:
+                        self.counters = None
+            except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+                reader = writer = None  # a dropped connection: a new one at the next tick
+            await asyncio.sleep(every)
+        if writer is not None:
+            writer.close()
 
     async def run(self, start_at: float, stop_at: float, train: bool = True) -> None:
         import websockets
@@ -115,13 +151,16 @@ class Student:
         async with websockets.connect(self.ws_url, subprotocols=["streamlit"], max_size=None,
                                       origin="http://127.0.0.1") as ws:
             self.connected_at = time.monotonic()
+            self.cookie = "; ".join(c.split(";")[0] for c in ws.response.headers.get_all("Set-Cookie"))
             await ws.send(self._state())
 
             async def reader():
                 async for data in ws:
                     self._read(data)
 
+            address = urlsplit(self.ws_url)
             task = asyncio.create_task(reader())
+            asker = asyncio.create_task(self.ask_counters(address.hostname, address.port, stop_at))
             try:
                 while self.train_id is None and time.monotonic() < stop_at:
                     await asyncio.sleep(0.05)
@@ -141,6 +180,7 @@ class Student:
                     await asyncio.sleep(0.05)
             finally:
                 task.cancel()
+                asker.cancel()
 
     def figures(self) -> dict:
         """Update gaps count from the click on ▶ Train (the wait for the first epoch is one of
@@ -239,7 +279,7 @@ def _chromium_student(url: str, stop_at: float, out: dict) -> None:
     """One real page: first paint and the visible update gap, read off the Epoch metric."""
     import re
 
-    from benchmarks.browser import CHROMIUM_ARGS, chromium
+    from benchmarks.browser import CHROMIUM_ARGS, chromium, counter
     from playwright.sync_api import sync_playwright
 
     path = chromium()
@@ -256,7 +296,7 @@ def _chromium_student(url: str, stop_at: float, out: dict) -> None:
         seen, gaps = None, []
         while time.monotonic() < stop_at:
             try:
-                text = page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first.inner_text(timeout=1000)
+                text = counter(page, "Epoch").inner_text(timeout=1000)
                 epoch = int(re.search(r"Epoch\s+([\d,]+)", text).group(1).replace(",", ""))
             except Exception:  # noqa: BLE001 - mid-redraw
                 epoch = None
@@ -317,7 +357,6 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
             page.join(60)
         figs = [s.figures() for s in room]
         if os.environ.get("DLLAB_BENCH_TRACE"):  # every student's timeline, for a closer look
-            import json
             Path(os.environ["DLLAB_BENCH_TRACE"]).write_text(json.dumps(
                 [{"trained_at": s.trained_at - t0 if s.trained_at else None, "epochs": [(t - t0, e) for t, e in s.epochs],
                   "reruns": [t - t0 for t in s.reruns]} for s in room]))

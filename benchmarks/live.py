@@ -15,7 +15,7 @@ import time
 from dl_core import cnn, images, playground
 from dl_core.training import TrainConfig
 
-from .browser import CHROMIUM_ARGS, chromium, streamlit_server
+from .browser import CHROMIUM_ARGS, chromium, counter, streamlit_server
 from .common import bare_steps_per_s
 
 CNN_EPOCHS = 20  # the CNN Lab's default run
@@ -23,7 +23,7 @@ PLAYGROUND_SECONDS = 15
 
 
 def _epoch(page) -> int:
-    text = page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first.inner_text()
+    text = counter(page, "Epoch").inner_text()
     return int(re.search(r"Epoch\s+([\d,]+)", text).group(1).replace(",", ""))
 
 

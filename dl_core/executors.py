@@ -366,3 +366,15 @@ def executor() -> Executor:
             _executor = _default()
             atexit.register(_executor.shutdown)  # a clean exit: no torch thread killed mid-operation
         return _executor
+
+
+def shutdown() -> None:
+    """Shut the server's executor down now, if it was made: its jobs paused (and so saved),
+    its workers stopped. The server calls this as it stops (app.py): uvicorn, on SIGTERM,
+    shuts down gracefully and then raises the signal again, and a process ended by its
+    signal runs no atexit handler."""
+    with _lock:
+        made = _executor
+    if made is not None:
+        atexit.unregister(made.shutdown)
+        made.shutdown()

@@ -141,6 +141,13 @@ class TrainingJob(Travelling, Stopping, Worker):
                     "activations": downsample(h.activations, max_points),
                     "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
 
+    def latest(self, epochs: int = 1) -> tuple[list[dict], tuple | None]:
+        """The newest `epochs` epoch rows and the newest step, without view()'s copies of the
+        whole history: a live view's counters read them twice a second per learner."""
+        with self._cond:
+            h, live = self._history, self._live["epochs"] if self._live else []
+            return (h.epochs[-epochs:] + live[-epochs:])[-epochs:], (h.steps[-1] if h.steps else None)
+
     def best(self, metric: str, pick=min) -> float | None:
         """The best `metric` ("test_loss", "test_acc", …) over every epoch kept: a chart's view
         thins a long run to max_points epochs, and the best one may be among those left out."""

@@ -16,6 +16,7 @@ from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
 from dl_core.optim import OPTIMIZERS, SCHEDULES
 from ui import builder, charts, conv_cell, figures, picture, state, views, widgets
+from ui.counters import Counter
 from ui.shell import Shell
 
 ss = st.session_state
@@ -193,25 +194,37 @@ shell.header()
 shell.controls(on_reset, stops=False)
 
 
-def counters(job):
-    status, epochs_seen = job.status(), job.view()["epochs"]
-    last = epochs_seen[-1]
-    rate = 0.0
-    if len(epochs_seen) >= 2 and epochs_seen[-1]["time"] > epochs_seen[-2]["time"]:
-        a, b = epochs_seen[-2], epochs_seen[-1]
-        rate = (b["step"] - a["step"]) * job.config.batch_size / (b["time"] - a["time"])
-    m = st.columns(4)
-    m[0].metric("Epoch", f"{status['epoch']} / {job.config.max_epochs}")
-    m[1].metric("Validation loss", f"{last['test_loss']:.3g}")
-    m[2].metric("Validation accuracy", f"{last['test_acc']:.1%}")
-    m[3].metric("Images / second", f"{rate:,.0f}" if rate else "—", help=f"Training on {widgets.device()}")
+def _rate(job, rows: list[dict]) -> float:
+    """Images a second over the last epoch (0 before two epochs are measured)."""
+    if len(rows) < 2 or rows[-1]["time"] <= rows[-2]["time"]:
+        return 0.0
+    a, b = rows[-2:]
+    return (b["step"] - a["step"]) * job.config.batch_size / (b["time"] - a["time"])
+
+
+def counters(job) -> list[Counter]:
+    """Epoch, validation loss and accuracy, training speed (shell.live draws them; the live route reads them)."""
+    status, rows = job.status(), job.latest(2)[0]
+    last, rate = rows[-1], _rate(job, rows)
+    return [Counter("Epoch", f"{status['epoch']} / {job.config.max_epochs}"),
+            Counter("Validation loss", f"{last['test_loss']:.3g}"),
+            Counter("Validation accuracy", f"{last['test_acc']:.1%}"),
+            Counter("Images / second", f"{rate:,.0f}" if rate else "—", help=TRAINING_ON)]
+
+
+TRAINING_ON = f"Training on {widgets.device()}"
+
+
+def progress(job) -> None:
+    """How far through its epochs the job is, and about how long is left."""
+    status, rate = job.status(), _rate(job, job.latest(2)[0])
     done = status["epoch"] / job.config.max_epochs
     eta = (job.config.max_epochs - status["epoch"]) * len(job.data.x_train) / rate if rate else None
     st.progress(min(done, 1.0), text=f"{done:.0%}" + (f" · about {eta:.0f} s left" if eta and job.active else ""))
-    widgets.job_status(status, job)
 
 
 def live(job):
+    progress(job)
     view = job.view()
     last = view["epochs"][-1]
     left, right = st.columns(2)

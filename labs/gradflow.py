@@ -124,4 +124,4 @@ def live(job):
         views.curves(view, "classification")
 
 
-shell.live(live, POLL_S, views.ticker("classification"))
+shell.live(live, POLL_S, views.counter_values("classification"))

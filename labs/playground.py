@@ -245,7 +245,7 @@ def live(job):
 
 
 with right:
-    shell.live(live, POLL_S, views.ticker(ds.task))
+    shell.live(live, POLL_S, views.counter_values(ds.task))
 
 meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.extra["setup"].seed,
         "data_csv": to_csv(ds) if ds.name == "upload" else None}

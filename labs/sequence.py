@@ -211,7 +211,7 @@ def live(job):
                    + " (above 1 a state can grow from step to step; below 1 it, and its gradient, shrinks).")
 
 
-shell.live(live, POLL_S, views.ticker(data.task))
+shell.live(live, POLL_S, views.counter_values(data.task))
 
 kind = SEQ_TASKS[run.extra["key"][0]].kind
 extra_tab = {"language": "✍️ Let it write", "forecast": "📈 The forecast"}.get(kind)

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from benchmarks.browser import CHROMIUM_ARGS, chromium, streamlit_server
+from benchmarks.browser import CHROMIUM_ARGS, chromium, counter, streamlit_server
 from conftest import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -73,7 +73,7 @@ def no_exception(page):
 
 
 def epoch_metric(page):
-    return page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first
+    return counter(page, "Epoch")
 
 
 def epoch(page) -> int:

@@ -10,6 +10,7 @@ import time
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from benchmarks.browser import counter
 from browser_fixtures import ARTIFACTS
 from browser_fixtures import epoch as _epoch
 from browser_fixtures import idle as _idle
@@ -28,7 +29,7 @@ def page(browser):
     ctx.close()
 
 
-# Direct links first: a fresh server must route a shared link through app.py's navigation.
+# Direct links first: a fresh server must route a shared link through router.py's navigation.
 @pytest.mark.parametrize("key", sorted(LABS, key=lambda k: LABS[k].default))
 def test_each_page_opens_and_is_screenshotted(server, page, key):
     lab = LABS[key]
@@ -107,7 +108,7 @@ def test_closing_the_tab_stops_its_training_after_the_grace_period(server, brows
 def test_the_cnn_lab_trains_in_the_browser(server, page):
     _open(page, f"{server}/cnn")
     page.get_by_role("button", name="▶ Train", exact=True).click()
-    epoch = page.locator("[data-testid='stMetric']").filter(has_text="Epoch").first
+    epoch = counter(page, "Epoch")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and re.search(r"Epoch\s+0 /", epoch.inner_text()):
         time.sleep(0.5)

@@ -35,7 +35,9 @@ def test_concurrent_first_sessions_see_no_import_race(browser, tmp_path):
 
 
 def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
-    """SIGTERM with two jobs training: exit status 0 (it was -6, an abort), and the runs saved."""
+    """SIGTERM with two jobs training: a clean stop (it was -6, an abort), and the runs saved.
+    Uvicorn stops gracefully, then ends the process by the signal it caught (-15): the runs
+    are saved on the way (app.py's lifespan), not by an atexit handler, which that skips."""
     port = free_port()
     proc = spawn(streamlit_cmd(port), {"DLLAB_RUN_STORE": str(tmp_path)})
     try:
@@ -50,7 +52,8 @@ def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         ctx.close()
-        assert proc.returncode == 0, output(proc)[-3000:]
+        log = output(proc)
+        assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in log, log[-3000:]
         assert len(list(tmp_path.glob("*.run"))) == 2  # paused at shutdown, and saved
     finally:
         if proc.poll() is None:

@@ -13,6 +13,7 @@ import torch
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from benchmarks.browser import counter
 from browser_fixtures import (ARTIFACTS, GRACE_S, WAIT, epoch, epoch_metric, idle, no_exception,
                               run_id, wait_epoch)
 from browser_fixtures import button as _button
@@ -361,7 +362,7 @@ def test_a_link_that_hides_controls_hides_them_and_carries_their_values(server, 
 
 
 def _step_count(page) -> int:
-    metric = page.locator("[data-testid='stMetric']").filter(has_text="Step").first
+    metric = counter(page, "Step")
     return int(re.search(r"Step\s+([\d,]+)", metric.inner_text()).group(1).replace(",", ""))
 
 

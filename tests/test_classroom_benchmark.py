@@ -1,5 +1,6 @@
 """The classroom benchmark's own arithmetic (benchmarks/classroom.py): what a student's page
 showed, turned into the figures docs/PERFORMANCE.md reports."""
+import json
 import os
 import subprocess
 import sys
@@ -21,27 +22,65 @@ def test_update_gaps_count_from_the_click_on_train_and_redraws_without_a_new_epo
     assert f["epochs"] == 9 and f["rate"] == pytest.approx(9 / 5.0)
 
 
-def test_a_redraw_counts_when_it_drew_the_counters_not_when_only_the_pictures_came():
-    """In a full room the pictures and charts redraw in a fragment of their own (shell.live):
-    such a run shows no epoch by design, and must not count as a redraw that found nothing new."""
+def test_the_counters_count_as_drawn_by_a_run_and_by_each_answer_of_their_route():
+    """The counters are a component (ui/counters.py): a run draws them with their route, which
+    the student then asks as the browser would; each drawing is a redraw, a new epoch an update.
+    Pictures and charts alone (a full room's fragment) draw no counters and count as neither."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    def msg(build) -> bytes:
+    def counters(epoch: int, url: str | None) -> bytes:
         m = ForwardMsg()
-        build(m)
+        el = m.delta.new_element.bidi_component
+        el.component_name = "dllab.counters"
+        el.json = json.dumps({"values": [["Epoch", f"{epoch:,}", None], ["Step", "5", None]], "url": url,
+                              "every_ms": 500})
         return m.SerializeToString()
 
-    def epoch(n: int) -> bytes:
-        def build(m):
-            m.delta.new_element.metric.label, m.delta.new_element.metric.body = "Epoch", str(n)
-        return msg(build)
-
-    finished = msg(lambda m: setattr(m, "script_finished", ForwardMsg.FINISHED_SUCCESSFULLY))
+    finished = ForwardMsg(script_finished=ForwardMsg.FINISHED_SUCCESSFULLY).SerializeToString()
     s = Student("http://127.0.0.1:1", "playground")
+    s._read(counters(0, None))
+    assert s.counters is None and [e for _, e in s.epochs] == [0] and not s.reruns  # before ▶ Train
     s.trained_at = 1.0
-    for data in (epoch(1), finished, finished, epoch(1), finished, epoch(2), finished):
+    s._read(counters(1, "/lab-api/counters?k=abc"))
+    assert s.counters == ("/lab-api/counters?k=abc", 0.5)
+    for data in (finished, finished):
         s._read(data)
-    assert len(s.reruns) == 3 and [e for _, e in s.epochs] == [1, 2]
+    s.shown([["Epoch", "1", None]])  # the route's answers
+    s.shown([["Epoch", "1,002", None]])
+    assert len(s.reruns) == 3 and [e for _, e in s.epochs] == [0, 1, 1002]
+
+
+def test_a_student_asks_the_counters_route_with_the_proxys_cookie_until_the_job_stops():
+    """Against a tiny HTTP server on 127.0.0.1: the student's requests carry the cookie, and
+    an answer that says the job no longer trains ends the asking."""
+    import asyncio
+
+    seen, answers = [], iter([(7, True), (8, True), (9, False)])
+
+    async def serve(reader, writer):
+        while True:
+            try:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            except asyncio.IncompleteReadError:
+                return
+            seen.append(head)
+            epoch, live = next(answers)
+            body = json.dumps({"values": [["Epoch", str(epoch), None]], "live": live}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        s = Student(f"http://127.0.0.1:{port}", "playground")
+        s.trained_at, s.cookie, s.counters = 0.5, "DLLAB_WEB=web2", ("/lab-api/counters?k=t", 0.05)
+        await asyncio.wait_for(s.ask_counters("127.0.0.1", port, time.monotonic() + 2), 5)
+        server.close()
+        return s
+
+    s = asyncio.run(main())
+    assert [e for _, e in s.epochs] == [7, 8, 9] and s.counters is None and len(seen) == 3
+    assert all(h.startswith("GET /lab-api/counters?k=t HTTP/1.1") and "Cookie: DLLAB_WEB=web2" in h for h in seen)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")

@@ -5,6 +5,8 @@ Found in the browser (tests/test_browser_runs.py): after a step the buttons stay
 ⏸ Pause with ⏭ Step and ⏩ Epoch greyed out, and nothing polled, until the next click.
 Here the race is made certain: the job reports itself busy to the first `n` status reads.
 """
+import json
+
 import pytest
 
 from test_pages import open_page
@@ -44,14 +46,14 @@ def test_controls_drawn_busy_for_a_job_that_has_ended_are_redrawn(lab):
 def test_a_step_moves_the_step_counter_and_shows_that_batchs_loss():
     """Losses are measured per epoch, so after one ⏭ Step only the step counter and the batch's
     own loss can move: both must show it (they did not; the count hid in a tooltip)."""
-    from test_pages import job, poll
+    from test_pages import counters, job, poll
 
     at = open_page("playground")
     at.button(key="ctl_step").click().run()
     poll(at, lambda a: job(a).step == 1 and not job(a).active)
-    step = next(m for m in at.metric if m.label == "Step")
+    value, note = counters(at)["Step"]
     loss = job(at).view()["steps"][-1][1]
-    assert step.value == "1" and f"batch loss {loss:.2g}" == step.delta, (step.value, step.delta)
+    assert value == "1" and f"batch loss {loss:.2g}" == note, (value, note)
 
 
 def test_speed_and_stop_reach_the_job_and_suit_the_task():
@@ -104,14 +106,17 @@ class Training(EndsWhileDrawing):
 
 @pytest.mark.parametrize("lab", ["playground", "cnn", "gradflow", "sequence"])
 @pytest.mark.parametrize("room", [1, 30])
-def test_in_a_full_room_the_counters_redraw_on_their_own_more_often_than_the_pictures(lab, room, monkeypatch):
-    """A live view slows down as the room fills (widgets.poll_interval). Once it would redraw
-    only once a second, its counters get a fragment of their own at TICK_S, faster than that,
-    and its pictures and charts one at VIEWS_S. Alone, one fragment redraws everything at the
-    lab's own pace."""
+def test_the_browser_asks_for_the_counters_and_the_pictures_slow_down_as_the_room_fills(lab, room, monkeypatch):
+    """While a job trains, its counters come from the browser asking this server's route
+    (ui/counters.py: no script run), at the lab's pace alone and every TICK_S in a full room;
+    the status line, pictures and charts redraw in one fragment, at the lab's pace alone and
+    every VIEWS_S once the room fills (widgets.poll_interval). The route answers the page's
+    token with what the page drew, and nothing for any other token."""
+    import json
+
     import streamlit
 
-    from ui import widgets
+    from ui import counters, widgets
 
     paces, fragment = [], streamlit.fragment
 
@@ -127,12 +132,57 @@ def test_in_a_full_room_the_counters_redraw_on_their_own_more_often_than_the_pic
         "training": room, "lanes": 2, "queued": 0}})())
     at.run()
     assert not at.exception
-    assert "Epoch" in [m.label for m in at.metric]
+    drawn = [e.proto for e in at.get("bidi_component")
+             if e.proto.component_name == "dllab.counters"]
+    assert len(drawn) == 1 and "Epoch" in counters.shown(drawn[0])
+    data = json.loads(drawn[0].json)
     live = [p for p in paces if p is not None]
-    if room == 1:
-        assert len(live) == 1 and live[0] <= widgets.TICK_S, paces
+    if room == 1:  # the lab's own pace, and the counters at least as often
+        assert len(live) == 1 and live[0] < 1.0, paces
+        assert data["every_ms"] / 1000 == min(live[0], widgets.TICK_S), (paces, data)
     else:
-        assert sorted(live) == [widgets.TICK_S, widgets.VIEWS_S] and widgets.TICK_S < 1.0, paces
+        assert live == [widgets.VIEWS_S] and data["every_ms"] / 1000 == widgets.TICK_S < 1.0, (paces, data)
+    token = data["url"].split("k=")[1]
+    assert data["url"] == f"{counters.PATH}?k={token}" and len(token) >= 20
+    assert counters.read(token)["values"] == data["values"] and counters.read(token)["live"]
+    assert counters.read(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+
+
+def test_an_idle_job_s_counters_are_drawn_without_asking_the_server():
+    at = open_page("playground")
+    drawn = next(e.proto for e in at.get("bidi_component"))
+    assert json.loads(drawn.json)["url"] is None and json.loads(drawn.json)["values"][0] == ["Epoch", "0", None]
+
+
+def test_the_counters_route_answers_over_http_and_forgets_a_job_that_is_gone():
+    """The route itself (as Streamlit's server mounts it): JSON for a known token, 404 for an
+    unknown one, and 404 once the job is garbage (a token never keeps a job alive)."""
+    import asyncio
+    import gc
+
+    from starlette.requests import Request
+
+    from ui import counters
+
+    class Job:
+        def status(self):
+            return {"busy": True}
+
+    def get(tok):
+        scope = {"type": "http", "method": "GET", "path": counters.PATH, "query_string": f"k={tok}".encode(),
+                 "headers": []}
+        reply = asyncio.run(counters.ROUTES[0].endpoint(Request(scope)))
+        return reply.status_code, json.loads(reply.body)
+
+    job = Job()
+    values = lambda j: [counters.Counter("Epoch", "7", "note")]  # noqa: E731
+    tok = counters.token(job, values)
+    assert counters.token(job, values) == tok  # one token a job
+    assert get(tok) == (200, {"values": [["Epoch", "7", "note"]], "live": True})
+    assert get("nope")[0] == 404
+    del job
+    gc.collect()
+    assert get(tok)[0] == 404
 
 
 @pytest.mark.parametrize("version", [("snap", 1), ("snap", 2)])

@@ -23,7 +23,7 @@ from dl_core.export import script
 from dl_core.runs import RUNS, Run
 from dl_core.spec import summarize
 
-from . import state, widgets
+from . import counters, state, widgets
 from .labs import LABS
 
 ss = st.session_state
@@ -235,13 +235,12 @@ class Shell:
                       on_click=self.undo, key=_key(self.lab, "undo"),
                       help="Its settings come back with it; the current one is kept for another undo.")
 
-    def live(self, render: Callable[[object], None], poll_s: float,
-             ticker: Callable[[object], None] | None = None) -> None:
-        """Draw `ticker(job)` (counters and status: cheap) and `render(job)` (pictures and charts)
-        now and, while the job trains, again in place every `poll_s` seconds, or slower as the
-        room fills (widgets.poll_interval). In a full room, where that pace reaches once a
-        second, the ticker gets a fragment of its own at widgets.TICK_S and the rest redraws
-        every widgets.VIEWS_S (see there)."""
+    def live(self, render: Callable[[object], None], poll_s: float, values: counters.Values) -> None:
+        """Draw the counters (`values(job)`) and `render(job)` (the status line, pictures and
+        charts) now and, while the job trains, again every `poll_s` seconds, or slower as the
+        room fills (widgets.poll_interval). The counters are kept fresh by the browser itself
+        (ui/counters.py: no script run); in a full room, where the pace reaches once a second,
+        they still come every widgets.TICK_S and the rest redraws every widgets.VIEWS_S."""
         job, flag = self.run.job, _key(self.lab, "was_active")
         if self._drawn_busy:
             # The controls show the job at work. A step or an epoch can end before this line: then
@@ -253,28 +252,20 @@ class Shell:
         every = widgets.poll_interval(poll_s, status) if job.active else None
         if not job.active:
             executor().warm()  # the ▶ Train on this page should find the workers ready (Executor.warm)
-        split = (ticker is not None and every is not None and every >= widgets.FULL_ROOM_S
-                 and status["state"] != "queued")
+        split = every is not None and every >= widgets.FULL_ROOM_S and status["state"] != "queued"
+        counters.draw(job, values, min(every, widgets.TICK_S) if every else None, key=_key(self.lab, "counters"))
 
-        @st.fragment(run_every=widgets.TICK_S if split else every)
+        @st.fragment(run_every=widgets.VIEWS_S if split else every)
         def frame():
             widgets.keep_alive()
             job.watched()
-            if ticker is not None:
-                ticker(job)
-            if not split:
-                render(job)
+            widgets.job_status(job.status(), job)
+            render(job)
             if every is not None and widgets.poll_interval(poll_s, job.status()) not in (every, None):
-                st.rerun()  # the room filled or emptied: a full run sets the fragments' new pace
+                st.rerun()  # the room filled or emptied: a full run sets the counters' and views' new pace
             widgets.rerun_when_idle(job, flag)
 
         frame()
-        if split:
-            @st.fragment(run_every=widgets.VIEWS_S)
-            def views():
-                render(job)
-
-            views()
 
     # ---- sharing ----
     def share_box(self, note: str = "", extra: Callable[[], None] | None = None) -> None:

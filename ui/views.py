@@ -8,7 +8,8 @@ from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_d
 from dl_core.jobparts import downsample
 from dl_core.probes import grid_points
 
-from . import charts, figures, widgets
+from . import charts, counters, figures, widgets
+from .counters import Counter
 
 MAX_NEURON_IMAGES = 96  # past this the diagram shows connections only
 CHART_EPOCHS = 200  # the most epochs a live curve draws
@@ -198,33 +199,28 @@ def loss_text(v: float | None) -> str:
     return f"{v:.3g}" if v >= 0.01 else f"{v:.2g}"
 
 
-def ticker(task: str):
-    """A live view's counters and status line, for shell.live (a fragment of their own in a full room)."""
-    def draw(job) -> None:
+def counter_values(task: str) -> counters.Values:
+    """A 2-D lab's counters, for shell.live: epoch, step, the losses and (classification) the
+    accuracy. The losses and accuracy are measured once per epoch, so a single ⏭ Step moves
+    only the step counter and its batch's loss: both shown."""
+    def values(job) -> list[Counter]:
         status = job.status()
-        metrics(status, job.view(), task)
-        widgets.job_status(status, job)
+        rows, step = job.latest()
+        last = rows[-1] if rows else {}
+        shown = [Counter("Epoch", f"{status['epoch']:,}", help="Passes over the whole training set so far."),
+                 Counter("Step", f"{status['step']:,}",
+                         f"batch loss {step[1]:.2g}" if step and step[0] == status["step"] else None,
+                         "Gradient steps so far: one batch each, one update of every weight. Below it, the "
+                         "loss of the latest step's batch."),
+                 Counter("Train loss", loss_text(last.get("train_loss")), help="Measured at the end of each epoch."),
+                 Counter("Test loss", loss_text(last.get("test_loss")), help="Measured at the end of each epoch.")]
+        if task == "classification":
+            acc = last.get("test_acc")
+            shown.append(Counter("Test accuracy", "—" if acc is None else f"{acc:.0%}",
+                                 help="Measured at the end of each epoch."))
+        return shown
 
-    return draw
-
-
-def metrics(status: dict, view: dict, task: str) -> None:
-    """Epoch and step counters and the latest numbers. The losses and accuracy are measured once
-    per epoch, so a single ⏭ Step moves only the step counter and its batch's loss: both shown."""
-    last = view["epochs"][-1] if view["epochs"] else {}
-    steps = view["steps"]
-    cols = st.columns(5)
-    cols[0].metric("Epoch", f"{status['epoch']:,}", help="Passes over the whole training set so far.")
-    batch = f"batch loss {steps[-1][1]:.2g}" if steps and steps[-1][0] == status["step"] else None
-    cols[1].metric("Step", f"{status['step']:,}", batch, "off", delta_arrow="off",
-                   help="Gradient steps so far: one batch each, one update of every weight. Below it, the loss "
-                        "of the latest step's batch.")
-    fmt = loss_text
-    cols[2].metric("Train loss", fmt(last.get("train_loss")), help="Measured at the end of each epoch.")
-    cols[3].metric("Test loss", fmt(last.get("test_loss")), help="Measured at the end of each epoch.")
-    if task == "classification":
-        acc = last.get("test_acc")
-        cols[4].metric("Test accuracy", "—" if acc is None else f"{acc:.0%}", help="Measured at the end of each epoch.")
+    return values
 
 
 def layer_stats(view: dict, job) -> None:

@@ -289,15 +289,13 @@ def _build_ahead() -> None:
                 _BUILT.popitem(last=False)
 
 
-# In a full room a live view splits (shell.live): its counters redraw every TICK_S in a fragment of
-# their own, its pictures and charts every VIEWS_S. A counters' run costs the web process ~3 ms of our
-# code (plus Streamlit's own work per run), a pictures' run ~10 ms since the pictures are built ahead.
-# At 30 learners on two web processes (no Chromium), counters every 0.5 s read an update gap of p50
-# 0.52 s, p95 1.09-1.36 s, with the web processes at the same 1.04 cores as at 0.7 s (p50 0.73 s,
-# p95 1.19 s): docs/PERFORMANCE.md, session 6. (The pictures change every 2.4-3.6 s there anyway:
-# Executor.pace's snapshot floor.)
-TICK_S, VIEWS_S = 0.5, 2.0
-FULL_ROOM_S = 1.0  # the slowest a live view redraws everything: from there it splits
+# A live view's counters are asked by the browser itself (ui/counters.py: an HTTP route, no script
+# run) every TICK_S in a full room; its status line, pictures and charts redraw in a fragment, every
+# VIEWS_S once the room is full (shell.live). With the counters off the script runs, 30 learners on
+# two web processes beside a Chromium page read an update gap of p50 0.34-0.36 s, p95 1.05-1.10 s
+# (docs/PERFORMANCE.md, session 7; p95 2.3-5.3 s with the counters in a fragment every 0.5 s).
+TICK_S, VIEWS_S = 0.3, 2.0
+FULL_ROOM_S = 1.0  # the slowest a live view redraws at the room's pace: from there its views wait VIEWS_S
 
 
 def poll_interval(poll_s: float, status: dict) -> float | None:
