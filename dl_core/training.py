@@ -143,7 +143,7 @@ class TrainingJob(Travelling, Stopping, Worker):
 
     def latest(self, epochs: int = 1) -> tuple[list[dict], tuple | None]:
         """The newest `epochs` epoch rows and the newest step, without view()'s copies of the
-        whole history: a live view's counters read them twice a second per learner."""
+        whole history: a live view's counters read them several times a second per learner."""
         with self._cond:
             h, live = self._history, self._live["epochs"] if self._live else []
             return (h.epochs[-epochs:] + live[-epochs:])[-epochs:], (h.steps[-1] if h.steps else None)

@@ -202,17 +202,18 @@ def _rate(job, rows: list[dict]) -> float:
     return (b["step"] - a["step"]) * job.config.batch_size / (b["time"] - a["time"])
 
 
+TRAINING_ON = f"Training on {widgets.device()}"
+
+
 def counters(job) -> list[Counter]:
-    """Epoch, validation loss and accuracy, training speed (shell.live draws them; the live route reads them)."""
+    """Epoch, validation loss and accuracy, training speed (shell.live draws them, and the
+    counters' route reads them while the job trains)."""
     status, rows = job.status(), job.latest(2)[0]
     last, rate = rows[-1], _rate(job, rows)
     return [Counter("Epoch", f"{status['epoch']} / {job.config.max_epochs}"),
             Counter("Validation loss", f"{last['test_loss']:.3g}"),
             Counter("Validation accuracy", f"{last['test_acc']:.1%}"),
             Counter("Images / second", f"{rate:,.0f}" if rate else "—", help=TRAINING_ON)]
-
-
-TRAINING_ON = f"Training on {widgets.device()}"
 
 
 def progress(job) -> None:

@@ -252,10 +252,10 @@ class Shell:
         every = widgets.poll_interval(poll_s, status) if job.active else None
         if not job.active:
             executor().warm()  # the ▶ Train on this page should find the workers ready (Executor.warm)
-        split = every is not None and every >= widgets.FULL_ROOM_S and status["state"] != "queued"
+        full_room = every is not None and every >= widgets.FULL_ROOM_S and status["state"] != "queued"
         counters.draw(job, values, min(every, widgets.TICK_S) if every else None, key=_key(self.lab, "counters"))
 
-        @st.fragment(run_every=widgets.VIEWS_S if split else every)
+        @st.fragment(run_every=widgets.VIEWS_S if full_room else every)
         def frame():
             widgets.keep_alive()
             job.watched()

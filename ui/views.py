@@ -141,11 +141,12 @@ def output(snap: dict, ds: Dataset2D, show_test: bool, discretize: bool, ahead: 
     (xtr, ytr), (xte, yte) = ds.train, ds.test
     if ds.curve:
         xs = grid_points(len(snap["output"]), curve=True)[:, 0]
-        st.vega_lite_chart(spec=charts.arrow(figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test)))
+        chart = figures.curve_chart(xs, snap["output"], (xtr, ytr), (xte, yte), show_test)
+        st.vega_lite_chart(spec=charts.arrow(chart))
         st.caption("Dots: the data · orange line: the function the network has learned so far.")
         return
-    widgets.picture("pg_output", _output_version(snap, discretize, show_test), lambda: output_map(snap, ds, show_test, discretize),
-                    ahead=ahead, width=360)
+    widgets.picture("pg_output", _output_version(snap, discretize, show_test),
+                    lambda: output_map(snap, ds, show_test, discretize), ahead=ahead, width=360)
     legend = ("orange → class 0, blue → class 1" if ds.n_classes == 2 else
               "colour = most likely class, paler = less sure") if ds.task == "classification" else \
         "orange = negative, blue = positive target"
@@ -200,8 +201,8 @@ def loss_text(v: float | None) -> str:
 
 
 def counter_values(task: str) -> counters.Values:
-    """A 2-D lab's counters, for shell.live: epoch, step, the losses and (classification) the
-    accuracy. The losses and accuracy are measured once per epoch, so a single ⏭ Step moves
+    """A training lab's usual counters, for shell.live: epoch, step, the losses and
+    (classification) the accuracy. The losses and accuracy are measured once per epoch, so a single ⏭ Step moves
     only the step counter and its batch's loss: both shown."""
     def values(job) -> list[Counter]:
         status = job.status()
