@@ -1,13 +1,12 @@
 """Pages render and react, through Streamlit's AppTest (no browser)."""
 
-import json
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, wait_for
 from dl_core.checkpoint import save_bytes
 from ui import state
+from ui.counters import shown
 from ui.shell import panel_key, previous_key, run_key, upload_key
 from ui.labs import LABS
 
@@ -46,7 +45,7 @@ def counters(at) -> dict:
     out = {}
     for element in at.get("bidi_component"):
         if element.proto.component_name == "dllab.counters":
-            out |= {label: (value, note) for label, value, note in json.loads(element.proto.json)["values"]}
+            out |= shown(element.proto)
     return out
 
 

@@ -63,7 +63,7 @@ def read(tok: str) -> dict | None:
     job = found[0]() if found else None
     if job is None:
         return None
-    return {"values": [list(c[:3]) for c in found[1](job)], "live": bool(job.status()["busy"])}
+    return {"values": _rows(found[1](job)), "live": bool(job.status()["busy"])}
 
 
 async def _route(request: Request) -> JSONResponse:
@@ -130,11 +130,16 @@ def draw(job, values: Values, every_s: float | None, key: str = "live_counters")
     the browser asks the route for them again every `every_s` seconds."""
     shown = values(job)
     url = f"{PATH}?k={token(job, values)}" if every_s else None  # st.App mounts routes at the root, base path or not
-    _COMPONENT(key=key, data={"values": [list(c[:3]) for c in shown], "helps": [c.help for c in shown],
+    _COMPONENT(key=key, data={"values": _rows(shown), "helps": [c.help for c in shown],
                               "url": url, "every_ms": int(1000 * (every_s or 1))})
 
 
-def shown(element) -> dict[str, str]:
-    """label -> value of a counters element as the page got it (tests and benchmarks read it)."""
-    return {label: value for label, value, _ in json.loads(element.json)["values"]}
+def _rows(shown: list[Counter]) -> list[list]:
+    """[label, value, note] per counter: what the page is handed and what the route answers."""
+    return [list(c[:3]) for c in shown]
+
+
+def shown(element) -> dict[str, tuple[str, str | None]]:
+    """label -> (value, the line under it) of a counters element as the page got it (tests read it)."""
+    return {label: (value, note) for label, value, note in json.loads(element.json)["values"]}
 
