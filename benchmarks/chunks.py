@@ -3,13 +3,18 @@
 The Playground's default job, driven as the process executor drives it (`payload` → the
 worker's `run_chunk` → `absorb`), all in this process so only the shipping is timed: the
 whole job (a worker's first turn), a turn for a worker that keeps a copy of the job, and a
-turn for a worker whose copy is the state it sent back last (only the counters go).
+turn for a worker whose copy is the state it sent back last (only the counters go). Then
+what taking back one classroom gang turn (15 jobs) costs beside a busy Python thread, as in a
+class's web process: the answers loaded at once (the jobs rest) or kept packed (they train
+on): every torch call gives up the interpreter lock, and under contention each waits for it.
 """
 from __future__ import annotations
 
+import pickle
+import threading
 import time
 
-from dl_core.workerproc import run_chunk
+from dl_core.workerproc import _order, gang_trip, run_chunk
 from dl_core.playground import Setup, make_job
 
 
@@ -31,4 +36,41 @@ def run(rounds: int = 30) -> dict:
             time.sleep(0.3)  # others' turns: a snapshot is due again at the next one
         out |= {f"{label}_out_ms": round(t_out / rounds * 1000, 2), f"{label}_back_ms": round(t_back / rounds * 1000, 2),
                 f"{label}_out_kb": round(len(payload) / 1024, 1), f"{label}_back_kb": round(len(reply) / 1024, 1)}
+    return out | _gang_absorb()
+
+
+def _gang_absorb(students: int = 15, rounds: int = 3) -> dict:
+    """Milliseconds to absorb one gang turn's answers: idle, then beside a busy thread; the
+    median of `rounds`, for jobs that rest (loaded at once) and jobs that train on (packed)."""
+    jobs = [make_job(Setup())[0] for _ in range(students)]
+    lane: dict = {}
+    for job in jobs:
+        job._want_run = True
+    gang_trip(jobs, lane, [None] * students, 0.3, lambda payload, report: run_chunk(payload))
+    answers = pickle.loads(run_chunk(pickle.dumps(("gang", [_order(j, lane, None, 0.3) for j in jobs], 0.3))))
+
+    def absorb_ms(training: bool) -> float:
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for job, answer in zip(jobs, answers):
+                job._want_run = training
+                job.absorb(answer)
+            times.append((time.perf_counter() - t) * 1000)
+        return round(sorted(times)[rounds // 2], 1)
+
+    out = {f"gang{students}_{how}_idle_ms": absorb_ms(how == "packed") for how in ("loaded", "packed")}
+    busy = threading.Event()
+
+    def spin():
+        while not busy.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        out |= {f"gang{students}_{how}_busy_ms": absorb_ms(how == "packed") for how in ("loaded", "packed")}
+    finally:
+        busy.set()
+        spinner.join()
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -30,7 +29,7 @@ from .jobparts import Event, History, Precision, TensorData, TrainConfig, clone_
 from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
 from .trainers import SupervisedTrainer
 from .stopping import Stopping
-from .travel import CHUNK_S, Travelling
+from .travel import CHUNK_S, StateLock, Travelling
 from .worker import Worker
 
 
@@ -41,7 +40,7 @@ class TrainingJob(Travelling, Stopping, Worker):
     def __init__(self, trainer, config: TrainConfig = TrainConfig(), executor=None):
         super().__init__(executor)
         self.trainer, self.config = trainer, config
-        self.lock = threading.RLock()  # held while weights change; take it to read them
+        self.lock = StateLock(self)  # held while weights change; take it to read them
         self._history = History()
         self._events: deque[Event] = deque(maxlen=5000)  # lifecycle, epoch and snapshot events
         self._step_events: deque[Event] = deque(maxlen=100)  # step reports are many: keep the latest only

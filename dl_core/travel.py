@@ -10,12 +10,21 @@ counters, which the page may have changed (a pause, a step asked for): packing 1
 state in a busy web process and loading it in the worker took 0.1-0.3 s of every
 classroom turn. The run store saves a resting job whole (`to_state` / `from_state`).
 TrainingJob (training.py) inherits this.
+
+The way back is lazy too. A job that trains on after a turn keeps the worker's state as it
+came, packed, and loads it only when someone takes its weights lock (`StateLock`: a page
+reading the weights, a save, the next turn sending the state to another worker). Loading
+15 jobs' state is ~2,000 torch calls, and each one gives up the interpreter lock: 30 ms on
+an idle process took 7-11 s beside one busy Python thread, and a class's web process is
+busy, so every gang turn ended in a stall that no page could fill.
 """
 from __future__ import annotations
 
+import itertools
 import pickle
 import secrets
 import threading
+import weakref
 from collections import deque
 
 from .jobparts import History, pack_tensors, unpack_tensors
@@ -23,23 +32,60 @@ from .optim import track_steps
 
 CHUNK_S = 0.1  # the longest chunk: a job reads its losses back and checks its controls at least this often
 _LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest", "on_snapshot",
-          "_live")
-_COUNTERS = ("_pos", "step", "epoch", "_best", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
-             "snapshot_floor_s", "_peak", "_low_epochs", "collapse")
+          "_live", "_packed", "_packed_mark", "_loaded_mark")
+_COUNTERS = ("_pos", "step", "epoch", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
+             "snapshot_floor_s", "_low_epochs", "collapse")  # plain values: a turn's answer loads them at once
+_ABSORBED = itertools.count()  # names each state a worker sent back (state_mark while it is still packed)
+
+
+class StateLock:
+    """A job's weights lock, re-entrant. Taking it loads the state a worker sent back if the job
+    still holds it packed (see the module docstring), so whoever reads the weights under it finds
+    them current. `bare` is the same lock without that: an executor's round trip takes it, as
+    it is about to send the state on or replace it."""
+
+    def __init__(self, job):
+        self.bare = threading.RLock()
+        self._job = weakref.ref(job)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self.bare.acquire(blocking, timeout):
+            return False
+        try:
+            job = self._job()
+            if job is not None:
+                job._unpack()
+        except BaseException:
+            self.bare.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        self.bare.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc) -> None:
+        self.bare.release()
 
 
 class Travelling:
     """Pickling, turn state and absorbing for TrainingJob; see the module docstring."""
 
+    _packed: bytes | None = None  # the state a worker sent back, not loaded yet (absorb)
+    _packed_mark: tuple | None = None  # state_mark() while it is packed ...
+    _loaded_mark: tuple | None = None  # ... and (that mark, the weights' own mark) once it is loaded
+
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in _LOCAL}
+        with self.lock:
+            state = {k: v for k, v in self.__dict__.items() if k not in _LOCAL}
         state["_history"] = History(epochs=self._history.epochs[-1:])  # early stopping reads the last epoch
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.executor, self._cond, self.lock, self._collect, self.on_rest, self.on_snapshot, self._live = \
-            None, threading.Condition(), threading.RLock(), None, None, None, None
+            None, threading.Condition(), StateLock(self), None, None, None, None
         self.copy = secrets.randbits(48)  # a copy from elsewhere (a saved run): no lane holds its tensors
         self._events, self._step_events = deque(maxlen=5000), deque(maxlen=100)
         for opt in self._optimizers.values():
@@ -73,13 +119,12 @@ class Travelling:
         `current` as well, its copy is this state: only the counters go."""
         if self._portable is False or self._device.type != "cpu":
             return None
-        with self.lock, self._cond:
+        with self.lock.bare, self._cond:
             if resident and current:
-                what = ("same", self.uid, pack_tensors({k: getattr(self, k) for k in _COUNTERS}))
-            elif resident:
-                what = ("turn", self.uid, pack_tensors(self.turn_state()))
+                what = ("same", self.uid, self.counters())
             else:
-                what = ("job", self.uid, self)
+                self._unpack()
+                what = ("turn", self.uid, pack_tensors(self.turn_state())) if resident else ("job", self.uid, self)
             try:
                 data = pickle.dumps((what, self.version, budget, max_s))
             except (pickle.PicklingError, TypeError, AttributeError):
@@ -88,57 +133,85 @@ class Travelling:
             self._portable = True
         return data
 
-    def turn_state(self) -> dict:
-        """Everything a chunk changes: weights, optimizer and schedule state, the random generator,
-        the place in the epoch, counters and the trainer's running sums. (Jobs that travel are on
-        the CPU, where mixed precision keeps no loss-scaler state.)"""
+    def trained_state(self) -> dict:
+        """What a chunk trains: weights, optimizer and schedule state, the random generator, the
+        epoch's order, the last good and best weights, the trainer's running sums. (Jobs that
+        travel are on the CPU, where mixed precision keeps no loss-scaler state.)"""
         return {"models": {n: m.state_dict() for n, m in self.trainer.models.items()},
                 "optimizers": {n: o.state_dict() for n, o in self._optimizers.items()},
                 "schedulers": {n: s.state_dict() for n, s in self._schedulers.items()},
                 "generator": self.generator.get_state(), "order": self._order, "good": self._good_state,
-                "trainer": self.trainer.turn_state(), **{k: getattr(self, k) for k in _COUNTERS}}
+                "trainer": self.trainer.turn_state(), "best": self._best, "peak": self._peak}
 
-    def load_turn_state(self, state: dict) -> None:
-        """`state` from turn_state(), or packed by jobparts.pack_tensors on its way."""
-        if isinstance(state, tuple):
-            state = unpack_tensors(state)
-        with self.lock, self._cond:
-            for n, m in self.trainer.models.items():
-                m.load_state_dict(state["models"][n])
-            for part, objs in (("optimizers", self._optimizers), ("schedulers", self._schedulers)):
-                for n, obj in objs.items():
-                    obj.load_state_dict(state[part][n])
-            self.generator.set_state(state["generator"])
-            self._order, self._good_state = state["order"], state["good"]
-            self.trainer.load_turn_state(state["trainer"])
+    def counters(self) -> dict:
+        """The place in the epoch and the controls' flags: plain values, which a page may change."""
+        return {k: getattr(self, k) for k in _COUNTERS}
+
+    def turn_state(self) -> dict:
+        """Everything a chunk changes."""
+        return self.trained_state() | self.counters()
+
+    def load_turn_state(self, packed: tuple) -> None:
+        """turn_state(), packed by jobparts.pack_tensors on its way."""
+        state = unpack_tensors(packed)
+        with self.lock.bare, self._cond:
+            self._load_trained(state)
             self.load_counters(state)
+
+    def _load_trained(self, state: dict) -> None:
+        """trained_state() into this job. The caller holds the lock."""
+        for n, m in self.trainer.models.items():
+            m.load_state_dict(state["models"][n])
+        for part, objs in (("optimizers", self._optimizers), ("schedulers", self._schedulers)):
+            for n, obj in objs.items():
+                obj.load_state_dict(state[part][n])
+        self.generator.set_state(state["generator"])
+        self._order, self._good_state = state["order"], state["good"]
+        self._best, self._peak = state["best"], state["peak"]
+        self.trainer.load_turn_state(state["trainer"])
+        self._loaded_mark = None
+
+    def _unpack(self) -> None:
+        """Load the state a worker sent back, if it is still packed. The caller holds the lock."""
+        packed, self._packed = self._packed, None
+        if packed is not None:
+            self._load_trained(unpack_tensors(pickle.loads(packed)))
+            self._loaded_mark = self._packed_mark, self._own_mark()
+
+    def _own_mark(self) -> tuple:
+        return self.copy, tuple((id(t), t._version) for m in self.trainer.models.values()
+                                for t in m.state_dict(keep_vars=True).values())
 
     def state_mark(self) -> tuple:
         """What this copy's trained state is: which tensors hold its weights and how often torch
         saw each written in place. Any change here shows: a turn absorbed, a chunk trained here
-        (the optimizer writes in place), a weights file loaded, the best weights restored."""
-        return self.copy, tuple((id(t), t._version) for m in self.trainer.models.values()
-                                for t in m.state_dict(keep_vars=True).values())
+        (the optimizer writes in place), a weights file loaded, the best weights restored. A
+        worker's state loaded from its packed form keeps the mark it had while packed."""
+        if self._packed is not None:
+            return self._packed_mark
+        mark, loaded = self._own_mark(), self._loaded_mark
+        return loaded[0] if loaded is not None and loaded[1] == mark else mark
 
-    def load_counters(self, state) -> None:
-        """The counters from turn_state(), or packed by jobparts.pack_tensors on their way."""
-        if isinstance(state, tuple):
-            state = unpack_tensors(state)
+    def load_counters(self, state: dict) -> None:
         for k in _COUNTERS:
             setattr(self, k, state[k])
 
     def absorb(self, reply: bytes) -> None:
-        """Take back what a worker's chunk did (its state and events). The backend holds the
+        """Take back what a worker's chunk did (its counters and events at once; its trained
+        state packed while the job trains on, see the module docstring). The backend holds the
         weights lock from payload to absorb, so nothing changes in between."""
         ok, body = pickle.loads(reply)
         if not ok:
             raise RuntimeError(body)
-        state, events, n = body
-        with self.lock, self._cond:
+        state, counters, events, n = body
+        with self.lock.bare, self._cond:
             want_run, budget = self._want_run, self._budget
-            self.load_turn_state(state)
+            self.load_counters(counters)
             ended = self.state in ("finished", "failed")  # the chunk's end, or its divergence, clears the flags
             self._want_run, self.last_batches = want_run and not ended, n
             self._budget = 0 if ended else budget if want_run else max(0, budget - n)  # Step presses during the chunk stay
+            self._packed, self._packed_mark = state, (self.copy, "absorbed", next(_ABSORBED))
+            if not self._want_run:  # it rests now: a page will read it, the run store save it
+                self._unpack()
             for event in events:
                 self._record(event)

@@ -59,7 +59,10 @@ def _resident(order: tuple):
 
 
 def _answer(job, events) -> bytes:
-    return pickle.dumps((True, (pack_tensors(job.turn_state()), events, job.last_batches)))
+    """The trained state as one pickle inside the answer: the web process may keep it as bytes
+    until someone reads the weights (travel.py)."""
+    state = pickle.dumps(pack_tensors(job.trained_state()))
+    return pickle.dumps((True, (state, job.counters(), events, job.last_batches)))
 
 
 def _failure(exc: Exception) -> bytes:
@@ -275,7 +278,7 @@ class ProcessBackend(ThreadBackend):
         self._proc(lane)
         if not self._ready[lane].is_set():  # the worker is still importing torch: train here meanwhile,
             return super().chunk(job, lane, budget, max_s)  # so a first ▶ Train or ⏭ Step never waits ~3 s
-        with job.lock:  # held until the chunk is back: a page that changes the job waits for it
+        with job.lock.bare:  # held until the chunk is back: a page that changes the job waits for it
             try:
                 if round_trip(job, self._jobs[lane], budget, max_s, lambda payload: self._send(lane, payload)):
                     return
@@ -290,7 +293,7 @@ class ProcessBackend(ThreadBackend):
             return super().gang(jobs, lane, budgets, max_s)
         with ExitStack() as held:
             for job in jobs:
-                held.enter_context(job.lock)
+                held.enter_context(job.lock.bare)
             try:
                 left = gang_trip(jobs, self._jobs[lane], budgets, max_s,
                                  lambda payload, report: self._send(lane, payload, report))

@@ -1,0 +1,64 @@
+"""A job's way to a worker and back (travel.py), driven as a lane drives it, in this process.
+
+The oracle is the worker's own copy of the job: whatever this process reads of the job, under
+its weights lock, must be that copy's state, whether the answer was loaded at once (the job
+rests) or kept packed (it trains on); and keeping it packed must not cost the next turn the
+counters-only order.
+"""
+from __future__ import annotations
+
+import pickle
+
+import torch
+
+from dl_core.executors import Executor
+from dl_core.playground import Setup, make_job
+from dl_core.training import TrainingJob
+from dl_core.workerproc import _RESIDENT, _order, round_trip, run_chunk
+
+
+def _kind(job, lane: dict) -> str:
+    """What the next turn would send: the whole "job", its "turn" state, or the counters ("same")."""
+    return pickle.loads(_order(job, lane, None, 0.05))[0][0]
+
+
+def _same_state(job, copy) -> None:
+    for p, q in zip(job.model.parameters(), copy.model.parameters()):
+        assert torch.equal(p, q)
+    theirs = copy._optimizers["model"].state_dict()["state"]
+    for i, state in job._optimizers["model"].state_dict()["state"].items():
+        assert all(torch.equal(v, theirs[i][k]) for k, v in state.items())
+    assert torch.equal(job.generator.get_state(), copy.generator.get_state())
+
+
+def test_a_training_jobs_answer_is_loaded_when_its_weights_are_read_and_the_next_turn_stays_small():
+    job = make_job(Setup(hidden=(4, 4), resolution=8))[0]
+    job.executor = Executor("thread", lanes=1)
+    job._want_run = True  # ▶ Train: every answer is followed by another turn
+    lane: dict = {}
+    for _ in range(2):
+        assert round_trip(job, lane, None, 0.05, run_chunk)
+    worker = _RESIDENT[job.uid][1]
+    assert worker.step > 0 and job.step == worker.step and job.epoch == worker.epoch  # counters at once
+    before = {k: v.clone() for k, v in job.model.state_dict().items()}
+    with job.lock:  # a page reading the weights (a download, an explanation) finds the worker's
+        _same_state(job, worker)
+    assert _kind(job, lane) == "same"  # reading them changed nothing the worker does not hold
+
+    assert round_trip(job, lane, None, 0.05, run_chunk)
+    saved = TrainingJob.from_state(job.to_state(), job.executor)  # the run store, mid-training
+    _same_state(saved, _RESIDENT[job.uid][1])
+
+    assert round_trip(job, lane, None, 0.05, run_chunk)
+    with job.lock:  # weights changed here (a weights file loaded): the worker must get them
+        job.model.load_state_dict(before)
+    assert _kind(job, lane) == "turn"
+    assert round_trip(job, lane, None, 0.05, run_chunk)
+    with job.lock:
+        _same_state(job, _RESIDENT[job.uid][1])
+
+    job._want_run = False  # ⏸ Pause while the turn is away: the answer is the job's resting state
+    assert round_trip(job, lane, None, 0.05, run_chunk)
+    worker = _RESIDENT[job.uid][1]
+    _same_state(job, worker)  # loaded at once: a resting job's weights are read without its lock too
+    assert _kind(job, lane) == "same"
