@@ -14,9 +14,9 @@ TrainingJob (training.py) inherits this.
 The way back is lazy too. A job that trains on after a turn keeps the worker's state as it
 came, packed, and loads it only when someone takes its weights lock (`StateLock`: a page
 reading the weights, a save, the next turn sending the state to another worker). Loading
-15 jobs' state is ~2,000 torch calls, and each one gives up the interpreter lock: 30 ms on
-an idle process took 7-11 s beside one busy Python thread, and a class's web process is
-busy, so every gang turn ended in a stall that no page could fill.
+15 jobs' state is ~2,900 torch calls, and each one gives up the interpreter lock: 37 ms on
+an idle process took 4.3 s beside one busy Python thread (`benchmarks/chunks.py`), and a
+class's web process is busy, so every gang turn ended in a stall that no page could fill.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -39,7 +40,7 @@ def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
     Uvicorn stops gracefully, then ends the process by the signal it caught (-15): the runs
     are saved on the way (app.py's lifespan), not by an atexit handler, which that skips."""
     port = free_port()
-    proc = spawn(streamlit_cmd(port), {"DLLAB_RUN_STORE": str(tmp_path)})
+    proc = spawn(streamlit_cmd(port), {"DLLAB_RUN_STORE": str(tmp_path), "PYTHONFAULTHANDLER": "1"})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
@@ -50,7 +51,12 @@ def test_stopping_the_server_while_jobs_train_exits_cleanly(browser, tmp_path):
             press_train(page)
             wait_epoch(page, 3)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:  # say where it hangs: SIGABRT makes faulthandler print every thread
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            pytest.fail("The server did not stop within 60 s of SIGTERM:\n" + output(proc)[-12000:])
         ctx.close()
         log = output(proc)
         assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in log, log[-3000:]
