@@ -30,6 +30,16 @@ def wait_for(predicate, timeout=30.0, interval=0.005, seen=None):
     pytest.fail(f"condition not met within {timeout}s" + (f"; then: {seen()}" if seen else ""))
 
 
+def new_job(executor, **train):
+    """A small Playground job (4-4 hidden units, an 8×8 output map) on `executor`."""
+    from dl_core.playground import Setup, make_job
+    from dl_core.training import TrainConfig
+
+    job = make_job(Setup(hidden=(4, 4), train=TrainConfig(**train), resolution=8))[0]
+    job.executor = executor
+    return job
+
+
 @pytest.fixture
 def executor():
     """A private in-process executor, so tests never queue behind each other's jobs."""
