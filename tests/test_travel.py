@@ -11,8 +11,8 @@ import pickle
 
 import torch
 
+from conftest import new_job
 from dl_core.executors import Executor
-from dl_core.playground import Setup, make_job
 from dl_core.training import TrainingJob
 from dl_core.workerproc import _RESIDENT, _order, round_trip, run_chunk
 
@@ -32,8 +32,7 @@ def _same_state(job, copy) -> None:
 
 
 def test_a_training_jobs_answer_is_loaded_when_its_weights_are_read_and_the_next_turn_stays_small():
-    job = make_job(Setup(hidden=(4, 4), resolution=8))[0]
-    job.executor = Executor("thread", lanes=1)
+    job = new_job(Executor("thread", lanes=1))
     job._want_run = True  # ▶ Train: every answer is followed by another turn
     lane: dict = {}
     for _ in range(2):
