@@ -39,12 +39,20 @@ from .travel import CHUNK_S
 # at 0.35 s a turn spent about as long travelling as training, and a full room trained 48-67 % of
 # the bare loop's rate; at 1.0 s, 73 %.
 GANG_TURN_S = 1.0
+# A gang's turn when no other job waits for a lane (a full room of one network: a gang per lane),
+# on a backend that can end a turn early, may last as long as the pictures' pace (a job's snapshots
+# reach the page when its turn is back), up to this: nobody waits for the lane meanwhile, and every
+# seam between two turns (the worker answering, the next orders, the next turn's start) stalls its
+# learners' pages. A pause, or a page that needs the weights (Executor.hurry), still ends the turn
+# at its next step.
+FREE_TURN_S = 2.0
 
 
 class ThreadBackend:
     """Chunks run in the calling lane's thread."""
 
     name = "thread"
+    cuts_short = False  # whether interrupt() ends a gang's turn at its next step (free turns: FREE_TURN_S)
 
     def __init__(self, lanes: int):
         self.lanes = lanes
@@ -165,6 +173,14 @@ class Executor:
         if held:
             job._left_line()
 
+    def hurry(self, job) -> None:
+        """Someone here waits for `job`'s weights lock, which its turn away holds: end that turn
+        at its next step (the job trains on at its next turn). Lock-free, as its caller may hold
+        the job's locks: at worst it ends the next turn on that lane instead, one seam more."""
+        lane = self._busy.get(job)
+        if lane is not None:
+            self.backend.interrupt(lane)
+
     def position(self, job) -> int | None:
         """1-based place in the queue, or None when not waiting."""
         with self._cond:
@@ -272,11 +288,13 @@ class Executor:
                     continue
                 for job in jobs:
                     self._busy[job] = lane
-            self._turn(jobs, lane)
+                free = not self._ready and self.backend.cuts_short
+            self._turn(jobs, lane, free)
             self._idle_since[lane], self._rested[lane] = time.monotonic(), False
 
-    def _turn(self, jobs: list, lane: int) -> None:
-        """One chunk for each of `jobs`: alone, or as one gang (a gang's turn lasts a chunk per job)."""
+    def _turn(self, jobs: list, lane: int, free: bool = False) -> None:
+        """One chunk for each of `jobs`: alone, or as one gang (a gang's turn lasts a chunk per job,
+        or, when it is `free` (no other job waits for a lane), as long as the pictures' pace allows)."""
         chunk_s, floor = self.pace()
         going, budgets = [], []
         for job in jobs:
@@ -296,7 +314,8 @@ class Executor:
                 if gang_key(going[0]) is None:
                     self.backend.chunk(going[0], lane, budgets[0], chunk_s)
                 else:
-                    self.backend.gang(going, lane, budgets, min(chunk_s * len(going), max(chunk_s, GANG_TURN_S)))
+                    turn_s = min(chunk_s * len(going), max(chunk_s, GANG_TURN_S))
+                    self.backend.gang(going, lane, budgets, max(turn_s, min(FREE_TURN_S, floor)) if free else turn_s)
                     self.ganged += len(going) if len(going) > 1 else 0
             except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message
                 for job in going:

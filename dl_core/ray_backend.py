@@ -66,7 +66,7 @@ class RayBackend(ThreadBackend):
     def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
         import ray
 
-        with job.lock.bare:  # held until the chunk is back: a page that changes the job waits for it
+        with job.lock.for_lane():  # held until the chunk is back: a page that changes the job waits for it
             actor = self._actor(lane)
             try:
                 if round_trip(job, self._jobs[lane], budget, max_s, lambda p: ray.get(actor.run.remote(p))):
@@ -82,7 +82,7 @@ class RayBackend(ThreadBackend):
 
         with ExitStack() as held:
             for job in jobs:
-                held.enter_context(job.lock.bare)
+                held.enter_context(job.lock.for_lane())
             actor = self._actor(lane)
             try:
                 left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda p, _: ray.get(actor.run.remote(p)))

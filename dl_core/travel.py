@@ -24,6 +24,7 @@ import itertools
 import pickle
 import secrets
 import threading
+import time
 import weakref
 from collections import deque
 
@@ -41,24 +42,48 @@ _ABSORBED = itertools.count()  # names each state a worker sent back (state_mark
 class StateLock:
     """A job's weights lock, re-entrant. Taking it loads the state a worker sent back if the job
     still holds it packed (see the module docstring), so whoever reads the weights under it finds
-    them current. `bare` is the same lock without that: an executor's round trip takes it, as
-    it is about to send the state on or replace it."""
+    them current. `bare` is the same lock without that: an executor's round trip takes it
+    (`for_lane`), as it is about to send the state on or replace it.
+
+    A page that finds the lock held by a turn away asks the executor to end that turn at its
+    next step (`Executor.hurry`: a full room's turns last up to 2 s), and goes before the job's
+    next turn: Python's locks are not fair, and in about half the runs of a test that changed a
+    setting mid-turn the lane took the lock straight back for the next turn."""
 
     def __init__(self, job):
         self.bare = threading.RLock()
         self._job = weakref.ref(job)
+        self._waiting: set = set()  # threads blocked in acquire(): the next turn lets them go first
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self.bare.acquire(blocking, timeout):
-            return False
+        job = self._job()
+        if not self.bare.acquire(False):  # a turn away holds it (or another reader): ask for it back
+            if not blocking:
+                return False
+            me = threading.get_ident()
+            self._waiting.add(me)
+            try:
+                if job is not None and job.executor is not None:
+                    job.executor.hurry(job)
+                if not self.bare.acquire(True, timeout):
+                    return False
+            finally:
+                self._waiting.discard(me)
         try:
-            job = self._job()
             if job is not None:
                 job._unpack()
         except BaseException:
             self.bare.release()
             raise
         return True
+
+    def for_lane(self, patience_s: float = 1.0) -> threading.RLock:
+        """The bare lock, for a lane to take for a turn once the threads waiting for it have had it
+        (at most `patience_s`: a waiter that holds it longer waits for the turn after)."""
+        end = time.monotonic() + patience_s
+        while self._waiting and time.monotonic() < end:
+            time.sleep(0.002)
+        return self.bare
 
     def release(self) -> None:
         self.bare.release()

@@ -219,6 +219,7 @@ class ProcessBackend(ThreadBackend):
     """One worker process per lane; jobs travel as pickles (see the module docstring)."""
 
     name = "process"
+    cuts_short = True  # SIGUSR1 ends the worker's turn at its next step
 
     def __init__(self, lanes: int):
         super().__init__(lanes)
@@ -278,7 +279,7 @@ class ProcessBackend(ThreadBackend):
         self._proc(lane)
         if not self._ready[lane].is_set():  # the worker is still importing torch: train here meanwhile,
             return super().chunk(job, lane, budget, max_s)  # so a first ▶ Train or ⏭ Step never waits ~3 s
-        with job.lock.bare:  # held until the chunk is back: a page that changes the job waits for it
+        with job.lock.for_lane():  # held until the chunk is back: a page that changes the job waits for it
             try:
                 if round_trip(job, self._jobs[lane], budget, max_s, lambda payload: self._send(lane, payload)):
                     return
@@ -293,7 +294,7 @@ class ProcessBackend(ThreadBackend):
             return super().gang(jobs, lane, budgets, max_s)
         with ExitStack() as held:
             for job in jobs:
-                held.enter_context(job.lock.bare)
+                held.enter_context(job.lock.for_lane())
             try:
                 left = gang_trip(jobs, self._jobs[lane], budgets, max_s,
                                  lambda payload, report: self._send(lane, payload, report))

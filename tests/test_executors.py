@@ -277,3 +277,39 @@ def test_learners_with_the_same_network_train_as_one_gang_and_keep_the_contract(
     assert all(job.status()["state"] == "paused" for job in jobs[:3])
     for job in jobs:
         job.stop()
+
+
+@pytest.mark.parametrize("cuts_short", [True, False])
+def test_a_gang_turn_is_long_only_while_nobody_waits_for_a_lane(cuts_short):
+    """A gang alone in the line may train as long as its pictures' pace (up to FREE_TURN_S), on a
+    backend that can end a turn early (a pause, a page that needs the weights); a learner of
+    another network waiting for the lane makes every turn short again (GANG_TURN_S at most), and
+    a backend that cannot end a turn early never takes long ones."""
+    from dl_core.executors import FREE_TURN_S, GANG_TURN_S
+
+    class Recording(ThreadBackend):
+        def gang(self, jobs, lane, budgets, max_s):
+            self.turns.append((len(jobs), max_s))
+            super().gang(jobs, lane, budgets, 0.02)
+
+    ex = Executor("thread", lanes=1, capacity=8, unwatched_s=None)
+    ex.backend = Recording(1)
+    ex.backend.cuts_short, ex.backend.turns = cuts_short, []
+    try:
+        gang = [new_job(ex) for _ in range(4)]
+        with ex._cond:  # all in line before the lane picks
+            for job in gang:
+                job.start()
+        wait_for(lambda: len(ex.backend.turns) >= 3)
+        floor = ex.pace()[1]
+        assert floor > GANG_TURN_S and {n for n, _ in ex.backend.turns} == {4}
+        assert {s for _, s in ex.backend.turns} == {min(FREE_TURN_S, floor)} if cuts_short else \
+            all(s <= GANG_TURN_S for _, s in ex.backend.turns)
+        other = new_job(ex, optimizer="sgd")  # another gang key: it waits whenever the four train
+        other.start()
+        wait_for(lambda: other.step > 0)
+        seen = len(ex.backend.turns)
+        wait_for(lambda: len(ex.backend.turns) >= seen + 4)
+        assert all(s <= GANG_TURN_S for _, s in ex.backend.turns[seen:])
+    finally:
+        ex.shutdown()

@@ -13,6 +13,7 @@ import threading
 import time
 
 from conftest import new_job, wait_for
+from dl_core import executors
 from dl_core.executors import Executor
 from dl_core.workerproc import MISSING, _order
 
@@ -117,6 +118,28 @@ def test_a_gang_turn_away_shows_its_epochs_as_its_worker_reports_them():
         for job in jobs:
             numbers = [e["epoch"] for e in job.view()["epochs"]]
             assert job.status()["epoch"] == job.epoch == numbers[-1] and numbers == sorted(set(numbers))
+    finally:
+        ex.shutdown()
+
+
+def test_a_page_that_needs_the_weights_ends_a_long_turn_at_its_next_step(monkeypatch):
+    """A gang alone in the line takes long turns (here ten minutes: FREE_TURN_S and the pictures'
+    pace patched); a page that takes the job's weights lock meanwhile (a new rate, a download)
+    does not wait for the turn: the worker ends it at its next step, the page has the weights,
+    and the job trains on."""
+    monkeypatch.setattr(executors, "FREE_TURN_S", 600.0)
+    ex = Executor("process", lanes=1, capacity=8, slice_s=1e9, unwatched_s=None)
+    ex.pace = lambda: (0.1, 600.0)  # pictures once in ten minutes: a free turn may last that long
+    try:
+        assert ex.backend.wait_ready(60)
+        job = new_job(ex, optimizer="sgd", lr=0.1)
+        job.start()
+        for lr in (0.05, 0.04, 0.03):  # (the lane, its turn back, took the lock straight back in 1 of 2 runs)
+            wait_for(lambda: job.status()["epoch"] >= job.epoch + 2, timeout=60)  # the worker reports a turn away
+            changed = threading.Event()
+            threading.Thread(target=lambda: (job.set_config(lr=lr), changed.set()), daemon=True).start()
+            assert changed.wait(30), "the page waited for the whole turn"
+            assert job._optimizers["model"].param_groups[0]["lr"] == lr and job.status()["state"] == "running"
     finally:
         ex.shutdown()
 
