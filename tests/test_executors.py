@@ -303,8 +303,10 @@ def test_a_gang_turn_is_long_only_while_nobody_waits_for_a_lane(cuts_short):
         wait_for(lambda: len(ex.backend.turns) >= 3)
         floor = ex.pace()[1]
         assert floor > GANG_TURN_S and {n for n, _ in ex.backend.turns} == {4}
-        assert {s for _, s in ex.backend.turns} == {min(FREE_TURN_S, floor)} if cuts_short else \
-            all(s <= GANG_TURN_S for _, s in ex.backend.turns)
+        if cuts_short:
+            assert {s for _, s in ex.backend.turns} == {min(FREE_TURN_S, floor)}
+        else:
+            assert all(s <= GANG_TURN_S for _, s in ex.backend.turns)
         other = new_job(ex, optimizer="sgd")  # another gang key: it waits whenever the four train
         other.start()
         wait_for(lambda: other.step > 0)
