@@ -146,13 +146,23 @@ def press_train(page, tries: int = 3):
     """Press ▶ Train until the controls show ⏸ Pause. In one CI run in three, a copied run's page
     dropped the first click while it was still redrawing (Pause never came); a dropped click is
     pressed again, at most `tries` times, and the test still fails if training never starts."""
+    _press_until(page, "▶ Train", "⏸ Pause", tries, "▶ Train never started the job")
+
+
+def press_pause(page, tries: int = 3):
+    """Press ⏸ Pause until the controls show ▶ Train: a copied run's page training live dropped a
+    Pause click too, once in a CI run (▶ Train never came back); as press_train does."""
+    _press_until(page, "⏸ Pause", "▶ Train", tries, "⏸ Pause never paused the job")
+
+
+def _press_until(page, name: str, then: str, tries: int, why: str) -> None:
     for _ in range(tries):
-        if button(page, "⏸ Pause").count():
+        if button(page, then).count():
             return
-        button(page, "▶ Train").click(timeout=WAIT)
+        button(page, name).click(timeout=WAIT)
         try:
-            button(page, "⏸ Pause").wait_for(timeout=10_000)
+            button(page, then).wait_for(timeout=10_000)
             return
         except PlaywrightTimeout:
             idle(page)
-    raise AssertionError("▶ Train never started the copy")
+    raise AssertionError(why)

@@ -16,7 +16,8 @@ import pytest
 
 from benchmarks.browser import free_port, output, spawn, streamlit_server, wait_healthy
 from classroom import streamlit_cmd
-from browser_fixtures import WAIT, button, idle, no_exception, open_lab, open_page, press_train, run_id, wait_epoch
+from browser_fixtures import (WAIT, idle, no_exception, open_lab, open_page, press_pause, press_train, run_id,
+                              wait_epoch)
 
 pytestmark = pytest.mark.browser
 
@@ -99,8 +100,7 @@ def test_the_classroom_start_keeps_a_browser_on_its_process_and_shares_saved_run
     open_lab(page, f"{url}/playground?stop=never")
     press_train(page)
     trained = wait_epoch(page, 5)
-    button(page, "⏸ Pause").click(timeout=WAIT)
-    button(page, "▶ Train").wait_for(timeout=WAIT)
+    press_pause(page)
     rid, web = run_id(page), _web(ctx)
     assert rid and web in ("web1", "web2")
 

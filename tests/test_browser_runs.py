@@ -18,6 +18,7 @@ from browser_fixtures import (ARTIFACTS, GRACE_S, WAIT, epoch, epoch_metric, idl
                               run_id, wait_epoch)
 from browser_fixtures import button as _button
 from browser_fixtures import open_lab as _open_lab
+from browser_fixtures import press_pause as _press_pause
 from browser_fixtures import press_train as _press_train
 from browser_fixtures import slide_to
 from conftest import ROOT
@@ -279,14 +280,12 @@ def test_someone_elses_address_gives_an_own_copy_and_never_their_controls(server
 
     # B's controls drive B's copy only: train it, pause it; A trains on, with its own run and controls.
     _press_train(b)
-    _button(b, "⏸ Pause").click(timeout=30_000)
-    _button(b, "▶ Train").wait_for(timeout=30_000)
+    _press_pause(b)
     idle(b)
     assert "paused" in _status(b)
     assert run_id(a) == rid_a and run_id(b) == rid_b
     _still_training(a, before)
-    _button(a, "⏸ Pause").click()
-    _button(a, "▶ Train").wait_for(timeout=30_000)
+    _press_pause(a)
     no_exception(a)
     no_exception(b)
 
