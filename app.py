@@ -12,7 +12,7 @@ async def lifespan(_app):
     """On the way out (Ctrl-C, SIGTERM) pause and save every training job and stop the workers,
     before uvicorn ends the process by the signal it caught (which runs no atexit handler)."""
     yield
-    from dl_core.executors import shutdown
+    from dl_core.engine import shutdown
 
     shutdown()
 

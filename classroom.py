@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("HAProxy did not start.", file=sys.stderr)
                 return 1
             print(f"Deep Learning Lab for a classroom: http://{args.host}:{args.port} "
-                  f"({args.web} web processes, {'Ray at ' + args.ray if args.ray else env['DLLAB_WORKERS'] + ' training workers each'})",
+                  f"({args.web} web processes, "
+                  f"{'Ray at ' + args.ray if args.ray else env['DLLAB_WORKERS'] + ' training workers each'})",
                   flush=True)
             while not stop["now"] and all(p.poll() is None for p in procs):
                 time.sleep(0.2)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from dl_core import backprop, landscape, playground, surfaces, tuning
-from dl_core.executors import Executor
+from dl_core.engine import Executor, ThreadBackend
 from dl_core.spec import build, mlp_spec
 
 RUNS = 7
@@ -32,7 +32,7 @@ def run(device: str = "cpu") -> dict:
                "ms_finite_difference_check": _median_ms(
                    lambda: backprop.finite_difference_grads(model, x, 0, "classification"))}
     job, _, _ = playground.make_job(playground.Setup())
-    job.executor = Executor("thread", lanes=1, capacity=2)
+    job.executor = Executor(ThreadBackend(1), capacity=2)
     tuning.epoch_path(job, 20)
     d1, d2 = landscape.random_direction(job.model, 0), landscape.random_direction(job.model, 1)
     figures["ms_landscape_2d"] = _median_ms(lambda: landscape.loss_surface(

@@ -14,7 +14,8 @@ import pickle
 import threading
 import time
 
-from dl_core.workerproc import _order, gang_trip, run_chunk
+from dl_core.engine.backends import gang_trip, order_for
+from dl_core.engine.worker_main import run_chunk
 from dl_core.playground import Setup, make_job
 
 
@@ -34,7 +35,8 @@ def run(rounds: int = 30) -> dict:
             job.absorb(reply)
             t_back += time.perf_counter() - t
             time.sleep(0.3)  # others' turns: a snapshot is due again at the next one
-        out |= {f"{label}_out_ms": round(t_out / rounds * 1000, 2), f"{label}_back_ms": round(t_back / rounds * 1000, 2),
+        out |= {f"{label}_out_ms": round(t_out / rounds * 1000, 2),
+                f"{label}_back_ms": round(t_back / rounds * 1000, 2),
                 f"{label}_out_kb": round(len(payload) / 1024, 1), f"{label}_back_kb": round(len(reply) / 1024, 1)}
     return out | _gang_absorb()
 
@@ -47,7 +49,7 @@ def _gang_absorb(students: int = 15, rounds: int = 3) -> dict:
     for job in jobs:
         job._want_run = True
     gang_trip(jobs, lane, [None] * students, 0.3, lambda payload, report: run_chunk(payload))
-    answers = pickle.loads(run_chunk(pickle.dumps(("gang", [_order(j, lane, None, 0.3) for j in jobs], 0.3))))
+    answers = pickle.loads(run_chunk(pickle.dumps(("gang", [order_for(j, lane, None, 0.3) for j in jobs], 0.3))))
 
     def absorb_ms(training: bool) -> float:
         times = []

@@ -72,7 +72,8 @@ class Student:
 
         msg = BackMsg()
         cs = msg.rerun_script
-        cs.query_string, cs.page_script_hash, cs.page_name = "stop=never&speed=full", self.page_hash, "" if self.page_hash else self.page
+        cs.query_string, cs.page_script_hash, cs.page_name = (
+            "stop=never&speed=full", self.page_hash, "" if self.page_hash else self.page)
         if fragment:
             cs.fragment_id, cs.is_auto_rerun = fragment, True
         if trigger:
@@ -101,7 +102,8 @@ class Student:
             elif which == "button" and el.button.label == "▶ Train":
                 self.train_id = el.button.id
                 self.painted_at = self.painted_at or time.monotonic()
-            elif which == "vega_lite_chart" and self.trained_at and (not self.charts or time.monotonic() - self.charts[-1] > 0.2):
+            elif which == "vega_lite_chart" and self.trained_at and (
+                    not self.charts or time.monotonic() - self.charts[-1] > 0.2):
                 self.charts.append(time.monotonic())
             elif which == "bidi_component" and el.bidi_component.component_name == "dllab.counters":
                 data = json.loads(el.bidi_component.json)
@@ -219,7 +221,7 @@ def _rss_mb(pid: int) -> float:
     return round(sum(rss for p, _, rss in rows if p in family) / 1024, 1)
 
 
-CPU_KINDS = (("workers", "dl_core.workerproc"), ("web", "streamlit run"), ("haproxy", "haproxy"),
+CPU_KINDS = (("workers", "dl_core.engine.worker_main"), ("web", "streamlit run"), ("haproxy", "haproxy"),
              ("chromium", "chrom"), ("chromium", "playwright"))
 
 
@@ -247,7 +249,7 @@ def _cpu_seconds() -> dict[str, float]:
 def _workers() -> int:
     """Training worker processes alive on this machine (the benchmark's server is the only app)."""
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return sum("dl_core.workerproc" in line for line in out.splitlines())
+    return sum("dl_core.engine.worker_main" in line for line in out.splitlines())
 
 
 def _bare_room_rate(rounds: int = 5) -> float:
@@ -279,8 +281,9 @@ def _chromium_student(url: str, stop_at: float, out: dict) -> None:
     """One real page: first paint and the visible update gap, read off the Epoch metric."""
     import re
 
-    from benchmarks.browser import CHROMIUM_ARGS, chromium, counter
     from playwright.sync_api import sync_playwright
+
+    from benchmarks.browser import CHROMIUM_ARGS, chromium, counter
 
     path = chromium()
     if path is None:
@@ -315,8 +318,9 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
     import tempfile
     import threading
 
+    # as fast and as long as it goes (scripted students send no URL)
     env = {"DLLAB_RUN_STORE": tempfile.mkdtemp(prefix="dllab-bench-runs-"), "DLLAB_SESSION_GRACE_S": "5",
-           "DLLAB_SPEED": "full", "DLLAB_STOP": "never"}  # as fast and as long as it goes (scripted students send no URL)
+           "DLLAB_SPEED": "full", "DLLAB_STOP": "never"}
     proc, url = _start(start, env)
     try:
         asyncio.run(_visit(url))  # the server as a teacher leaves it before class: opened once
@@ -358,9 +362,11 @@ def run(students: int = 10, seconds: float = 60, start: str = "plain", chromium_
         figs = [s.figures() for s in room]
         if os.environ.get("DLLAB_BENCH_TRACE"):  # every student's timeline, for a closer look
             Path(os.environ["DLLAB_BENCH_TRACE"]).write_text(json.dumps(
-                [{"trained_at": s.trained_at - t0 if s.trained_at else None, "epochs": [(t - t0, e) for t, e in s.epochs],
+                [{"trained_at": s.trained_at - t0 if s.trained_at else None,
+                  "epochs": [(t - t0, e) for t, e in s.epochs],
                   "reruns": [t - t0 for t in s.reruns]} for s in room]))
-        time.sleep(float(os.environ.get("DLLAB_BENCH_AFTER_S", "60")))  # everyone left: jobs stop after the grace period, memory should come back
+        # everyone left: jobs stop after the grace period, memory should come back
+        time.sleep(float(os.environ.get("DLLAB_BENCH_AFTER_S", "60")))
         rss_after = _rss_mb(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

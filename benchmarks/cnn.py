@@ -6,8 +6,9 @@ import time
 
 import torch
 
-from dl_core import cnn, images
-from dl_core.training import TrainConfig
+from dl_core import cnn
+from dl_core.data import images
+from dl_core.engine import TrainConfig
 
 from .common import job_vs_bare
 

@@ -6,15 +6,14 @@ import time
 
 import torch
 
+from dl_core.engine import Executor, ThreadBackend, TrainingJob
 from dl_core.losses import LOSSES
 from dl_core.optim import OPTIMIZERS
-from dl_core.executors import Executor
-from dl_core.training import TrainingJob
 
 
 def job_steps_per_s(job: TrainingJob, poll_s: float = 0.3) -> float:
     """Run `job` to its max_epochs, reading it as a page does; rate from its own event stamps."""
-    job.executor = Executor("thread", lanes=1, capacity=1)
+    job.executor = Executor(ThreadBackend(1), capacity=1)
     job.start()
     while job.status()["state"] != "finished":
         job.view()

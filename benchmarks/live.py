@@ -12,8 +12,9 @@ import math
 import re
 import time
 
-from dl_core import cnn, images, playground
-from dl_core.training import TrainConfig
+from dl_core import cnn, playground
+from dl_core.data import images
+from dl_core.engine import TrainConfig
 
 from .browser import CHROMIUM_ARGS, chromium, counter, streamlit_server
 from .common import bare_steps_per_s

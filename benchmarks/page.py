@@ -46,7 +46,8 @@ def run() -> dict:
         page.goto(f"{url}/playground?stop=never&speed=full")
         page.get_by_role("button", name="▶ Train").wait_for(timeout=120_000)
         busy = _busy(cdp)
-        out |= {"first_paint_s": round(time.monotonic() - t0, 2), "first_paint_main_thread_busy_s": round(busy["main"], 2),
+        out |= {"first_paint_s": round(time.monotonic() - t0, 2),
+                "first_paint_main_thread_busy_s": round(busy["main"], 2),
                 "first_paint_script_s": round(busy["script"], 2)}
 
         page.get_by_role("button", name="▶ Train").click()

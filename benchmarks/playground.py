@@ -5,9 +5,8 @@ import statistics
 import time
 from dataclasses import replace
 
+from dl_core.engine import Executor, ThreadBackend, TrainConfig
 from dl_core.playground import Setup, make_job
-from dl_core.executors import Executor
-from dl_core.training import TrainConfig
 
 from .common import job_vs_bare
 
@@ -29,7 +28,7 @@ def seconds_to_fit(dataset: str) -> dict:
     times, reached, epochs = [], 0, []
     for seed in SEEDS:
         job, _, _ = make_job(Setup(dataset=dataset, seed=seed, train=TrainConfig(max_epochs=MAX_EPOCHS)))
-        job.executor = Executor("thread", lanes=1, capacity=1)
+        job.executor = Executor(ThreadBackend(1), capacity=1)
         t0 = time.perf_counter()
         job.start()
         hit = lambda: (job.view(1)["epochs"][-1]["test_acc"] or 0) >= 0.95
@@ -59,7 +58,8 @@ def snapshot_ms(setup: Setup, repeats: int = 50) -> float:
 def run() -> dict:
     spiral = Setup(dataset="spiral")
     speed = job_vs_bare(
-        lambda epochs: make_job(replace(spiral, train=replace(spiral.train, max_epochs=epochs)))[0], EPOCHS_FOR_SPEED, ROUNDS)
+        lambda epochs: make_job(replace(spiral, train=replace(spiral.train, max_epochs=epochs)))[0],
+        EPOCHS_FOR_SPEED, ROUNDS)
     circle, spiral_fit = seconds_to_fit("circle"), seconds_to_fit("spiral")
     return {
         **speed,

@@ -19,11 +19,11 @@ from dataclasses import replace
 
 from benchmarks.common import job_vs_bare
 from dl_core import seqexplain
-from dl_core.executors import Executor
+from dl_core.engine import Executor, ThreadBackend
 from dl_core.seqlab import CELLS, RACE_EPOCHS, SeqSetup, make_job
 
 SETUP = SeqSetup()
-POOL = Executor("thread", 1, unwatched_s=None)
+POOL = Executor(ThreadBackend(1), unwatched_s=None)
 
 
 def _train(setup: SeqSetup, seconds: float, goal: float | None = None, epochs: int | None = None):
@@ -80,4 +80,5 @@ def run(*_ignored, lags=(10, 50, 100)) -> dict:
             "attribution_untrained": _attribution_ms(make_job(SETUP)[0]),
             "attribution_trained": _attribution_ms(solved[0][2]),
             "setup": f"{SETUP.task}, lag {SETUP.lag}, {SETUP.cell} {SETUP.hidden} units, "
-                     f"{SETUP.train.optimizer} lr {SETUP.train.lr}, batch {SETUP.train.batch_size}, clip {SETUP.train.clip}"}
+                     f"{SETUP.train.optimizer} lr {SETUP.train.lr}, batch {SETUP.train.batch_size}, "
+                     f"clip {SETUP.train.clip}"}

@@ -9,7 +9,7 @@ learners train the same architecture, one worker could stack their N networks' w
 `functional_call`, each on its own batch, with one Adam over the stacked weights (Adam is
 element-wise, so the N networks stay independent). This measures N separate steps against
 one stacked step on the same work, in one process on one thread; then the same through the
-engine (`dl_core.gang.train_gang` against each job's own `advance`), with everything a job does
+engine (`dl_core.engine.gang.train_gang` against each job's own `advance`), with everything a job does
 besides its steps: an evaluation every epoch (8 steps), snapshots every 3 s as in a full room.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import time
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from dl_core.executors import Executor
-from dl_core.gang import train_gang
+from dl_core.engine import Executor, ThreadBackend
+from dl_core.engine.gang import train_gang
 from dl_core.playground import Setup, make_job
 
 
@@ -76,7 +76,7 @@ def run(students: int = 30, *_ignored) -> dict:
 def _engine(students: int, seconds: float = 3.0) -> dict:
     """Steps/s per job, the room's jobs trained one after the other (their own advance) and
     as one gang (train_gang), for the same wall time."""
-    pool = Executor("thread", 1)
+    pool = Executor(ThreadBackend(1))
 
     def room():
         jobs = [make_job(Setup(seed=s + 1))[0] for s in range(students)]

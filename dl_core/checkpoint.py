@@ -63,7 +63,8 @@ def load_bytes(data: bytes, lab: str | None = None,
     if not data:
         raise CheckpointError("The file is empty.")
     if len(data) > MAX_BYTES:
-        raise CheckpointError(f"This file is too large to be a model from this app (the limit is {MAX_BYTES / 2**20:g} MB).")
+        raise CheckpointError(
+            f"This file is too large to be a model from this app (the limit is {MAX_BYTES / 2**20:g} MB).")
     try:
         _zip_pickle(data)  # torch does not check the zip's checksums: a flipped bit would load as a wrong weight
         blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -83,7 +84,8 @@ def load_bytes(data: bytes, lab: str | None = None,
         model = build(spec)
     except Exception as exc:  # SpecError, or a description of the wrong types
         where = f" (layer {exc.layer})" if isinstance(exc, SpecError) and exc.layer else ""
-        raise CheckpointError(f"The network described in this file is invalid{where}, so it cannot be rebuilt.") from None
+        raise CheckpointError(
+            f"The network described in this file is invalid{where}, so it cannot be rebuilt.") from None
     try:
         meta = json.loads(blob.get("meta", "{}"))
     except Exception:  # not text, or not JSON

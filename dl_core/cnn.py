@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import images
+from .data import images
+from .data.tensors import TensorData
+from .engine import SupervisedTrainer, TrainConfig, TrainingJob
 from .inference import evaluating, predict
 from .presets import preset_spec
 from .spec import ModelSpec, build, summarize
-from .trainers import SupervisedTrainer
-from .training import TensorData, TrainConfig, TrainingJob
 
 
 @dataclass(frozen=True)

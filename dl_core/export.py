@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import inspect
 
-from .jobparts import TrainConfig
-from .optim import OPTIMIZERS
+from .engine import TrainConfig
 from .layers import LAYERS
 from .losses import LOSSES
+from .optim import OPTIMIZERS
 from .spec import ModelSpec, summarize
 
 

@@ -1,6 +1,7 @@
 """Class probabilities from a trained classifier, shared by every lab that asks a model what it sees,
 and `evaluating`, the one way any engine module reads a model in eval mode (probes, evaluation,
-feature maps, loss surfaces, the recurrent cells' look inside).
+feature maps, loss surfaces, the recurrent cells' look inside), and the confusion matrix every
+classifier's evaluation counts.
 
 Its own module so that a lab's engine (the CNN Lab's, the explainer's) can use it without
 importing another lab's: it needs only the model and torch.
@@ -32,3 +33,8 @@ def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     with evaluating(model), torch.no_grad():
         p = model(torch.as_tensor(x, dtype=torch.float32, device=next(model.parameters()).device)).softmax(1)
     return p.cpu().numpy()
+
+
+def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, k: int) -> np.ndarray:
+    """counts[true, predicted]."""
+    return torch.bincount(true * k + pred, minlength=k * k).reshape(k, k).cpu().numpy()

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .data2d import DATASETS, FEATURES, DataError, Dataset2D, feature_matrix, input_code, make_dataset
+from .data.data2d import DATASETS, FEATURES, DataError, Dataset2D, feature_matrix, input_code, make_dataset
+from .data.tensors import TensorData
+from .engine import TrainConfig, TrainingJob
 from .probes import PlaygroundProbe
 from .spec import ModelSpec, build, mlp_spec
-from .training import TensorData, TrainConfig, TrainingJob
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data2d import DOMAIN, feature_matrix
-from .inference import evaluating
+from .data.data2d import DOMAIN, feature_matrix
+from .inference import confusion_matrix, evaluating
 from .spec import ModelSpec, linear_layers, neuron_layers
 
 
@@ -69,8 +69,3 @@ class PlaygroundProbe:
         if probs.shape[1] == 2:
             return probs[:, 1].reshape(self.shape).cpu().numpy()
         return probs.reshape(*self.shape, -1).cpu().numpy()
-
-
-def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, k: int) -> np.ndarray:
-    """counts[true, predicted]."""
-    return torch.bincount(true * k + pred, minlength=k * k).reshape(k, k).cpu().numpy()

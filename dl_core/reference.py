@@ -13,16 +13,19 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from . import cnn, images
+from . import cnn
 from .checkpoint import CheckpointError, load_bytes, save_bytes
+from .data import images
+from .engine import TrainConfig
 from .spec import LayerSpec, ModelSpec
-from .training import TrainConfig
 from .tuning import train_blocking
 
 L = LayerSpec.of
 SPEC = ModelSpec((1, 28, 28), (
-    L("conv2d", out_channels=8, kernel=3, stride=1, padding=1), L("activation", fn="relu"), L("maxpool", kernel=2, stride=2),
-    L("conv2d", out_channels=16, kernel=3, stride=1, padding=1), L("activation", fn="relu"), L("maxpool", kernel=2, stride=2),
+    L("conv2d", out_channels=8, kernel=3, stride=1, padding=1), L("activation", fn="relu"),
+    L("maxpool", kernel=2, stride=2),
+    L("conv2d", out_channels=16, kernel=3, stride=1, padding=1), L("activation", fn="relu"),
+    L("maxpool", kernel=2, stride=2),
     L("flatten"), L("linear", out_features=10)), "classification")
 CONFIG = replace(cnn.DEFAULT_CONFIG, lr=0.003, batch_size=64, max_epochs=12)
 _lock = threading.Lock()

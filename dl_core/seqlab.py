@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import sequences
+from .data import sequences
+from .engine import SupervisedTrainer, TrainConfig, TrainingJob
 from .recurrence import SequenceProbe
 from .spec import InputCode, LayerSpec, ModelSpec, build
-from .trainers import SupervisedTrainer
-from .training import TrainConfig, TrainingJob
 
 CELLS = ("RNN", "LSTM", "GRU")
 # full_train_eval off: re-measuring the whole training set each epoch cost a recurrent net ~40 % on

@@ -42,7 +42,8 @@ SURFACES: dict[str, Surface] = {
                           "slow to follow to the minimum at (1, 1).", True, 0.001, 0.1, 500),
     "saddle": Surface("Saddle point", lambda x, y: x ** 2 - y ** 2 + 0.25 * y ** 4, (-2, 2), (-2.5, 2.5),
                       (-1.8, 1e-3), ((0, 2 ** 0.5), (0, -(2 ** 0.5))), "Flat at the centre in the y-direction: "
-                      "gradients there are tiny, so plain SGD lingers before it slides off to a minimum.", False, 0.003, 0.03),
+                      "gradients there are tiny, so plain SGD lingers before it slides off to a minimum.",
+                      False, 0.003, 0.03),
     "multiple": Surface("Several minima", lambda x, y: (x ** 2 + y - 11) ** 2 + (x + y ** 2 - 7) ** 2,
                         (-5, 5), (-5, 5), (0.0, -0.5), ((3, 2), (-2.805, 3.131), (-3.779, -3.283), (3.584, -1.848)),
                         "Himmelblau's function: four minima of equal depth. Where you start, and how you "

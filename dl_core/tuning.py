@@ -11,9 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .jobparts import TrainConfig
+from .engine import TrainConfig, TrainingJob
 from .optim import SCHEDULES, scheduler
-from .training import TrainingJob
 
 
 def train_blocking(job: TrainingJob, timeout: float = 600) -> TrainingJob:
@@ -119,7 +118,8 @@ def per_example_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_f
     return g.reshape(len(x), -1).numpy()
 
 
-def minibatch_spread(per_example: np.ndarray, sizes: list[int], draws: int = 200, seed: int = 0) -> dict[int, np.ndarray]:
+def minibatch_spread(per_example: np.ndarray, sizes: list[int], draws: int = 200,
+                     seed: int = 0) -> dict[int, np.ndarray]:
     """For each batch size, `draws` mini-batch gradient estimates (means of random examples)."""
     rng = np.random.default_rng(seed)
     n = len(per_example)

@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from dl_core import backprop, data2d, tuning
+from dl_core import backprop, tuning
 from dl_core.activations import ACTIVATIONS
+from dl_core.data import data2d
 from dl_core.losses import LOSSES
 from dl_core.spec import build, mlp_spec
 from ui import backprop_figures as bf

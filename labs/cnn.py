@@ -8,13 +8,14 @@ import numpy as np
 import streamlit as st
 import torch
 
-from dl_core import cnn, images
+from dl_core import cnn
 from dl_core.augment import AUGMENTATIONS, augment_batch
 from dl_core.checkpoint import CheckpointError
+from dl_core.data import images
 from dl_core.layers import LAYERS
+from dl_core.optim import OPTIMIZERS, SCHEDULES
 from dl_core.presets import PRESETS
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, summarize
-from dl_core.optim import OPTIMIZERS, SCHEDULES
 from ui import builder, charts, conv_cell, figures, picture, state, views, widgets
 from ui.counters import Counter
 from ui.shell import Shell
@@ -119,7 +120,8 @@ with data_col:
     st.vega_lite_chart(spec=charts.arrow(charts.bars(list(counts), [sum(v) for v in counts.values()], y_title="images",
                                         height=120)))
     augment = tuple(st.multiselect("Augment training images", list(AUGMENTATIONS), format_func=AUGMENTATIONS.get,
-                                   key=state.kept("cnn_augment"), help="Each batch gets random variations, so the network "
+                                   key=state.kept("cnn_augment"),
+                                   help="Each batch gets random variations, so the network "
                                    "learns the object, not its exact pixels. Validation and test images stay as "
                                    "they are."))
     if augment:
@@ -140,7 +142,8 @@ with build_col:
     st.markdown("#### 2 · Layers")
     c = st.columns([2, 1])
     c[0].selectbox("Start from a classic", list(PRESETS), index=list(PRESETS).index("tiny_vgg"),
-                   format_func=lambda k: PRESETS[k][0], key=state.kept("cnn_preset"), help="Replaces your layers with this network.")
+                   format_func=lambda k: PRESETS[k][0], key=state.kept("cnn_preset"),
+                   help="Replaces your layers with this network.")
     c[1].button("Use it", on_click=builder.use_preset, args=(ds,), width="stretch")
     st.caption(PRESETS[ss.get("cnn_preset", "tiny_vgg")][2])
     error, rows = None, []
@@ -164,8 +167,10 @@ h = st.columns(6)
 optimizer = h[0].selectbox("Optimizer", list(OPTIMIZERS), index=list(OPTIMIZERS).index(cnn.DEFAULT_CONFIG.optimizer),
                            format_func=lambda k: OPTIMIZERS[k].label,
                            key=state.kept("cnn_opt"))
-lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003, key=state.kept("cnn_lr"))
-schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k].label, key=state.kept("cnn_schedule"),
+lr = h[1].select_slider("Learning rate", [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], 0.003,
+                        key=state.kept("cnn_lr"))
+schedule = h[2].selectbox("Schedule", list(SCHEDULES), format_func=lambda k: SCHEDULES[k].label,
+                          key=state.kept("cnn_schedule"),
                           help="How the learning rate changes over the run (torch.optim.lr_scheduler).")
 batch = h[3].select_slider("Batch size", [16, 32, 64, 128, 256], 32, key=state.kept("cnn_batch"),
                            help="32 by default: the first epoch already learns (at 64 it stayed at chance).")

@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 
 from dl_core import explain, reference
-from dl_core.data2d import feature_matrix
+from dl_core.data.data2d import feature_matrix
 from dl_core.probes import grid_points
 from ui import explain_views as xv
 from ui import figures, picture, shell, state, widgets
@@ -100,7 +100,8 @@ f = st.columns([1, 1, 1.2, 1, 1])
 cls = f[0].selectbox("Class", ["all", *range(len(classes))], format_func=lambda v: "all" if v == "all" else classes[v],
                      key=state.kept("xp_f_class"))
 outcome = f[1].selectbox("Predictions", ["all", "correct", "wrong"], key=state.kept("xp_f_outcome"))
-order = f[2].selectbox("Order", ["most confident first", "least confident first", "as stored"], key=state.kept("xp_f_order"))
+order = f[2].selectbox("Order", ["most confident first", "least confident first", "as stored"],
+                       key=state.kept("xp_f_order"))
 keep = np.ones(len(xte), bool) if cls == "all" else yte == cls
 keep &= {"all": True, "correct": pred_all == yte, "wrong": pred_all != yte}[outcome]
 candidates = np.flatnonzero(keep)
@@ -136,7 +137,8 @@ if len(keys) > MAX_METHODS:
 convs = explain.conv_layers(ex.model)
 layer = m[1].selectbox("GradCAM layer", convs, index=len(convs) - 1, format_func=lambda i: f"layer {i + 1} (conv)",
                        key=state.kept("xp_layer")) if convs else None
-tunnel = m[2].selectbox("Noise tunnel", list(explain.TUNNELS), format_func=explain.TUNNELS.get, key=state.kept("xp_tunnel"),
+tunnel = m[2].selectbox("Noise tunnel", list(explain.TUNNELS), format_func=explain.TUNNELS.get,
+                        key=state.kept("xp_tunnel"),
                         help="Average the method over noisy copies of the input (smoother maps).")
 settings = xv.method_settings(keys)
 tunnel_params = {}

@@ -5,11 +5,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from dl_core import data2d, deepnets, layerstats
-from dl_core.jobparts import TensorData, TrainConfig
+from dl_core import deepnets, layerstats
 from dl_core.activations import ACTIVATIONS
+from dl_core.data import data2d
+from dl_core.data.tensors import TensorData
+from dl_core.engine import TrainConfig, TrainingJob
 from dl_core.spec import build
-from dl_core.training import TrainingJob
 from ui import backprop_figures as bf
 from ui import charts, state, views, widgets
 from ui.shell import Shell
@@ -96,7 +97,8 @@ m[0].metric("First layer ÷ last layer", f"{ratio:.1e}", help="‖∂L/∂W‖ o
             "for one pass over the training data with the current weights.")
 {"healthy": m[0].success, "weak": m[0].warning}.get(kind, m[0].error)(verdict)
 logs = np.log10(np.maximum(norms, 1e-30))
-m[1].vega_lite_chart(spec=charts.bars(layerstats.weight_numbers(probe_model), logs, base=float(np.floor(logs.min())) - 1,
+m[1].vega_lite_chart(spec=charts.bars(layerstats.weight_numbers(probe_model), logs,
+                                      base=float(np.floor(logs.min())) - 1,
                                       x_title="hidden layer (out: the output layer)", y_title="log₁₀ ‖∂L/∂W‖",
                                       height=220))
 st.caption("Each bar is the gradient of one layer's weights, input side on the left, on a log scale: a taller bar "

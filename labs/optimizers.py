@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dl_core import data2d, landscape, playground, surfaces, tuning
+from dl_core import landscape, playground, surfaces, tuning
+from dl_core.data import data2d
+from dl_core.engine import Executor, ThreadBackend
 from dl_core.optim import OPTIMIZERS, SCHEDULES
-from dl_core.executors import Executor
 from ui import backprop_figures as bf
 from ui import charts, shell, state, widgets
 
 ss = st.session_state
-LOCAL_LANES = Executor("thread", lanes=1, capacity=4)  # short demo runs on this page never queue behind the classroom's jobs
+# short demo runs on this page never queue behind the classroom's jobs
+LOCAL_LANES = Executor(ThreadBackend(1), capacity=4)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -40,7 +42,8 @@ def real_setup() -> tuple[playground.Setup, str]:
         return pg.extra["setup"], "your Playground network"
     names = [k for k, v in data2d.DATASETS.items() if not v.curve]
     name = st.columns([1, 3])[0].selectbox("Data", names, names.index("spiral"),
-                                           format_func=lambda k: data2d.DATASETS[k].label, key=state.kept("opt_real_data"),
+                                           format_func=lambda k: data2d.DATASETS[k].label,
+                                           key=state.kept("opt_real_data"),
                                            help="Train a network in the Playground and this page uses yours.")
     return playground.Setup(dataset=name, seed=widgets.seed()), "the Playground's default network"
 
@@ -77,8 +80,10 @@ surf = surfaces.SURFACES[surface]
 st.caption(surf.about)
 s = [*st.columns(3), *st.columns(4)]  # two rows: rates and steps, then each optimizer's own settings
 RATES = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
-rates = (s[0].select_slider("Learning rate: SGD, momentum, Nesterov", RATES, surf.lr, key=state.kept(f"opt_lr_{surface}"),
-                            help="Plain and momentum SGD step by the rate times the slope: steep walls need a small rate."),
+rates = (s[0].select_slider("Learning rate: SGD, momentum, Nesterov", RATES, surf.lr,
+                            key=state.kept(f"opt_lr_{surface}"),
+                            help="Plain and momentum SGD step by the rate times the slope: "
+                                 "steep walls need a small rate."),
          s[1].select_slider("Learning rate: Adam, RMSprop, Adagrad", RATES, surf.adaptive_lr,
                             key=state.kept(f"opt_alr_{surface}"),
                             help="Adaptive optimizers step by about the rate whatever the slope: flat floors need a "
@@ -124,12 +129,14 @@ with t[0]:
     job, _, _ = fresh_job(setup)
     optimizer = OPTIMIZERS[setup.train.optimizer]
     rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.trainer.loss_fn,
-                                         seed=widgets.seed(), optimizer=lambda ps: optimizer.make(ps, setup.train.optimizer_settings()))
+                                         seed=widgets.seed(),
+                                         optimizer=lambda ps: optimizer.make(ps, setup.train.optimizer_settings()))
     best = tuning.suggested_lr(rates, losses)
     top = 1.2 * max(losses[0], 4 * losses.min())  # the last, blown-up points would flatten the rest
     st.vega_lite_chart(spec=charts.series_lines(np.log10(rates), {"loss": losses}, "log₁₀ learning rate",
                                                 "smoothed loss", height=240, y_domain=(0, top)))
-    how = (f"{optimizer.label}, one batch per rate, rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
+    how = (f"{optimizer.label}, one batch per rate, "
+           f"rising ×{(rates[-1] / rates[0]) ** (1 / max(len(rates) - 1, 1)):.2f}"
            " each step (Smith, 2017). ")
     if best is None:
         st.caption(how + "**No clear minimum:** the loss never falls well below where it started, so this test has "
@@ -140,7 +147,8 @@ with t[0]:
                    "training blows up.")
 with t[1]:
     epochs = st.slider("Epochs", 5, 100, 30, key=state.kept("opt_sched_epochs"))
-    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1, key=state.kept("opt_sched_lr"),
+    base_lr = st.select_slider("Peak learning rate", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 0.1,
+                              key=state.kept("opt_sched_lr"),
                               help="High on purpose: a constant large rate keeps bouncing, a schedule settles.")
     curves = {SCHEDULES[k].label: tuning.schedule_curve(k, base_lr, epochs) for k in SCHEDULES}
     st.vega_lite_chart(spec=charts.series_lines(range(epochs), curves, "epoch", "learning rate", height=240))
@@ -164,7 +172,8 @@ st.markdown("#### 3 · The loss landscape around the trained weights")
 st.caption("The loss of a network along directions in its weight space (Li et al., 2018): a copy of the network "
            "is trained here epoch by epoch, then the loss is measured around where it ended.")
 d = st.columns([1.3, 1, 1])
-kind = d[0].radio("Directions", ["random (filter-normalised)", "the training path's own (PCA)"], key=state.kept("opt_dirs"))
+kind = d[0].radio("Directions", ["random (filter-normalised)", "the training path's own (PCA)"],
+                  key=state.kept("opt_dirs"))
 span = d[1].select_slider("How far", [0.25, 0.5, 1.0, 2.0], 1.0, key=state.kept("opt_span"))
 land_epochs = d[2].slider("Training epochs", 5, 60, 20, key=state.kept("opt_land_epochs"))
 if widgets.action("Compute the landscape", key="opt_land_run", type="primary"):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError
-from dl_core.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
+from dl_core.data.data2d import DATASETS, FEATURES, DataError, parse_csv, to_csv
 from dl_core.playground import make_job
 from dl_core.spec import SpecError
 from ui import figures, state, views, widgets
-from ui.shell import Shell
 from ui.lessons import LESSONS, lesson_values
+from ui.shell import Shell
 
 ss = st.session_state
 POLL_S = 0.3
@@ -196,7 +196,8 @@ spec, ds = shell.run.extra["spec"], shell.run.extra["data"]
 with own_points:
     if not ds.curve and own_points.open:
         st.caption("Click the plane to add a point with the label below (the data become *your data*).")
-        st.plotly_chart(views.click_figure(ds.points, figures.point_colors(ds.targets, ds.task, views.output_scale(ds))),
+        st.plotly_chart(views.click_figure(ds.points,
+                                           figures.point_colors(ds.targets, ds.task, views.output_scale(ds))),
                         key="pg_click", on_select=on_click_point, selection_mode="points",
                         config={"displayModeBar": False})
     c = st.columns(2)

@@ -6,13 +6,14 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from dl_core import seqsources
 from dl_core.checkpoint import CheckpointError
+from dl_core.data import seqsources
+from dl_core.data.seqdata import SeqDataError
+from dl_core.data.sequences import SEQ_TASKS, from_upload
 from dl_core.recurrence import GATE_NAMES
-from dl_core.seqdata import SeqDataError
 from dl_core.seqlab import CELLS, DEFAULT_TRAIN, SeqSetup, examples, make_job
-from dl_core.sequences import SEQ_TASKS, from_upload
-from ui import charts, seq_figures as sf, seq_views, state, views, widgets
+from ui import charts, seq_views, state, views, widgets
+from ui import seq_figures as sf
 from ui.shell import Shell
 
 ss = st.session_state

@@ -10,8 +10,7 @@ import os
 import streamlit as st
 
 from dl_core.classroom import CHALLENGES, LESSON, board, room
-from dl_core.executors import executor
-from dl_core.runs import RUNS
+from dl_core.engine import RUNS, executor
 from ui import widgets
 
 ss = st.session_state

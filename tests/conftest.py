@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
 pytest_plugins = ["browser_fixtures"]  # the browser tests' server and Chromium fixtures
+from dl_core.engine import executor as server_executor  # noqa: E402  (after sys.path and the environment)
+
+# a job a test makes without naming an executor trains where the app's would (ui/boot.py)
+server_executor()
 
 
 def wait_for(predicate, timeout=30.0, interval=0.005, seen=None):
@@ -32,8 +36,8 @@ def wait_for(predicate, timeout=30.0, interval=0.005, seen=None):
 
 def new_job(executor, **train):
     """A small Playground job (4-4 hidden units, an 8×8 output map) on `executor`."""
+    from dl_core.engine import TrainConfig
     from dl_core.playground import Setup, make_job
-    from dl_core.training import TrainConfig
 
     job = make_job(Setup(hidden=(4, 4), train=TrainConfig(**train), resolution=8))[0]
     job.executor = executor
@@ -43,9 +47,9 @@ def new_job(executor, **train):
 @pytest.fixture
 def executor():
     """A private in-process executor, so tests never queue behind each other's jobs."""
-    from dl_core.executors import Executor
+    from dl_core.engine import Executor, ThreadBackend
 
-    ex = Executor("thread", lanes=2, capacity=8)
+    ex = Executor(ThreadBackend(2), capacity=8)
     yield ex
     ex.shutdown()
 
@@ -55,14 +59,14 @@ def _forget_runs():
     """Every AppTest session has the same id, so one test's runs would reappear in the next
     (the shell reattaches a session's own runs): stop and forget them after each test."""
     yield
-    from dl_core.runs import RUNS
+    from dl_core.engine import RUNS
 
     RUNS.stop_all()
 
 
 def pytest_sessionfinish(session, exitstatus):
     """No training thread may outlive the tests (torch aborts on exit under a live thread)."""
-    from dl_core.runs import RUNS
+    from dl_core.engine import RUNS
 
     RUNS.stop_all()
 

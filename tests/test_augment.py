@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from conftest import wait_for
-from dl_core import cnn, images
+from dl_core import cnn
 from dl_core.augment import AUGMENTATIONS, augment_batch
-from dl_core.training import TrainConfig
+from dl_core.data import images
+from dl_core.engine import TrainConfig
 
 
 @pytest.mark.parametrize("kind", list(AUGMENTATIONS))

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dl_core import backprop, data2d, deepnets, surfaces
-from dl_core.export import script
+from dl_core import backprop, deepnets, surfaces
 from dl_core.activations import ACTIVATIONS
+from dl_core.data import data2d
+from dl_core.export import script
 from dl_core.spec import build, mlp_spec
 
 X = np.array([0.7, -1.3])

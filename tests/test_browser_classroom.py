@@ -15,9 +15,8 @@ import urllib.request
 import pytest
 
 from benchmarks.browser import free_port, output, spawn, streamlit_server, wait_healthy
+from browser_fixtures import WAIT, idle, no_exception, open_lab, open_page, press_pause, press_train, run_id, wait_epoch
 from classroom import streamlit_cmd
-from browser_fixtures import (WAIT, idle, no_exception, open_lab, open_page, press_pause, press_train, run_id,
-                              wait_epoch)
 
 pytestmark = pytest.mark.browser
 

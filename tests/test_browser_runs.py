@@ -14,13 +14,22 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from benchmarks.browser import counter
-from browser_fixtures import (ARTIFACTS, GRACE_S, WAIT, epoch, epoch_metric, idle, no_exception,
-                              run_id, wait_epoch)
+from browser_fixtures import (
+    ARTIFACTS,
+    GRACE_S,
+    WAIT,
+    epoch,
+    epoch_metric,
+    idle,
+    no_exception,
+    run_id,
+    slide_to,
+    wait_epoch,
+)
 from browser_fixtures import button as _button
 from browser_fixtures import open_lab as _open_lab
 from browser_fixtures import press_pause as _press_pause
 from browser_fixtures import press_train as _press_train
-from browser_fixtures import slide_to
 from conftest import ROOT
 from dl_core.checkpoint import load_bytes
 from ui.labs import LABS

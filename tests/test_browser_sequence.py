@@ -67,8 +67,9 @@ def test_a_race_draws_the_three_cells_and_the_memory_horizon(server, new_page):
 
 def _click_a_step(page) -> None:
     """Click a cell of the unrolled diagram (an SVG path Vega labels with its step); the step it
-    selects everywhere (the slider, the caption, the window). The cell is found by its label, not by where the chart should be: in one CI
-    run a click at computed coordinates landed off the cells three times in a row."""
+    selects everywhere (the slider, the caption, the window). The cell is found by its label,
+    not by where the chart should be: in one CI run a click at computed coordinates landed off
+    the cells three times in a row."""
     slider = page.locator("[data-testid='stSlider']").filter(has_text="Time step")
     slider.wait_for(timeout=WAIT)
 

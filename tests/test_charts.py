@@ -11,9 +11,11 @@ import jsonschema
 import numpy as np
 import pytest
 
-from ui import backprop_figures as bf
 from dl_core.trust import Curve
-from ui import charts, explain_figures as xf, figures, seq_figures as sf
+from ui import backprop_figures as bf
+from ui import charts, figures
+from ui import explain_figures as xf
+from ui import seq_figures as sf
 
 SCHEMA = json.loads(next(Path(altair.__file__).parent.glob("vegalite/v*/schema/vega-lite-schema.json")).read_text())
 EPOCHS = [{"epoch": e, "train_loss": 1 / (e + 1), "test_loss": 1.1 / (e + 1), "train_acc": e / 10,
@@ -22,7 +24,8 @@ HIST = (np.array([0.5, 0.25, 0.25]), np.array([0.0, 0.3, 0.6, 0.9], np.float32),
 RELU_HIST = (np.array([0.2, 0.1, 0.1]), np.array([1e3, 1e5, 1e6, 2e6], np.float32), 0.6)
 
 BUILDERS = {
-    "hidden states over time": lambda: sf.state_heatmap(np.linspace(-1, 1, 12).reshape(4, 3), list("ab(c"), "h", unit=1),
+    "hidden states over time": lambda: sf.state_heatmap(np.linspace(-1, 1, 12).reshape(4, 3), list("ab(c"), "h",
+                                                        unit=1),
     "a gate over time": lambda: sf.state_heatmap(np.full((2, 2), np.float32(0.5)), ["A", "B"], "forget", signed=False),
     "gradient through time": lambda: sf.gradient_through_time({"LSTM: hₜ": [1e-9, 0.0, 1e-2], "LSTM: xₜ": [1.0, 2, 3]}),
     "gate saturation": lambda: sf.saturation({"forget": (0.1, np.float32(0.6)), "input": (0.0, 1.0)}),
@@ -33,12 +36,15 @@ BUILDERS = {
     "hidden-state trajectory": lambda: sf.trajectory(np.arange(8.0).reshape(4, 2), list("abcd"), [0.7, 0.2], 1),
     "next-character probabilities": lambda: sf.char_probs([" ", "\n", "a", "b"], np.array([0.4, 0.3, 0.2, 0.1])),
     "forecast against persistence": lambda: sf.forecast(np.arange(5.0), np.arange(5.0) + 0.1, np.zeros(5), "value"),
-    "race of the cells": lambda: sf.race({"RNN": [{"epoch": 1, "test_acc": 0.3}], "LSTM": [{"epoch": 1, "test_acc": 0.9},
-                                                                                        {"epoch": 2, "test_acc": 1.0}]}),
+    "race of the cells": lambda: sf.race({"RNN": [{"epoch": 1, "test_acc": 0.3}],
+                                          "LSTM": [{"epoch": 1, "test_acc": 0.9}, {"epoch": 2, "test_acc": 1.0}]}),
     "unrolled network": lambda: sf.unrolled(list("ab c") * 10, np.linspace(0, 2, 40), 35),
     "memory horizon": lambda: sf.horizon({("RNN", 10): 1.0, ("RNN", 100): 0.3, ("GRU", 100): 1.0}),
     "loss curves": lambda: figures.epoch_chart(EPOCHS, "loss", "validation"),
     "accuracy curves": lambda: figures.epoch_chart(EPOCHS, "acc", "test"),
+    "a trainer's own metrics": lambda: figures.metrics_chart([{"epoch": 0, "step": 0, "time": 1.0, "lr": 0.01,
+                                                               "lr_D": 0.01, "fake_mean": np.float32(0.5)}]),
+    "each network's loss": lambda: figures.named_losses_chart({"D": [(1, 0.7), (2, 0.6)], "G": [(1, 0.8)]}),
     "gradient sizes (log)": lambda: figures.layer_lines([(1, [1e-3, 0.0]), (2, [np.float32(2e-3), 1e-9])],
                                                         ["layer 1", "layer 2"], "size", log=True),
     "flat share (percent)": lambda: figures.layer_lines([(1, [0.1, 0.5])], ["a", "b"], "flat", percent=True),
@@ -166,3 +172,11 @@ def test_the_diverging_colours_run_orange_white_blue_and_survive_nan():
     assert np.abs(figures.diverging_rgb(values).astype(float) - blend).max() <= 1
     ends = figures.diverging_rgb(np.array([-2.0, 0.0, 2.0, np.nan]), 2.0)
     assert ends.tolist() == [list(figures.CLASS_RGB[0]), [255, 255, 255], list(figures.CLASS_RGB[1]), [255, 255, 255]]
+
+
+def test_a_trainers_own_metrics_are_drawn_whatever_they_are_called():
+    """A GAN's epochs carry no train or test loss: its curves show what it does report, never the time."""
+    spec = figures.metrics_chart([{"epoch": e, "step": 8 * e, "time": 1e9, "lr": 0.01, "fake_mean": 3 - 1 / (e + 1),
+                                   "confusion": [[1]], "flag": True} for e in range(3)])
+    assert {r["metric"] for r in spec["data"]["values"]} == {"lr", "fake_mean"}
+    assert figures.epoch_chart([{"epoch": 0, "fake_mean": 1.0}], "loss", "test")["data"]["values"] == []

@@ -4,12 +4,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_pages import open_page
 
 from dl_core.classroom import CHALLENGES, LESSON, board
-from dl_core.jobparts import Event
+from dl_core.engine import RUNS, Event
 from dl_core.playground import Setup, make_job
-from dl_core.runs import RUNS
-from test_pages import open_page
 
 
 def spiral_run(session, hidden, test_loss, name=None):

@@ -88,7 +88,8 @@ def test_the_cores_split_counts_each_kind_of_process_by_its_command_line():
     """The split of the cores over a class (cpu_cores_*) adds up each kind's CPU time: a child
     whose command line names HAProxy and burns 0.5 s of CPU counts 0.5 s there, and the
     benchmark's own CPU counts under "students"."""
-    burn = "import time\ntime.sleep(1)\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    burn = ("import time\ntime.sleep(1)\nend = time.process_time() + 0.5\n"
+            "while time.process_time() < end: pass\ntime.sleep(30)")
     child = subprocess.Popen([sys.executable, "-c", burn, "haproxy"])
     try:
         before = _cpu_seconds()

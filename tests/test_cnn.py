@@ -7,11 +7,12 @@ import torch
 from PIL import Image
 
 from conftest import wait_for
-from modelfiles import zip_bytes
-from dl_core import cnn, images
+from dl_core import cnn
+from dl_core.data import images
+from dl_core.engine import TrainConfig
 from dl_core.presets import PRESETS, preset_spec
 from dl_core.spec import LayerSpec, ModelSpec, SpecError, build, summarize
-from dl_core.training import TrainConfig
+from modelfiles import zip_bytes
 
 SHAPES = {"digits 8": (1, 8, 8), "digits 16": (1, 16, 16), "mnist": (1, 28, 28), "shapes": (3, 28, 28),
           "cifar": (3, 32, 32)}

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dl_core import data2d
-from dl_core.data2d import DATASETS, DataError, FEATURES, feature_matrix, make_dataset, parse_csv, to_csv
+from dl_core.data import data2d
+from dl_core.data.data2d import DATASETS, FEATURES, DataError, feature_matrix, make_dataset, parse_csv, to_csv
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -1,64 +1,72 @@
 """Layering: dl_core runs without the UI stack (notebooks, scripts, benchmarks); ui never reaches into
-the labs; a lab never imports another lab."""
-import ast
+the labs; a lab never imports another lab; no import circle."""
+import os
 import re
 import subprocess
 import sys
+import tomllib
+
+import pytest
 
 from conftest import ROOT
 
 
 def test_dl_core_imports_neither_streamlit_nor_plotly():
-    modules = sorted(p.stem for p in (ROOT / "dl_core").glob("*.py") if p.stem != "__init__")
+    """At run time too: importing every module of dl_core loads neither (the contracts below read
+    the source; this also sees an import made by name)."""
+    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (ROOT / "dl_core").rglob("*.py"))
     code = ("import sys, importlib\n"
-            f"for m in {modules!r}: importlib.import_module('dl_core.' + m)\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('streamlit', 'plotly')]\n"
             "assert not bad, bad\nprint(len(" + repr(modules) + "))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) >= 8
+    assert int(out.stdout.strip()) >= 40
 
 
-# folder -> top-level packages its files must not import
-FORBIDDEN = {"labs": {"labs"}, "ui": {"labs"}, "dl_core": {"ui", "labs", "streamlit", "plotly"}}
+def lint_imports(root, config):
+    """lint-imports' exit status and report for the packages under `root` against `config`'s contracts."""
+    out = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports; "
+                          f"sys.exit(lint_imports(config_filename={str(config)!r}, no_cache=True))"],
+                         cwd=root, env=os.environ | {"PYTHONPATH": str(root)}, capture_output=True, text=True,
+                         timeout=120)
+    return out.returncode, out.stdout + out.stderr
 
 
-def imported_packages(path, package):
-    """Top-level packages a file imports: import statements anywhere in it (relative ones resolve to its
-    own package) and importlib.import_module / __import__ with a literal name."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            out |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            out.add(package if node.level else node.module.split(".")[0])
-        elif (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
-              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
-            out.add(str(node.args[0].value).split(".")[0])
-    return out
+def test_the_layering_contracts_hold():
+    """pyproject.toml's import-linter contracts: labs over ui over dl_core; a lab page never imports
+    another; dl_core without Streamlit or plotly; data below the engine; the engine knowing no lab;
+    attribution importing no lab."""
+    status, report = lint_imports(ROOT, ROOT / "pyproject.toml")
+    assert status == 0, report
+    assert report.count(" KEPT") >= 6, report
 
 
-def boundary_violations(root):
-    return [f"{path.relative_to(root)} imports {bad}"
-            for folder, forbidden in FORBIDDEN.items() for path in sorted((root / folder).rglob("*.py"))
-            for bad in sorted(imported_packages(path, folder) & forbidden)]
-
-
-def test_labs_ui_and_dl_core_import_only_downwards():
-    assert sum(1 for folder in FORBIDDEN for _ in (ROOT / folder).rglob("*.py")) >= 30
-    assert not boundary_violations(ROOT)
-
-
-def test_the_boundary_check_catches_each_kind_of_violation(tmp_path):
-    bad = {"labs/a.py": "from labs import b", "labs/b.py": "from . import a", "ui/w.py": "import labs.a",
-           "dl_core/m.py": "def f():\n    import streamlit as st", "dl_core/n.py": "from ui.state import JOB",
-           "dl_core/o.py": "import importlib\nimportlib.import_module('plotly.express')", "ui/ok.py": "from . import w"}
+def test_the_contracts_catch_each_kind_of_violation(tmp_path):
+    bad = {"labs/a.py": "from labs import b", "labs/b.py": "", "ui/w.py": "import labs.a",
+           "dl_core/m.py": "def f():\n    import streamlit as st", "dl_core/cnn.py": "",
+           "dl_core/engine/job.py": "from dl_core import cnn", "dl_core/data/d.py": "from dl_core.engine import job",
+           "dl_core/explain.py": "import dl_core.cnn"}
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    named = {m for c in contracts for m in c.get("forbidden_modules", []) + c.get("source_modules", [])}
+    for module in sorted(named - {"streamlit", "plotly"}):  # a contract names only modules that exist
+        path = module.replace(".", "/")
+        if not any(name.startswith(path + "/") for name in bad):  # (a package there already)
+            bad.setdefault(path + ".py", "")
     for name, code in bad.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+        for parent in (tmp_path / name).parents:
+            if parent == tmp_path:
+                break
+            parent.mkdir(exist_ok=True)
+            (parent / "__init__.py").touch()
         (tmp_path / name).write_text(code)
-    assert sorted(boundary_violations(tmp_path)) == ["dl_core/m.py imports streamlit", "dl_core/n.py imports ui",
-                                             "dl_core/o.py imports plotly", "labs/a.py imports labs",
-                                             "labs/b.py imports labs", "ui/w.py imports labs"]
+    status, report = lint_imports(tmp_path, ROOT / "pyproject.toml")
+    assert status != 0
+    broken = {line.removesuffix(" BROKEN") for line in report.splitlines() if line.endswith(" BROKEN")}
+    assert broken == {"Pages over the UI over the engine", "A lab page never imports another",
+                      "dl_core runs from a notebook: no Streamlit, no plotly", "The data below the engine",
+                      "The engine knows no lab", "Attribution serves any lab's model: it imports no lab"}, report
 
 
 def dl_core_modules_loaded_by(module: str) -> set[str]:
@@ -69,14 +77,18 @@ def dl_core_modules_loaded_by(module: str) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_explain_does_not_load_the_cnn_lab():
-    """Attribution serves any lab's model; it shares `predict` with the CNN Lab through dl_core.inference."""
-    assert "dl_core.cnn" not in dl_core_modules_loaded_by("dl_core.explain")
-
-
 def test_export_does_not_load_the_playgrounds_inputs():
     """The exporter reads the spec only: a lab's input transform comes with it (spec.InputCode)."""
-    assert "dl_core.data2d" not in dl_core_modules_loaded_by("dl_core.export")
+    assert "dl_core.data.data2d" not in dl_core_modules_loaded_by("dl_core.export")
+
+
+def test_dl_core_has_no_import_circle():
+    """Modules that import each other, at any depth, in any function (the shared tool's check)."""
+    tool = ROOT.parent / "shared" / "tools" / "import_circles.py"
+    if not tool.exists():
+        pytest.skip("the shared import-circle tool is not beside this checkout")
+    out = subprocess.run([sys.executable, str(tool), "dl_core"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and " 0 circles" in out.stdout, out.stdout
 
 
 def test_device_picks_cpu_here_and_explains_fallback():
@@ -112,3 +124,10 @@ def test_the_servers_imports_are_frozen_out_of_the_garbage_collector():
     assert out.returncode == 0, out.stderr
     frozen, tracked = map(int, out.stdout.split())
     assert frozen > 100_000 and tracked < frozen / 10, (frozen, tracked)
+
+
+def test_ruff_finds_nothing():
+    """pyproject.toml's lint rules (pyflakes, pycodestyle, sorted imports) over the whole checkout."""
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

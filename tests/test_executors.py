@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from conftest import new_job, wait_for
-from dl_core.executors import Executor, ThreadBackend
-from dl_core.jobparts import History
+from dl_core.engine import Executor, History, ThreadBackend, make_backend
 
 BACKENDS = ["thread", "process", "ray"]
 
@@ -54,7 +53,7 @@ def pool(request):
     if request.param == "ray":
         os.environ["DLLAB_RAY_ADDRESS"] = request.getfixturevalue("ray_cluster")
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}}  # this module's probes
-    ex = Executor(request.param, lanes=2, capacity=8, slice_s=1e9, unwatched_s=None, **options)
+    ex = Executor(make_backend(request.param, 2, **options), capacity=8, slice_s=1e9, unwatched_s=None)
     yield ex
     ex.shutdown()
 
@@ -146,7 +145,7 @@ def test_turns_that_carry_only_counters_train_exactly_as_the_job_alone(pool):
     assert pool.backend.wait_ready(60)  # chunks in the workers, not in the lanes while they boot
     job = new_job(pool, batch_size=10)
     alone = pickle.loads(pickle.dumps(job))
-    alone.executor = Executor("thread", lanes=1)
+    alone.executor = Executor(ThreadBackend(1))
 
     def both(n):
         job.step_batch(n)
@@ -213,7 +212,7 @@ def test_a_killed_worker_becomes_a_message_and_the_weights_survive(pool, tmp_pat
 
 
 def test_over_capacity_the_queue_moves_and_shows_its_place():
-    ex = Executor("thread", lanes=1, capacity=2, slice_s=0.5, unwatched_s=None)
+    ex = Executor(ThreadBackend(1), capacity=2, slice_s=0.5, unwatched_s=None)
     try:
         jobs = [new_job(ex) for _ in range(4)]
         for job in jobs:
@@ -226,7 +225,7 @@ def test_over_capacity_the_queue_moves_and_shows_its_place():
 
 
 def test_a_run_nobody_watches_pauses_and_says_why():
-    ex = Executor("thread", lanes=1, capacity=4, unwatched_s=0.5)
+    ex = Executor(ThreadBackend(1), capacity=4, unwatched_s=0.5)
     try:
         job = new_job(ex)
         job.watched()
@@ -285,14 +284,14 @@ def test_a_gang_turn_is_long_only_while_nobody_waits_for_a_lane(cuts_short):
     backend that can end a turn early (a pause, a page that needs the weights); a learner of
     another network waiting for the lane makes every turn short again (GANG_TURN_S at most), and
     a backend that cannot end a turn early never takes long ones."""
-    from dl_core.executors import FREE_TURN_S, GANG_TURN_S
+    from dl_core.engine.executors import FREE_TURN_S, GANG_TURN_S
 
     class Recording(ThreadBackend):
         def gang(self, jobs, lane, budgets, max_s):
             self.turns.append((len(jobs), max_s))
             super().gang(jobs, lane, budgets, 0.02)
 
-    ex = Executor("thread", lanes=1, capacity=8, unwatched_s=None)
+    ex = Executor(ThreadBackend(1), capacity=8, unwatched_s=None)
     ex.backend = Recording(1)
     ex.backend.cuts_short, ex.backend.turns = cuts_short, []
     try:

@@ -4,8 +4,8 @@ import io
 
 import numpy as np
 from PIL import Image
-
 from test_pages import open_page, poll, switch_to
+
 from ui import state
 from ui.shell import run_key
 

@@ -12,13 +12,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dl_core.executors import Executor
-from dl_core.gang import ROW_OPTIMIZERS, gang_key, stacked_forward, train_gang
+from dl_core.engine import Executor, ThreadBackend, TrainConfig
+from dl_core.engine.gang import ROW_OPTIMIZERS, gang_key, stacked_forward, train_gang
 from dl_core.playground import Setup, make_data, make_job, model_spec
 from dl_core.spec import LayerSpec
-from dl_core.training import TrainConfig
 
-POOL = Executor("thread", lanes=1, unwatched_s=None)
+POOL = Executor(ThreadBackend(1), unwatched_s=None)
 
 
 def room(n: int, dataset: str = "circle", residual: bool = False, **train) -> list:
@@ -139,7 +138,7 @@ def test_a_gang_turn_ends_at_the_epoch_boundary_nearest_its_time(monkeypatch):
     """Every step takes 10 ms on a fake clock and an epoch is 8 steps (80 ms): a 250 ms turn ends
     after 3 epochs (240 ms), not after 4 (320 ms, the first boundary past its end, which made
     busy-core turns run up to twice their time and pages find the same epoch again)."""
-    from dl_core import gang as gang_module
+    from dl_core.engine import gang as gang_module
 
     clock = [1000.0]
     monkeypatch.setattr(gang_module.time, "perf_counter", lambda: clock[0])
@@ -167,6 +166,6 @@ def test_a_full_rooms_snapshots_are_spread_over_time_by_job():
     for job, (not_yet, due) in ((early, (2.35, 2.45)), (late, (3.5, 3.65))):
         job.snapshot_floor_s = 3.0
         job._last_snapshot_t = time.perf_counter() - not_yet
-        assert not job._snapshot_due()
+        assert not job.snapshot_due()
         job._last_snapshot_t = time.perf_counter() - due
-        assert job._snapshot_due()
+        assert job.snapshot_due()

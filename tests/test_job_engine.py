@@ -4,12 +4,12 @@ import sys
 
 import pytest
 import torch
+from toy_trainers import ToyAdversarialTrainer
 
 from conftest import wait_for
-from dl_core.jobparts import Event, History, TrainConfig
+from dl_core.engine import Event, History, TrainConfig, TrainingJob
 from dl_core.optim import SCHEDULES
 from dl_core.playground import Setup, make_job
-from dl_core.training import TrainingJob
 
 MID = 3  # epochs trained before a setting changes
 
@@ -70,7 +70,8 @@ def test_every_live_setting_changed_mid_schedule_keeps_or_rescales_the_rate_deli
 def test_a_job_driven_by_chunks_reports_everything_as_events(executor):
     """The seam for an executor in another process: advance() in the caller's thread, events out;
     replaying the events rebuilds exactly the history the job keeps for its page."""
-    job, _, _ = make_job(Setup(dataset="spiral", n_samples=200, train=TrainConfig(batch_size=10, snapshot_interval_s=0)))
+    job, _, _ = make_job(Setup(dataset="spiral", n_samples=200,
+                               train=TrainConfig(batch_size=10, snapshot_interval_s=0)))
     events = []
     for n in (3, 7, 25):
         events += job.advance(max_batches=n, max_seconds=60)
@@ -90,7 +91,8 @@ def test_a_job_driven_by_chunks_reports_everything_as_events(executor):
 def test_steps_never_read_numbers_back_from_the_device(monkeypatch):
     """Losses and metrics stay on the device between chunks: the number of host reads in one
     chunk does not grow with its number of batches (on a GPU each read stalls the pipeline)."""
-    job, _, _ = make_job(Setup(dataset="circle", n_samples=1000, train=TrainConfig(batch_size=5, snapshot_interval_s=1e9)))
+    job, _, _ = make_job(Setup(dataset="circle", n_samples=1000,
+                               train=TrainConfig(batch_size=5, snapshot_interval_s=1e9)))
     job.advance(max_batches=1, max_seconds=60)
     reads = []
 
@@ -129,65 +131,28 @@ def test_a_copy_starts_with_the_weights_settings_and_history_and_then_goes_its_o
     assert twin.step == job.step + 10
 
 
-class ToyAdversarialTrainer:
-    """Two networks, each with its own optimizer, on the unchanged job: the seam the GAN Lab's
-    trainer will use. G turns noise into numbers; D tells them from samples of N(3, 0.5²)."""
-
-    def __init__(self, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.real = 3 + 0.5 * torch.randn(512, 1, generator=g)
-        self.noise = torch.randn(512, 1, generator=g)
-        self.models = {"D": torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.LeakyReLU(0.2), torch.nn.Linear(16, 1)),
-                       "G": torch.nn.Linear(1, 1)}
-        self.n_train, self.probe_fn, self.gradient_labels, self.activation_labels = 512, None, [], []
-        self.bce = torch.nn.BCEWithLogitsLoss()
-        self.d_steps = []
-
-    def train_step(self, idx, ctx):
-        d, g = self.models["D"], self.models["G"]
-        real, fake = self.real[idx], g(self.noise[idx])
-        ones, zeros = torch.ones(len(idx), 1), torch.zeros(len(idx), 1)
-        d_loss = self.bce(d(real), ones) + self.bce(d(fake.detach()), zeros)
-        ctx.update("D", d_loss)
-        g_loss = self.bce(d(fake), ones)
-        ctx.update("G", g_loss)
-        return (d_loss + g_loss).detach()
-
-    def running_metrics(self):
-        return {}
-
-    def evaluate(self, train=True):
-        with torch.no_grad():
-            return {"test_loss": float((self.models["G"](self.noise).mean() - 3).abs()), "fake_mean":
-                    float(self.models["G"](self.noise).mean())}
-
-    def probe(self):
-        return None
-
-    def grad_norms(self):
-        return []
-
-    def take_activations(self):
-        return None
-
-    def clone(self):
-        raise NotImplementedError
-
-
-def test_a_two_network_trainer_runs_on_the_same_job_each_network_with_its_own_optimizer(executor):
-    trainer = ToyAdversarialTrainer()
-    job = TrainingJob(trainer, TrainConfig(optimizer="adam", lr=0.02, batch_size=64, max_epochs=40,
-                                           schedule="cosine"), executor)
-    assert set(job._optimizers) == {"D", "G"} and set(job._schedulers) == {"D", "G"}
+def test_a_two_network_trainer_gets_each_network_its_own_optimizer_rate_and_loss_series(executor):
+    """The GAN's seam: D on Adam at the job's rate, G on RMSprop at half of it (the trainer's
+    param_groups), both following the schedule; both losses recorded; epochs without a test loss
+    or accuracy (stopping and collapse detection stay quiet)."""
+    job = TrainingJob(ToyAdversarialTrainer(), TrainConfig(optimizer="adam", lr=0.02, batch_size=64, max_epochs=40,
+                                                           schedule="cosine", early_stop_patience=3), executor)
+    kinds = {n: type(o).__name__ for n, o in job.optimizers.items()}
+    assert kinds == {"D": "Adam", "G": "RMSprop"}
     start = job.view()["epochs"][0]["fake_mean"]
     job.start()
     wait_for(lambda: job.status()["state"] == "finished", timeout=120)
-    epochs = job.view()["epochs"]
-    assert job.epoch == 40 and job.step == 40 * 8
+    view = job.view()
+    epochs = view["epochs"]
+    assert job.epoch == 40 and job.step == 40 * 8 and job.message == "Finished 40 epochs."
     assert abs(start - 3) > 1.5 and abs(epochs[-1]["fake_mean"] - 3) < 1.0, (start, epochs[-1])  # G learnt the mean
-    for name in ("D", "G"):  # both followed the schedule down
-        assert job._optimizers[name].param_groups[0]["lr"] == pytest.approx(0.02 * SCHEDULES["cosine"].factor(40, 40))
+    end = SCHEDULES["cosine"].factor(40, 40)
+    assert job.optimizers["D"].param_groups[0]["lr"] == pytest.approx(0.02 * end)
+    assert job.optimizers["G"].param_groups[0]["lr"] == pytest.approx(0.01 * end)
+    assert epochs[1]["lr_D"] == pytest.approx(2 * epochs[1]["lr_G"])
+    assert set(view["named_steps"]) == {"D", "G"} and len(view["named_steps"]["G"]) == len(view["steps"])
+    job.set_config(lr=0.004)  # a new rate reaches each network at its own ratio
+    assert job.optimizers["G"].param_groups[0]["initial_lr"] == pytest.approx(0.002)
 
 
 def test_a_long_run_keeps_its_history_bounded_and_its_recent_past_whole():

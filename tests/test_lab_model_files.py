@@ -3,9 +3,9 @@ each file gets one plain sentence in the page, never a traceback, and no payload
 import re
 
 import pytest
+from test_pages import open_page
 
 from modelfiles import MARKER, corpus, small_limit
-from test_pages import open_page
 from ui.labs import LABS
 from ui.shell import upload_key
 

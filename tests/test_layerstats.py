@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from conftest import wait_for
-from dl_core import cnn, deepnets, images, layerstats
+from dl_core import cnn, deepnets, layerstats
 from dl_core.activations import ACTIVATIONS
+from dl_core.data import images
+from dl_core.data.tensors import TensorData
+from dl_core.engine import TrainConfig, TrainingJob
 from dl_core.spec import build, mlp_spec
-from dl_core.training import TensorData, TrainConfig, TrainingJob
 
 
 @pytest.mark.parametrize("fn", [k for k in ACTIVATIONS if k != "linear"])

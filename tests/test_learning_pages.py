@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from test_pages import open_page, poll, switch_to
+
 from dl_core import surfaces
 from ui import backprop_figures as bf
 from ui import state

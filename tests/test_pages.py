@@ -7,8 +7,8 @@ from conftest import ROOT, wait_for
 from dl_core.checkpoint import save_bytes
 from ui import state
 from ui.counters import shown
-from ui.shell import panel_key, previous_key, run_key, upload_key
 from ui.labs import LABS
+from ui.shell import panel_key, previous_key, run_key, upload_key
 
 
 def open_page(key: str, **params) -> AppTest:
@@ -146,7 +146,8 @@ def test_saved_model_loads_back_and_a_corrupt_one_is_refused():
     values = state.widget_values(run(at).settings) | {"layers": 3}
     blob = save_bytes(spec, j.model, {"values": values, "seed": 1})
     fresh = open_page("playground")
-    fresh.file_uploader(key=upload_key("playground", 0)).set_value(("m.pt", b"garbage", "application/octet-stream")).run()
+    fresh.file_uploader(key=upload_key("playground", 0)).set_value(
+        ("m.pt", b"garbage", "application/octet-stream")).run()
     assert any("Could not load m.pt" in e.value for e in fresh.error) and not fresh.exception
     fresh.file_uploader(key=upload_key("playground", 1)).set_value(("m.pt", blob, "application/octet-stream")).run()
     assert not fresh.exception and not fresh.error
@@ -178,9 +179,9 @@ def test_a_link_hides_controls_and_shares_values_whether_it_names_labels_or_keys
     assert job(at).config.optimizer == "sgd"
 
 
-@pytest.mark.parametrize("name", list(__import__("dl_core.data2d", fromlist=["DATASETS"]).DATASETS))
+@pytest.mark.parametrize("name", list(__import__("dl_core.data.data2d", fromlist=["DATASETS"]).DATASETS))
 def test_every_dataset_trains_and_draws_in_the_page(name):
-    from dl_core.data2d import DATASETS
+    from dl_core.data.data2d import DATASETS
 
     at = open_page("playground")
     at.selectbox(key="dataset").set_value(name).run()
@@ -240,12 +241,13 @@ def test_cnn_lab_explains_an_impossible_stack_and_keeps_training_off():
                                           *layers]
     at.run()
     assert not at.exception
-    assert any("20×20 kernel but its input is only 16×16" in e.value and "Training stays off" in e.value for e in at.error)
+    assert any("20×20 kernel but its input is only 16×16" in e.value and "Training stays off" in e.value
+               for e in at.error)
     assert not [b for b in at.button if b.key == "ctl_train"]
 
 
 def test_cnn_lab_offline_torchvision_choice_falls_back_with_a_message(tmp_path, monkeypatch):
-    from dl_core import images
+    from dl_core.data import images
 
     monkeypatch.setattr(images, "DATA_DIR", tmp_path)
     monkeypatch.setenv("DLLAB_OFFLINE", "1")
@@ -284,20 +286,22 @@ def test_cnn_lab_schedule_and_early_stopping_reach_the_job():
 
 
 def test_cnn_lab_loads_matching_weights_and_refuses_others():
+    from dl_core import cnn as cnn_core
     from dl_core.checkpoint import save_bytes
     from dl_core.spec import build
-    from dl_core import cnn as cnn_core
 
     at = open_page("cnn")
     job_ = job(at, "cnn")
     spec = run(at, "cnn").extra["spec"]
     trained = build(spec, seed=123)
-    at.file_uploader(key=upload_key("cnn", 0)).set_value(("w.pt", save_bytes(spec, trained), "application/octet-stream"))
+    at.file_uploader(key=upload_key("cnn", 0)).set_value(
+        ("w.pt", save_bytes(spec, trained), "application/octet-stream"))
     at.run()
     assert not at.exception and any("its weights are in your network" in s.value for s in at.success)
     assert all((job_.model.state_dict()[k] == v).all() for k, v in trained.state_dict().items())
-    other = cnn_core.preset("linear", __import__("dl_core.images", fromlist=["digits"]).digits(16))
-    at.file_uploader(key=upload_key("cnn", 1)).set_value(("o.pt", save_bytes(other, build(other)), "application/octet-stream"))
+    other = cnn_core.preset("linear", __import__("dl_core.data.images", fromlist=["digits"]).digits(16))
+    at.file_uploader(key=upload_key("cnn", 1)).set_value(
+        ("o.pt", save_bytes(other, build(other)), "application/octet-stream"))
     at.run()
     assert any("different network" in e.value for e in at.error) and not at.exception
 

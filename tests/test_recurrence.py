@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dl_core import sequences
-from dl_core.executors import Executor
+from dl_core.data import sequences
+from dl_core.engine import Executor, ThreadBackend
 from dl_core.layers import Recurrent
 from dl_core.recurrence import GATE_NAMES, look_inside, parts, spectrum, unroll
 from dl_core.seqlab import CELLS, SeqSetup, make_job, seq_spec
 from dl_core.spec import build
 
-POOL = Executor("thread", lanes=1, unwatched_s=None)
+POOL = Executor(ThreadBackend(1), unwatched_s=None)
 
 
 @pytest.mark.parametrize("cell", CELLS)

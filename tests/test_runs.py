@@ -3,8 +3,8 @@ anyone else, and the grace period after a tab closes."""
 import threading
 
 from conftest import wait_for
+from dl_core.engine import RunRegistry
 from dl_core.playground import Setup, make_job
-from dl_core.runs import RunRegistry
 
 
 def job(executor):

@@ -1,12 +1,15 @@
 """Runs that last the lesson: saved when they rest, found again after a restart, capped, expiring."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 import torch
 
 from conftest import wait_for
+from dl_core.engine import RunRegistry, RunStore
 from dl_core.playground import Setup, make_job
-from dl_core.runs import RunRegistry
-from dl_core.runstore import RunStore
 
 
 def trained_run(registry, executor, session="learner", steps=30):
@@ -66,3 +69,28 @@ def test_ids_that_are_not_run_ids_never_reach_the_disk(tmp_path):
     for bad in ("", "../etc/passwd", "a/b", "..", "x" * 5 + "\x00"):
         assert store.load(bad) is None
     assert RunRegistry(store=store).open("../../secret", "s") == (None, "missing")
+
+
+OLD_RUNS = Path(__file__).parent / "data" / "runstore_v1"  # saved by main at 04ec76e, before dl_core.engine/data
+
+
+@pytest.mark.parametrize("run_id, lab, epoch", [("playground-v1", "playground", 3), ("cnn-v1", "cnn", 2),
+                                                ("sequence-v1", "sequence", 1)])
+def test_a_run_saved_before_the_engine_moved_still_loads_and_trains_on(tmp_path, executor, run_id, lab, epoch):
+    """Its pickle names the old modules (dl_core.training, dl_core.jobparts.TensorData, dl_core.images, ...)."""
+    for f in OLD_RUNS.glob(f"{run_id}.*"):
+        shutil.copy(f, tmp_path / f.name)
+    back, how = RunRegistry(store=RunStore(tmp_path, keep_s=1e12)).open(run_id, "owner-v1")
+    assert how == "own" and back.lab == lab and back.job.epoch == epoch and back.job.state == "finished"
+    assert len(back.job.view()["epochs"]) == epoch + 1 and type(back.job.data).__module__ == "dl_core.data.tensors"
+    before = {k: v.clone() for k, v in back.job.model.state_dict().items()}
+    back.job.executor, start = executor, back.job.step
+    back.job.step_batch(2)  # (a one-epoch run may finish again at its epoch's end)
+    wait_for(lambda: back.job.step > start and not back.job.active, timeout=60, seen=back.job.status)
+    assert any(not torch.equal(before[k], v) for k, v in back.job.model.state_dict().items())
+
+
+def test_a_damaged_saved_run_is_not_there_rather_than_a_traceback(tmp_path):
+    shutil.copy(OLD_RUNS / "playground-v1.json", tmp_path)
+    (tmp_path / "playground-v1.run").write_bytes((OLD_RUNS / "playground-v1.run").read_bytes()[:500])
+    assert RunRegistry(store=RunStore(tmp_path, keep_s=1e12)).open("playground-v1", "owner-v1") == (None, "missing")

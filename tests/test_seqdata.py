@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from dl_core import sequences, seqsources
-from dl_core.executors import Executor
-from dl_core.seqdata import SeqDataError
+from dl_core.data import seqsources, sequences
+from dl_core.data.seqdata import SeqDataError
+from dl_core.engine import Executor, ThreadBackend
 from dl_core.seqlab import SeqSetup, make_job
 
-POOL = Executor("thread", lanes=1, unwatched_s=None)
+POOL = Executor(ThreadBackend(1), unwatched_s=None)
 
 
 def test_every_task_in_the_registry_makes_its_data_or_asks_for_an_upload():

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from dl_core import seqexplain as se
-from dl_core.executors import Executor
+from dl_core.engine import Executor, ThreadBackend
 from dl_core.recurrence import parts
 from dl_core.seqlab import CELLS, SeqSetup, make_job
 
-POOL = Executor("thread", lanes=1, unwatched_s=None)
+POOL = Executor(ThreadBackend(1), unwatched_s=None)
 
 
 def _trained(setup: SeqSetup, epochs: int):

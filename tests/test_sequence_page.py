@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_pages import job, metric, open_page, poll, run
 
 from dl_core.checkpoint import save_bytes
-from dl_core.sequences import SEQ_TASKS
-from test_pages import job, metric, open_page, poll, run
+from dl_core.data.sequences import SEQ_TASKS
 from ui.shell import upload_key
 
 

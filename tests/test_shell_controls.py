@@ -8,8 +8,8 @@ Here the race is made certain: the job reports itself busy to the first `n` stat
 import json
 
 import pytest
-
 from test_pages import open_page
+
 from ui.shell import run_key
 
 
@@ -74,9 +74,10 @@ def test_speed_and_stop_reach_the_job_and_suit_the_task():
 
 
 def test_a_collapsed_run_is_told_and_its_best_weights_come_back_with_one_click():
-    from conftest import wait_for
-    from dl_core.stopping import COLLAPSE_EPOCHS
     from test_pages import job
+
+    from conftest import wait_for
+    from dl_core.engine.stopping import COLLAPSE_EPOCHS
 
     at = open_page("playground")
     j = job(at)

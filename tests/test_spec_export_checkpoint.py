@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from dl_core.activations import ACTIVATIONS
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
 from dl_core.export import script
-from dl_core.activations import ACTIVATIONS
-from dl_core.spec import (LAYERS, PARAM_BUDGET, LayerSpec, ModelSpec, SpecError, build, mlp_spec,
-                          summarize)
+from dl_core.spec import LAYERS, PARAM_BUDGET, LayerSpec, ModelSpec, SpecError, build, mlp_spec, summarize
 
 
 def spec_with(*layers, n_in=2, task="classification"):
@@ -33,10 +32,9 @@ def test_summary_matches_the_built_pytorch_model(act):
 
 
 def test_every_layer_type_is_used_by_the_mlp_builder_or_a_cnn_preset():
-    from dl_core.presets import PRESETS, preset_spec
-
-    from dl_core import sequences
+    from dl_core.data import sequences
     from dl_core.deepnets import deep_spec
+    from dl_core.presets import PRESETS, preset_spec
     from dl_core.seqlab import seq_spec
 
     kinds = {l.kind for l in mlp_spec(2, [4], "relu", 2, dropout=0.2, batchnorm=True).layers}
@@ -87,7 +85,7 @@ def test_spec_json_round_trip_and_malformed_json():
 
 @pytest.mark.parametrize("task, features", [("classification", ("x", "y", "xy", "sinx")), ("regression", ("x", "y2"))])
 def test_exported_code_reproduces_the_model(task, features):
-    from dl_core.data2d import feature_matrix, input_code
+    from dl_core.data.data2d import feature_matrix, input_code
 
     spec = replace(mlp_spec(len(features), [6, 5], "tanh", 3 if task == "classification" else 1, task,
                             batchnorm=True, input_names=features), input_code=input_code(features))
@@ -181,12 +179,13 @@ def test_checkpoints_that_are_corrupt_or_foreign_are_refused_without_running_cod
 
 @pytest.mark.parametrize("optimizer", list(__import__("dl_core.optim", fromlist=["OPTIMIZERS"]).OPTIMIZERS))
 def test_exported_code_trains_with_the_jobs_own_optimizer(optimizer):
+    from dl_core.engine import TrainConfig
     from dl_core.optim import OPTIMIZERS
-    from dl_core.training import TrainConfig
 
     spec = mlp_spec(2, [4], "relu", 2, input_names=("x", "y"))
     code = script(spec, TrainConfig(optimizer=optimizer, lr=0.05, batch_size=7))
-    assert OPTIMIZERS[optimizer].code(TrainConfig(lr=0.05).optimizer_settings()) in code and "range(0, len(inputs), 7)" in code
+    assert (OPTIMIZERS[optimizer].code(TrainConfig(lr=0.05).optimizer_settings()) in code
+            and "range(0, len(inputs), 7)" in code)
     ns: dict = {}
     exec(compile(code, "model.py", "exec"), ns)
     pts = torch.rand(20, 2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import wait_for
+from dl_core.engine import TrainConfig
+from dl_core.engine.stopping import COLLAPSE_EPOCHS
 from dl_core.playground import Setup, make_job
-from dl_core.stopping import COLLAPSE_EPOCHS
-from dl_core.training import TrainConfig
 
 
 def _job(executor, **train):

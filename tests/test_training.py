@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from conftest import ROOT, wait_for
+from dl_core.data.tensors import TensorData
+from dl_core.engine import Executor, ThreadBackend, TrainConfig, TrainingJob
 from dl_core.playground import Setup, make_job
-from dl_core.executors import Executor
 from dl_core.spec import LayerSpec, ModelSpec, build
-from dl_core.training import TensorData, TrainConfig, TrainingJob
-
 
 TRAIN_KEYS = {"optimizer", "lr", "batch_size", "max_epochs"}
 
@@ -117,7 +116,7 @@ def test_an_exception_in_the_worker_reaches_the_page_as_a_message(executor):
 
 
 def test_the_concurrency_cap_queues_jobs_and_shows_their_place():
-    executor = Executor("thread", lanes=1, capacity=1, slice_s=1e9)
+    executor = Executor(ThreadBackend(1), capacity=1, slice_s=1e9)
     first, second, third = (job_for(executor) for _ in range(3))
     first.start()
     wait_for(lambda: first.status()["state"] == "running")
@@ -188,7 +187,8 @@ def test_job_follows_tensorflow_playgrounds_own_loss_curve(name, executor):
 def test_running_train_metrics_are_the_mean_of_the_epochs_batch_losses(executor):
     """full_train_eval=False (image data): train loss = mean over the epoch's batches, no extra pass."""
     ds_job = job_for(executor, n_samples=256, train_ratio=0.5, batch_size=32)  # 128 points: 4 equal batches
-    job = TrainingJob.supervised(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False), executor=executor)
+    job = TrainingJob.supervised(ds_job.model, ds_job.data, TrainConfig(batch_size=32, full_train_eval=False),
+                                 executor=executor)
     job.step_epoch()
     wait_for(lambda: job.epoch == 1 and job.status()["state"] == "paused")
     epoch = job.view()["epochs"][-1]

@@ -12,14 +12,14 @@ import pickle
 import torch
 
 from conftest import new_job
-from dl_core.executors import Executor
-from dl_core.training import TrainingJob
-from dl_core.workerproc import _RESIDENT, _order, round_trip, run_chunk
+from dl_core.engine import Executor, ThreadBackend, TrainingJob
+from dl_core.engine.backends import order_for, round_trip
+from dl_core.engine.worker_main import RESIDENT, run_chunk
 
 
 def _kind(job, lane: dict) -> str:
     """What the next turn would send: the whole "job", its "turn" state, or the counters ("same")."""
-    return pickle.loads(_order(job, lane, None, 0.05))[0][0]
+    return pickle.loads(order_for(job, lane, None, 0.05))[0][0]
 
 
 def _same_state(job, copy) -> None:
@@ -32,12 +32,12 @@ def _same_state(job, copy) -> None:
 
 
 def test_a_training_jobs_answer_is_loaded_when_its_weights_are_read_and_the_next_turn_stays_small():
-    job = new_job(Executor("thread", lanes=1))
+    job = new_job(Executor(ThreadBackend(1)))
     job._want_run = True  # ▶ Train: every answer is followed by another turn
     lane: dict = {}
     for _ in range(2):
         assert round_trip(job, lane, None, 0.05, run_chunk)
-    worker = _RESIDENT[job.uid][1]
+    worker = RESIDENT[job.uid][1]
     assert worker.step > 0 and job.step == worker.step and job.epoch == worker.epoch  # counters at once
     before = {k: v.clone() for k, v in job.model.state_dict().items()}
     with job.lock:  # a page reading the weights (a download, an explanation) finds the worker's
@@ -46,7 +46,7 @@ def test_a_training_jobs_answer_is_loaded_when_its_weights_are_read_and_the_next
 
     assert round_trip(job, lane, None, 0.05, run_chunk)
     saved = TrainingJob.from_state(job.to_state(), job.executor)  # the run store, mid-training
-    _same_state(saved, _RESIDENT[job.uid][1])
+    _same_state(saved, RESIDENT[job.uid][1])
 
     assert round_trip(job, lane, None, 0.05, run_chunk)
     with job.lock:  # weights changed here (a weights file loaded): the worker must get them
@@ -54,10 +54,10 @@ def test_a_training_jobs_answer_is_loaded_when_its_weights_are_read_and_the_next
     assert _kind(job, lane) == "turn"
     assert round_trip(job, lane, None, 0.05, run_chunk)
     with job.lock:
-        _same_state(job, _RESIDENT[job.uid][1])
+        _same_state(job, RESIDENT[job.uid][1])
 
     job._want_run = False  # ⏸ Pause while the turn is away: the answer is the job's resting state
     assert round_trip(job, lane, None, 0.05, run_chunk)
-    worker = _RESIDENT[job.uid][1]
+    worker = RESIDENT[job.uid][1]
     _same_state(job, worker)  # loaded at once: a resting job's weights are read without its lock too
     assert _kind(job, lane) == "same"

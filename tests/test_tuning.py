@@ -11,10 +11,10 @@ from dl_core.optim import SCHEDULES
 
 @pytest.fixture(scope="module")
 def trained():
-    from dl_core.executors import Executor
+    from dl_core.engine import Executor, ThreadBackend
 
     job, spec, ds = playground.make_job(playground.Setup(dataset="xor", seed=2))
-    job.executor = Executor("thread", lanes=1, capacity=2)
+    job.executor = Executor(ThreadBackend(1), capacity=2)
     path = tuning.epoch_path(job, 8)
     return job, path
 
@@ -92,8 +92,8 @@ def test_the_range_test_runs_the_networks_own_optimizer_and_its_suggestion_train
     the optimizer factory is what steps the weights (Adam and SGD give different curves)."""
     from dataclasses import replace
 
+    from dl_core.engine import Executor, ThreadBackend
     from dl_core.optim import OPTIMIZERS
-    from dl_core.executors import Executor
 
     setup = playground.Setup(dataset="spiral", seed=1)
     job, _, _ = playground.make_job(setup)
@@ -106,7 +106,7 @@ def test_the_range_test_runs_the_networks_own_optimizer_and_its_suggestion_train
     lr = tuning.suggested_lr(rates, losses)
     assert 1e-3 < lr < 0.3
     trained, _, _ = playground.make_job(replace(setup, train=replace(setup.train, lr=lr, max_epochs=150)))
-    trained.executor = Executor("thread", lanes=1, capacity=2)
+    trained.executor = Executor(ThreadBackend(1), capacity=2)
     trained.start()
     wait_for(lambda: trained.status()["state"] == "finished", timeout=120)
     trained.stop()

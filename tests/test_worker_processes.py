@@ -13,16 +13,16 @@ import threading
 import time
 
 from conftest import new_job, wait_for
-from dl_core import executors
-from dl_core.executors import Executor
-from dl_core.workerproc import MISSING, _order
+from dl_core.engine import Executor, ThreadBackend, executors
+from dl_core.engine.backends import MISSING, order_for
+from dl_core.engine.workerproc import ProcessBackend
 
 
 def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
     """A worker needs seconds to import torch; the first ⏭ Step must not wait for it: the lane
     trains that chunk itself, and hands later ones to the worker once it is ready. A pause
     meanwhile leaves the booting worker alone."""
-    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None)
+    ex = Executor(ProcessBackend(1), capacity=2, unwatched_s=None)
     try:
         job = new_job(ex)
         job.step_batch(1)
@@ -42,7 +42,7 @@ def test_a_cold_process_pool_trains_at_once_while_its_workers_boot():
 def test_waiting_for_the_workers_outlasts_a_worker_released_meanwhile():
     """A lane idle for exit_s releases its worker, also while a test waits for it to boot: the
     wait starts a new one instead of waiting for the released one, which never comes."""
-    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None)
+    ex = Executor(ProcessBackend(1), capacity=2, unwatched_s=None)
     try:
         ex.backend._proc(0)
         threading.Timer(0.3, ex.backend.release, args=(0,)).start()  # released while it boots
@@ -56,7 +56,7 @@ def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_rests_when_idl
     """A page warms the pool when a learner opens it: the workers boot before anyone trains, so
     the first chunk already runs in a worker. With nobody training, after idle_s the worker drops
     the jobs it held but stays up (the next class finds it ready); after exit_s it ends."""
-    ex = Executor("process", lanes=1, capacity=2, unwatched_s=None, idle_s=2.0, exit_s=6.0)
+    ex = Executor(ProcessBackend(1), capacity=2, unwatched_s=None, idle_s=2.0, exit_s=6.0)
     try:
         ex.warm()
         assert ex.backend.wait_ready(60)
@@ -66,7 +66,7 @@ def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_rests_when_idl
         wait_for(lambda: job.step == 1 and not job.active, timeout=30)
         assert ex.backend._jobs[0][job.uid][0] == job.version  # the very first chunk went to the worker
         worker = ex.backend._procs[0]
-        held = _order(job, {job.uid: (job.version, job.state_mark())}, 1, 0.1)  # "train the copy you hold"
+        held = order_for(job, {job.uid: (job.version, job.state_mark())}, 1, 0.1)  # "train the copy you hold"
         wait_for(lambda: not ex.backend._jobs[0], timeout=ex.idle_s + 3)  # rested
         with job.lock:
             assert ex.backend._send(0, held) == MISSING  # the worker dropped its copy
@@ -81,7 +81,7 @@ def test_a_warmed_pool_has_its_workers_ready_before_the_first_job_rests_when_idl
                 ex._cond.notify_all()
             time.sleep(0.5)
         assert worker.wait(10) == 0
-        off = Executor("process", lanes=1, warms=False)
+        off = Executor(ProcessBackend(1), warms=False)
         off.warm()
         assert off.backend._procs == [None]  # DLLAB_WARM_WORKERS=0: nothing started
     finally:
@@ -93,7 +93,7 @@ def test_a_gang_turn_away_shows_its_epochs_as_its_worker_reports_them():
     has finished (status and the curves' epochs), ahead of the job's own record; the turn back,
     the record takes over without a repeated epoch; a turn lost with its worker takes its
     reports with it (the page shows the epoch the weights are at)."""
-    ex = Executor("process", lanes=1, capacity=8, slice_s=1e9, unwatched_s=None)
+    ex = Executor(ProcessBackend(1), capacity=8, slice_s=1e9, unwatched_s=None)
     try:
         assert ex.backend.wait_ready(60)
         jobs = [new_job(ex, optimizer="sgd", lr=0.1) for _ in range(2)]
@@ -128,7 +128,7 @@ def test_a_page_that_needs_the_weights_ends_a_long_turn_at_its_next_step(monkeyp
     does not wait for the turn: the worker ends it at its next step, the page has the weights,
     and the job trains on."""
     monkeypatch.setattr(executors, "FREE_TURN_S", 600.0)
-    ex = Executor("process", lanes=1, capacity=8, slice_s=1e9, unwatched_s=None)
+    ex = Executor(ProcessBackend(1), capacity=8, slice_s=1e9, unwatched_s=None)
     ex.pace = lambda: (0.1, 600.0)  # pictures once in ten minutes: a free turn may last that long
     try:
         assert ex.backend.wait_ready(60)
@@ -148,11 +148,11 @@ def test_a_ready_worker_has_imported_what_its_first_turn_needs(tmp_path):
     """A worker says "ready" once its imports are done: a first turn (a gang of whole jobs, as at
     the start of a class) then imports nothing heavy. torch.optim's state_dict() imported
     torch._dynamo (892 modules) on its first call, inside the first turn."""
-    jobs = [new_job(Executor("thread", lanes=1)) for _ in range(3)]
+    jobs = [new_job(Executor(ThreadBackend(1))) for _ in range(3)]
     for job in jobs:
         job._want_run = True
     (tmp_path / "gang.pkl").write_bytes(pickle.dumps(("gang", [j.payload(None, 0.2) for j in jobs], 0.2)))
-    code = ("import sys, pickle; from dl_core.workerproc import preload, run_chunk; preload(); "
+    code = ("import sys, pickle; from dl_core.engine.worker_main import preload, run_chunk; preload(); "
             "before = set(sys.modules); answers = pickle.loads(run_chunk(open(sys.argv[1], 'rb').read())); "
             "assert all(a[0] for a in answers), answers; print(sorted(set(sys.modules) - before))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -49,7 +49,8 @@ def graph_figure(trace, known: set[str], grads_known: set[str], current: str | N
     rows = max(rows_in.values())
     half = (rows - 1) / 2 + 0.55  # the boxes' extent and room for their three lines: no empty band below
     fig.update_layout(height=60 + 125 * rows, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
-                      xaxis=dict(visible=False, range=[-0.5, cols - 0.5]), yaxis=dict(visible=False, range=[-half, half]),
+                      xaxis=dict(visible=False, range=[-0.5, cols - 0.5]),
+                      yaxis=dict(visible=False, range=[-half, half]),
                       hoverlabel=dict(font_size=16))
     return fig
 

@@ -1,4 +1,5 @@
-"""Import every module a page uses, once per server process, before any page runs.
+"""Import every module a page uses, once per server process, before any page runs, and make the
+server's executor.
 
 Streamlit runs each session's script in its own thread. Concurrent first sessions that
 import the same heavy module at once can see it half-initialised (measured: `AttributeError:
@@ -35,9 +36,12 @@ def warm() -> None:
             importlib.import_module(name)
         root = Path(__file__).resolve().parents[1]
         for package in ("dl_core", "ui"):
-            for info in pkgutil.iter_modules([str(root / package)]):
-                if info.name != "ray_backend":  # imports Ray only when a Ray executor is asked for
-                    importlib.import_module(f"{package}.{info.name}")
+            for info in pkgutil.walk_packages([str(root / package)], f"{package}."):
+                if not info.name.endswith((".ray_backend", ".worker_main")):  # Ray only when asked for; a worker's own
+                    importlib.import_module(info.name)
+        from dl_core.engine import executor
+
+        executor()  # the server's executor (its backend from the environment), every new job's default
         gc.collect()  # what the imports made lives as long as the server: out of the collector's way,
         gc.freeze()  # or each full collection walked ~600,000 objects, 0.3-0.6 s with every thread stopped
         _done = True

@@ -104,7 +104,8 @@ def edit_button(where, i: int, layer: LayerSpec) -> None:
 def add_layer_form(n_layers: int) -> None:
     with st.expander("➕ Add a layer"):
         a = st.columns(3)
-        kind = a[0].selectbox("Layer", [k for k, t in LAYERS.items() if not t.sequence], format_func=lambda k: LAYERS[k].label, key=state.kept("cnn_add_kind"))
+        kind = a[0].selectbox("Layer", [k for k, t in LAYERS.items() if not t.sequence],
+                              format_func=lambda k: LAYERS[k].label, key=state.kept("cnn_add_kind"))
         a[1].number_input("Insert as layer", 1, n_layers + 1, max(1, n_layers), key="cnn_add_at",
                           help="Where it goes; the default is just before the output layer.")
         rest = st.columns(3)

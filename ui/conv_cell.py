@@ -42,7 +42,8 @@ def explain(job, spec, image, maps) -> None:
     with c[2]:
         n_in = cell["patch"].shape[0]
         g = st.columns(2)
-        g[0].plotly_chart(figures.number_grid(cell["patch"][0], f"input patch{' (channel 1 of %d)' % n_in if n_in > 1 else ''}"),
+        g[0].plotly_chart(figures.number_grid(cell["patch"][0],
+                                              f"input patch{' (channel 1 of %d)' % n_in if n_in > 1 else ''}"),
                           key="cnn_cell_patch", config={"displayModeBar": False})
         g[1].plotly_chart(figures.number_grid(cell["kernel"][0], "kernel weights"), key="cnn_cell_kernel",
                           config={"displayModeBar": False})

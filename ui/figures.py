@@ -121,6 +121,24 @@ def epoch_chart(epochs: list[dict], metric: str, held_out: str, height: int = 19
     return spec
 
 
+NOT_METRICS = ("epoch", "step", "time", "confusion")  # what an epoch row carries besides its measurements
+
+
+def metrics_chart(epochs: list[dict], height: int = 220) -> dict:
+    """Every number a trainer reports per epoch, one line each (a trainer with no train and test
+    loss, such as a GAN's, still gets its curves); the rates under "lr"."""
+    rows = [{"epoch": e["epoch"], "metric": k, "value": num(v)} for e in epochs for k, v in e.items()
+            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return lines(rows, "epoch", "value", "metric", x_title="epoch", height=height, scheme="tableau10",
+                 legend="right", points=len(epochs) < 3)
+
+
+def named_losses_chart(named: dict[str, list], height: int = 220) -> dict:
+    """Each of a trainer's named step losses (a GAN's D and G) per step."""
+    rows = [{"step": s, "loss": name, "value": num(v)} for name, series in named.items() for s, v in series]
+    return lines(rows, "step", "value", "loss", x_title="step", height=height, scheme="tableau10", legend="right")
+
+
 def click_figure(points: np.ndarray, colors: np.ndarray, grid_n: int = 31, domain: float = 6.0) -> go.Figure:
     """The data, plus an invisible grid of clickable spots: clicking anywhere selects the
     nearest spot, and the page adds a point there."""

@@ -12,7 +12,7 @@ import streamlit as st
 from PIL import Image
 
 from dl_core import cnn
-from dl_core.images import ImageDataset
+from dl_core.data.images import ImageDataset
 
 from . import state
 

@@ -12,12 +12,12 @@ import streamlit as st
 import torch
 
 from dl_core import seqexplain as se
-from dl_core import seqsources
+from dl_core.data import seqsources
+from dl_core.data.sequences import SEQ_TASKS
 from dl_core.explain import eval_copy
 from dl_core.losses import LOSSES
 from dl_core.recurrence import look_inside
 from dl_core.seqlab import RACE_EPOCHS, SeqSetup, best, race
-from dl_core.sequences import SEQ_TASKS
 
 from . import charts, widgets
 from . import seq_figures as sf

@@ -1,7 +1,7 @@
 """The lab shell: everything a training lab does around its own content, written once.
 
 A lab's run (its job, the settings it was built from, what the lab needs besides) lives
-in the server's run registry (dl_core.runs) and is current in this session under one
+in the server's run registry (dl_core.engine.runs) and is current in this session under one
 key. The shell finds it again after a page change or a reload (through the run id in the
 address bar), keeps the previous run for one undo, shows notices, draws the training
 controls, the polling live view and the "Model & code" panel. Pages call it; no page
@@ -18,9 +18,8 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from dl_core.checkpoint import CheckpointError, load_bytes, save_bytes
-from dl_core.executors import executor
+from dl_core.engine import RUNS, Run, executor
 from dl_core.export import script
-from dl_core.runs import RUNS, Run
 from dl_core.spec import summarize
 
 from . import counters, state, widgets
@@ -42,6 +41,25 @@ def run_key(lab: str) -> str:
 
 def previous_key(lab: str) -> str:
     return _key(lab, "previous")
+
+
+def networks_of(job) -> None:
+    """Every network the job trains, with its optimizer, its rate and what of it is frozen: one line
+    for a lab of one network, a table for several (a GAN's two)."""
+    rows = []
+    for name, model in job.models.items():
+        opt = job.optimizers.get(name)
+        total = sum(p.numel() for p in model.parameters())
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        rows.append({"network": name, "parameters": f"{total:,}", "frozen": f"{frozen:,}" if frozen else "none",
+                     "optimizer": type(opt).__name__ if opt else "—",
+                     "learning rate": f"{opt.param_groups[0]['lr']:.3g}" if opt else "—"})
+    if len(rows) == 1 and rows[0]["frozen"] == "none":
+        r = rows[0]
+        st.caption(f"One network, {r['parameters']} parameters, all trained by {r['optimizer']} at a learning "
+                   f"rate of {r['learning rate']}.")
+    else:
+        st.dataframe(rows, hide_index=True)
 
 
 def panel_key(lab: str) -> str:
@@ -299,6 +317,7 @@ class Shell:
                 st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape),
                                "parameters": r.params} for r in rows], hide_index=True)
                 st.caption(f"{sum(r.params for r in rows):,} parameters in total.")
+            networks_of(self.run.job)
             code = script(spec, self.run.job.config)
             self.model_files(spec, code, stem, meta, on_load)
             if panel.open:

@@ -14,11 +14,11 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from dl_core.data2d import DATASETS, FEATURES
-from dl_core.playground import Setup
 from dl_core.activations import ACTIVATIONS
+from dl_core.data.data2d import DATASETS, FEATURES
+from dl_core.engine import TrainConfig
 from dl_core.optim import OPTIMIZERS
-from dl_core.training import TrainConfig
+from dl_core.playground import Setup
 
 # ---- session-state keys that are not widgets ----
 LESSON_SEEN = "pg_lesson_seen"  # the lesson a link already applied
@@ -99,7 +99,8 @@ PLAYGROUND: dict[str, Setting] = {s.key: s for s in [
     Setting("dataset", "Data", "select", "circle", tuple(DATASETS) + (UPLOAD,),
             fmt=lambda k: DATASETS[k].label if k in DATASETS else "Your data (upload / clicks)",
             help="Which points the network must learn to separate (or, for regression, to fit)."),
-    Setting("noise", "Noise", "slider", 0, lo=0, hi=50, step=5, help="How much the points stray from the pattern, in %."),
+    Setting("noise", "Noise", "slider", 0, lo=0, hi=50, step=5,
+            help="How much the points stray from the pattern, in %."),
     Setting("n", "Points", "slider", 500, lo=50, hi=2000, step=50),
     Setting("train_pct", "Training share", "slider", 50, lo=10, hi=90, step=10,
             help="Points used for training, in %; the rest only test the network. Overfitting shows as a gap."),
@@ -235,7 +236,8 @@ def setup_from(values: dict, seed: int) -> Setup:
                  hidden=tuple(values[f"n{i}"] for i in range(1, depth + 1)), activation=values["activation"],
                  dropout=values["dropout"], batchnorm=values["batchnorm"],
                  train=TrainConfig(optimizer=values["optimizer"], lr=values["lr"], batch_size=values["batch"],
-                                   l1=rate if values["reg"] == "L1" else 0.0, l2=rate if values["reg"] == "L2" else 0.0))
+                                   l1=rate if values["reg"] == "L1" else 0.0,
+                                   l2=rate if values["reg"] == "L2" else 0.0))
 
 
 def structure(setup: Setup) -> tuple:

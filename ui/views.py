@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dl_core.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
-from dl_core.jobparts import downsample
+from dl_core.data.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
+from dl_core.engine.parts import downsample
 from dl_core.probes import grid_points
 
 from . import charts, counters, figures, widgets
@@ -183,6 +183,13 @@ def curves(view: dict, task: str, held_out: str = "test") -> None:
     epochs = view["epochs"]
     if len(epochs) < 2:
         st.caption("Train for an epoch to start the loss and accuracy curves.")
+        return
+    if view.get("named_steps"):  # several losses, one per network: each its own line
+        st.markdown("**Each network's loss**, step by step")
+        st.vega_lite_chart(spec=charts.arrow(figures.named_losses_chart(view["named_steps"])))
+    if not any(e.get("train_loss") is not None or e.get("test_loss") is not None for e in epochs):
+        st.markdown("**What the trainer measures**, epoch by epoch")  # no train/test loss to draw
+        st.vega_lite_chart(spec=charts.arrow(figures.metrics_chart(epochs)))
         return
     st.markdown("**Loss** (lower is better)")
     st.vega_lite_chart(spec=epoch_chart(view, "loss", held_out, 220))

@@ -15,8 +15,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from dl_core.classroom import CHALLENGES, LESSON
 from dl_core.device import available_kinds, configure_threads, pick_device
-from dl_core.executors import executor
-from dl_core.runs import RUNS
+from dl_core.engine import RUNS, executor
 
 from . import state
 

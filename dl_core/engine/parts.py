@@ -1,4 +1,4 @@
-"""What a training job is made of: its settings, its data, and what it records.
+"""What a training job is made of: its settings and what it records.
 
 Kept apart from the job's thread logic (training.py) so each reads in one sitting.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-
+CHUNK_S = 0.1  # the longest chunk: a job reads its losses back and checks its controls at least this often
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,28 +53,6 @@ class TrainConfig:
                 "weight_decay": self.weight_decay}
 
 
-@dataclass
-class TensorData:
-    """Train and test tensors, already on the job's device."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    task: str
-
-    @classmethod
-    def from_arrays(cls, x_train, y_train, x_test, y_test, task: str, device="cpu") -> "TensorData":
-        def target(y):
-            t = torch.as_tensor(y, device=device)
-            return t.long() if task == "classification" else t.float().reshape(-1, 1)
-
-        if len(x_train) == 0:
-            raise ValueError("The training set is empty: add points or lower the test share.")
-        return cls(torch.as_tensor(x_train, dtype=torch.float32, device=device), target(y_train),
-                   torch.as_tensor(x_test, dtype=torch.float32, device=device), target(y_test), task)
-
-
 @dataclass(frozen=True)
 class Event:
     """What a job reports. `data` carries the measurements (step losses, an epoch's metrics, a
@@ -93,11 +71,12 @@ class Event:
 class History:
     """Everything the job has measured; read it through TrainingJob.view()."""
 
-    steps: list = field(default_factory=list)  # (step, batch loss)
+    steps: list = field(default_factory=list)  # (step, batch loss): the trainer's first named loss
     epochs: list = field(default_factory=list)  # dicts: epoch, step, train_loss, test_loss, train_acc, test_acc
     grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
     activations: list = field(default_factory=list)  # (step, [(mean, std, flat share) per activation layer])
     snapshot: dict | None = None  # the latest probe result
+    named_steps: dict = field(default_factory=dict)  # name -> [(step, loss)], for a trainer of several losses
 
     # Full resolution for the latest KEEP entries of each series, every other one before them
     # (again and again as a run goes on): the charts show at most 500 points anyway, and a
@@ -110,6 +89,8 @@ class History:
         d = event.data or {}
         if event.kind == "step":
             self._add("steps", enumerate(d["losses"], d["first"]))
+            for name, losses in d.get("named", {}).items():
+                self._add("steps", enumerate(losses, d["first"]), self.named_steps.setdefault(name, []))
         elif event.kind == "stats":
             if d.get("grad_norms") is not None:
                 self._add("grad_norms", [(event.step, d["grad_norms"])])
@@ -120,8 +101,11 @@ class History:
         elif event.kind == "snapshot":
             self.snapshot = d
 
-    def _add(self, name: str, items) -> None:
-        series, keep = getattr(self, name), self.KEEP[name]
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"named_steps": {}} | state)  # (saved before named losses)
+
+    def _add(self, name: str, items, series: list | None = None) -> None:
+        series, keep = getattr(self, name) if series is None else series, self.KEEP[name]
         series.extend(items)
         if len(series) > 2 * keep:  # thin the older part: its first and last entries stay
             old = series[:-keep]

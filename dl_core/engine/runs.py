@@ -70,7 +70,7 @@ class RunRegistry:
 
     def _restore(self, run_id: str) -> Run | None:
         """A run from the store into memory (called with the lock), resting, with its old owner."""
-        from .training import TrainingJob
+        from .job import TrainingJob
 
         saved = self.store.load(run_id) if self.store is not None else None
         if saved is None:

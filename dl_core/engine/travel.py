@@ -9,7 +9,7 @@ state it sent back last (nothing changed here since: `state_mark`), a turn carri
 counters, which the page may have changed (a pause, a step asked for): packing 15 jobs'
 state in a busy web process and loading it in the worker took 0.1-0.3 s of every
 classroom turn. The run store saves a resting job whole (`to_state` / `from_state`).
-TrainingJob (training.py) inherits this.
+TrainingJob (job.py) inherits this.
 
 The way back is lazy too. A job that trains on after a turn keeps the worker's state as it
 came, packed, and loads it only when someone takes its weights lock (`StateLock`: a page
@@ -27,15 +27,38 @@ import threading
 import time
 import weakref
 from collections import deque
+from dataclasses import dataclass
 
-from .jobparts import History, pack_tensors, unpack_tensors
-from .optim import track_steps
+from ..optim import track_steps
+from .executors import default as default_executor
+from .parts import CHUNK_S, History, pack_tensors, unpack_tensors
+from .runstore import loads
 
-CHUNK_S = 0.1  # the longest chunk: a job reads its losses back and checks its controls at least this often
-_LOCAL = ("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest", "on_snapshot",
-          "_live", "_packed", "_packed_mark", "_loaded_mark")
-_COUNTERS = ("_pos", "step", "epoch", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
-             "snapshot_floor_s", "_low_epochs", "collapse")  # plain values: a turn's answer loads them at once
+
+@dataclass(frozen=True)
+class Fields:
+    """Every attribute a TrainingJob holds, declared once by where it goes; tests/test_travel.py
+    fails on an attribute in none of them (it would otherwise silently not come back)."""
+
+    local: tuple  # stays in this process: locks, logs, hooks, the executor, a packed answer
+    counters: tuple  # plain values a page may change: both ways every turn, loaded at once
+    trained: tuple  # what a step changes: both ways every turn, packed (trained_state)
+    whole: tuple  # only with the whole job (its first trip to a worker, a saved run): fixed for a version
+
+    @property
+    def all(self) -> frozenset:
+        return frozenset(self.local + self.counters + self.trained + self.whole)
+
+
+JOB_FIELDS = Fields(
+    local=("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest", "on_snapshot",
+           "_live", "_packed", "_packed_mark", "_loaded_mark"),
+    counters=("_pos", "step", "epoch", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
+              "snapshot_floor_s", "_low_epochs", "collapse"),
+    trained=("trainer", "_optimizers", "_schedulers", "generator", "_order", "_good_state", "_best", "_peak"),
+    whole=("config", "uid", "version", "copy", "_device", "_precision", "_networks", "_loss_names", "measuring",
+           "last_batches", "_pending", "_pending_first", "_stop", "seen_at", "not_before"))
+TRAVEL_MAX_BYTES = 16 << 20  # a bigger network trains in its lane's thread: shipping it each turn costs more
 _ABSORBED = itertools.count()  # names each state a worker sent back (state_mark while it is still packed)
 
 
@@ -103,12 +126,14 @@ class Travelling:
 
     def __getstate__(self) -> dict:
         with self.lock:
-            state = {k: v for k, v in self.__dict__.items() if k not in _LOCAL}
+            state = {k: v for k, v in self.__dict__.items() if k not in JOB_FIELDS.local}
         state["_history"] = History(epochs=self._history.epochs[-1:])  # early stopping reads the last epoch
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({k: v for k, v in state.items() if k in JOB_FIELDS.all})  # (a saved run's old caches)
+        if "_networks" not in state:  # saved before trainers chose each network's optimizer
+            self._networks, self._loss_names = self.trainer.param_groups(self.config), ("loss",)
         self.executor, self._cond, self.lock, self._collect, self.on_rest, self.on_snapshot, self._live = \
             None, threading.Condition(), StateLock(self), None, None, None, None
         self.copy = secrets.randbits(48)  # a copy from elsewhere (a saved run): no lane holds its tensors
@@ -124,9 +149,7 @@ class Travelling:
     @classmethod
     def from_state(cls, data: bytes, executor=None) -> "Travelling":
         """A saved job back, resting (paused), on this server's executor."""
-        from .executors import executor as default_executor
-
-        job, history, events = pickle.loads(data)
+        job, history, events = loads(data)
         job._history = history
         job._events.extend(events)
         job.executor = executor or default_executor()
@@ -137,12 +160,12 @@ class Travelling:
 
     def payload(self, budget: int | None, max_s: float = CHUNK_S, resident: bool = False,
                 current: bool = False) -> bytes | None:
-        """One chunk's orders as bytes for a worker, or None if this job cannot travel (it is on
-        a GPU, or holds something pickle cannot carry, such as a lambda probe). With `resident`
-        the worker already holds this job at this version: only its changing state goes (about
-        a tenth of the bytes and of the time), never its data, probe or network structure;
-        `current` as well, its copy is this state: only the counters go."""
-        if self._portable is False or self._device.type != "cpu":
+        """One chunk's orders as bytes for a worker, or None if this job trains where it is: on a
+        GPU, with a trainer that says it cannot travel, or bigger than TRAVEL_MAX_BYTES. With
+        `resident` the worker already holds this job at this version: only its changing state
+        goes (about a tenth of the bytes and of the time), never its data, probe or network
+        structure; `current` as well, its copy is this state: only the counters go."""
+        if not self.trainer.travels or self._device.type != "cpu" or self.state_bytes() > TRAVEL_MAX_BYTES:
             return None
         with self.lock.bare, self._cond:
             if resident and current:
@@ -150,13 +173,13 @@ class Travelling:
             else:
                 self._unpack()
                 what = ("turn", self.uid, pack_tensors(self.turn_state())) if resident else ("job", self.uid, self)
-            try:
-                data = pickle.dumps((what, self.version, budget, max_s))
-            except (pickle.PicklingError, TypeError, AttributeError):
-                self._portable = False
-                return None
-            self._portable = True
-        return data
+            return pickle.dumps((what, self.version, budget, max_s))
+
+    def state_bytes(self) -> int:
+        """The networks' parameter and buffer bytes (a turn ships about three times this: weights,
+        optimizer state, the last good weights)."""
+        return sum(t.numel() * t.element_size() for m in self.trainer.models.values()
+                   for t in (*m.parameters(), *m.buffers()))
 
     def trained_state(self) -> dict:
         """What a chunk trains: weights, optimizer and schedule state, the random generator, the
@@ -170,7 +193,7 @@ class Travelling:
 
     def counters(self) -> dict:
         """The place in the epoch and the controls' flags: plain values, which a page may change."""
-        return {k: getattr(self, k) for k in _COUNTERS}
+        return {k: getattr(self, k) for k in JOB_FIELDS.counters}
 
     def turn_state(self) -> dict:
         """Everything a chunk changes."""
@@ -218,7 +241,7 @@ class Travelling:
         return loaded[0] if loaded is not None and loaded[1] == mark else mark
 
     def load_counters(self, state: dict) -> None:
-        for k in _COUNTERS:
+        for k in JOB_FIELDS.counters:
             setattr(self, k, state[k])
 
     def absorb(self, reply: bytes) -> None:
@@ -234,7 +257,8 @@ class Travelling:
             self.load_counters(counters)
             ended = self.state in ("finished", "failed")  # the chunk's end, or its divergence, clears the flags
             self._want_run, self.last_batches = want_run and not ended, n
-            self._budget = 0 if ended else budget if want_run else max(0, budget - n)  # Step presses during the chunk stay
+            # Step presses during the chunk stay
+            self._budget = 0 if ended else budget if want_run else max(0, budget - n)
             self._packed, self._packed_mark = state, (self.copy, "absorbed", next(_ABSORBED))
             if not self._want_run:  # it rests now: a page will read it, the run store save it
                 self._unpack()

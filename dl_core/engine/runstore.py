@@ -8,15 +8,38 @@ reaches another web process behind the classroom proxy finds it again by its id.
 Each run is two files named by its unguessable id: `<id>.run` (a pickle) and `<id>.json`
 (owner, lab, size, time; read without unpickling). The directory is the server's own,
 never written by learners; uploads go through checkpoint.load_bytes, which never unpickles.
-Each browser session has a size cap (its oldest runs go first) and files expire.
+Each browser session has a size cap (its oldest runs go first) and files expire. A run saved
+before the engine and the data moved into their packages names its classes by their old
+modules; `loads` maps them (MOVED), so those runs load as they are.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import time
 from pathlib import Path
+
+# Where classes lived before dl_core.engine and dl_core.data: a run saved then names these modules.
+MOVED = {f"dl_core.{old}": f"dl_core.{new}" for old, new in {
+    "training": "engine.job", "worker": "engine.controls", "jobparts": "engine.parts", "trainers": "engine.trainers",
+    "stopping": "engine.stopping", "travel": "engine.travel", "executors": "engine.executors",
+    "gang": "engine.gang", "runs": "engine.runs", "runstore": "engine.runstore", "data2d": "data.data2d",
+    "images": "data.images", "seqdata": "data.seqdata", "seqsources": "data.seqsources",
+    "sequences": "data.sequences"}.items()}
+MOVED_CLASSES = {("dl_core.jobparts", "TensorData"): ("dl_core.data.tensors", "TensorData")}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        module, name = MOVED_CLASSES.get((module, name), (MOVED.get(module, module), name))
+        return super().find_class(module, name)
+
+
+def loads(data: bytes):
+    """pickle.loads for what this server saved, in this version or before the move (MOVED)."""
+    return _Unpickler(io.BytesIO(data)).load()
 
 
 class RunStore:
@@ -44,7 +67,7 @@ class RunStore:
         if meta is None:
             return None
         try:
-            body = pickle.loads((self.root / f"{run_id}.run").read_bytes())
+            body = loads((self.root / f"{run_id}.run").read_bytes())
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             return None
         return body["lab"], body["settings"], body["extra"], body["job"], meta

@@ -1,37 +1,84 @@
-"""What a training job trains: the pluggable step.
+"""What a training job trains: the `Trainer` contract, and the supervised trainer every lab uses.
 
-A job (training.py) owns everything that is the same for every kind of training: the
-thread, start/pause/step/stop, events, snapshots, divergence, schedules, early stopping,
-precision and device. A trainer owns what differs: its networks, its loss, its metrics and
-its probes. A GAN trainer (two networks, each with its own optimizer) or a sequence trainer
-plugs into the same job by providing what `SupervisedTrainer` provides:
-
-- `models`: named networks; the job gives each its own optimizer and schedule.
-- `n_train`: examples per epoch; the job shuffles indices and hands out batches of them.
-- `train_step(idx, ctx)`: one step on those examples; calls `ctx.update(name, loss)` once per
-  network it updates and returns the step's loss as a tensor on the device. It must not read
-  numbers back to the host: the job does that in bulk (on a GPU each `.item()` stalls).
-- `running_metrics()`, `evaluate(train)`: an epoch's numbers, read once per epoch.
-- `probe()`, `grad_norms()`, `take_activations()`, labels: what the live views show.
-- `turn_state()`, `load_turn_state(state)`: what a step changes besides the weights (running
-  sums), shipped with the weights when a chunk runs in a worker process.
-- `clone()`: an independent copy with the same weights (another browser's copy of a run).
+A job (job.py) owns everything that is the same for every kind of training: its turns,
+start/pause/step/stop, events, snapshots, divergence, schedules, stopping, precision and
+device. A trainer owns what differs: its networks, their optimizers' kinds and rates, its
+losses, its metrics and its probes. A GAN (two networks, two optimizers at two rates) or a
+network on a frozen backbone plugs into the same job by passing `Trainer`'s conformance test
+(tests/test_trainer_contract.py) on every backend.
 """
 from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from . import layerstats
-from .augment import augment_batch
-from .inference import evaluating
-from .jobparts import TensorData
-from .losses import LOSSES
-from .probes import confusion_matrix
+from .. import layerstats
+from ..augment import augment_batch
+from ..inference import confusion_matrix, evaluating
+from ..losses import LOSSES
+from .parts import TrainConfig
+
+if TYPE_CHECKING:  # a job reads its data's tensors only: the engine imports no data module
+    from ..data.tensors import TensorData
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network's optimizer, as its trainer asks for it."""
+
+    params: list  # what the optimizer updates: the trainable parameters only (frozen ones stay out)
+    optimizer: str  # a dl_core.optim.OPTIMIZERS key
+    lr: float  # its base rate (the schedule scales it)
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """What a TrainingJob runs. Capability flags say what the engine may do with it: `travels`
+    (its state pickles: a process or Ray backend trains it in a worker; False: in the lane's
+    thread) and `gangs` (same-architecture jobs may take one stacked step, gang.py)."""
+
+    models: dict[str, nn.Module]  # named networks; the model panel lists them all
+    n_train: int  # examples per epoch: the job shuffles their indices and hands out batches
+    travels: bool
+    gangs: bool
+    chance: float | None  # what guessing scores on the held-out set (collapse detection), if it has one
+    gradient_labels: list[str]
+    activation_labels: list[str]
+    probe_fn: Callable | None
+
+    def param_groups(self, config: TrainConfig) -> dict[str, Network]:
+        """Per network (a `models` key): its optimizer's kind, rate and trainable parameters."""
+
+    def train_step(self, idx: torch.Tensor, ctx) -> torch.Tensor | dict[str, torch.Tensor] | None:
+        """One step on examples `idx`: calls `ctx.update(name, loss)` once per network it updates
+        and returns the step's loss, or several named losses, as tensors on the device (None: no
+        step). It must not read numbers back to the host: the job does that in bulk."""
+
+    def running_metrics(self) -> dict:
+        """An epoch's running numbers (then start over); {} if it keeps none."""
+
+    def evaluate(self, train: bool = True) -> dict:
+        """An epoch's metrics, whichever it reports ("test_loss", "test_acc", "fake_mean", ...)."""
+
+    def probe(self) -> dict | None:
+        """What the live views draw of the networks now."""
+
+    def grad_norms(self) -> list[float]: ...
+
+    def take_activations(self) -> list | None: ...
+
+    def turn_state(self) -> dict:
+        """What a step changes besides the weights (running sums): it travels with them each turn."""
+
+    def load_turn_state(self, state: dict) -> None: ...
+
+    def clone(self) -> "Trainer":
+        """An independent copy with the same weights (another browser's copy of a run)."""
 
 
 class SupervisedTrainer:
@@ -45,20 +92,34 @@ class SupervisedTrainer:
         self.confusion_classes = confusion_classes
         self.models = {"model": model}
         self.loss_fn = LOSSES[data.task].make()
-        self._loss_each = LOSSES[data.task].cls(reduction="none")
+        self.loss_each = LOSSES[data.task].cls(reduction="none")
         self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         named = [(n, p) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
         self._weights = [p for _, p in named]
         self.gradient_labels = layerstats.weight_labels(model, [n for n, _ in named])
         self.activation_labels = layerstats.labels(model)
-        self._x_all = torch.cat([data.x_train, data.x_test])
-        self._y_all = torch.cat([data.y_train, data.y_test])
+        self.x_all = torch.cat([data.x_train, data.x_test])  # one evaluation pass reads both (a gang's too)
+        self.y_all = torch.cat([data.y_train, data.y_test])
         self.n_train = len(data.x_train)
         # what always answering the commonest held-out class scores (a collapse falls back to it)
         self.chance = (float(torch.bincount(data.y_test.long().flatten()).max()) / data.y_test.numel()
                        if data.task == "classification" and len(data.y_test) else None)
         self._acts: list | None = None
         self._reset_running()
+
+    travels = True
+
+    def __setstate__(self, state: dict) -> None:  # a run saved when these three were private
+        self.__dict__.update({k.lstrip("_") if k in ("_x_all", "_y_all", "_loss_each") else k: v
+                              for k, v in state.items()})
+
+    @property
+    def gangs(self) -> bool:
+        """A frozen layer takes no part in a gang's stacked update (gang.py updates every weight)."""
+        return all(p.requires_grad for p in self.model.parameters())
+
+    def param_groups(self, config: TrainConfig) -> dict[str, Network]:
+        return {"model": Network([p for p in self.model.parameters() if p.requires_grad], config.optimizer, config.lr)}
 
     def _reset_running(self) -> None:
         zero = torch.zeros((), device=self.data.x_train.device)
@@ -82,8 +143,8 @@ class SupervisedTrainer:
                 self._seen += len(idx)
                 if data.task == "classification":  # a label per example, or per step (averaged per example)
                     self._correct += (out.argmax(1) == yb).float().reshape(len(yb), -1).mean(1).sum()
-        if cfg.l1 or cfg.l2:
-            loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights)
+        if cfg.l1 or cfg.l2:  # on trainable weights only: a frozen backbone's are not the learner's to shrink
+            loss = loss + sum(cfg.l1 * w.abs().sum() + cfg.l2 * (w * w).sum() for w in self._weights if w.requires_grad)
         ctx.update("model", loss)
         return loss.detach()
 
@@ -108,8 +169,8 @@ class SupervisedTrainer:
         is False, in eval mode, from one forward pass and one read back to the host (it runs
         every epoch). The caller holds the job's lock."""
         with evaluating(self.model), torch.no_grad():
-            pred = self.model(self._x_all if train else self.data.x_test)
-        return scores([self], pred[None], (self._y_all if train else self.data.y_test)[None], train)[0]
+            pred = self.model(self.x_all if train else self.data.x_test)
+        return scores([self], pred[None], (self.y_all if train else self.data.y_test)[None], train)[0]
 
     def probe(self) -> dict | None:
         return None if self.probe_fn is None else self.probe_fn(self.model)
@@ -135,7 +196,7 @@ def scores(trainers: list[SupervisedTrainer], pred: torch.Tensor, y: torch.Tenso
     first = trainers[0]
     k, m, n = len(y), y.shape[1], first.n_train if train else 0
     flat_y = y.flatten(0, 1)
-    each = first._loss_each(pred.flatten(0, 1), flat_y).reshape(k, m, -1).mean(2)  # per example
+    each = first.loss_each(pred.flatten(0, 1), flat_y).reshape(k, m, -1).mean(2)  # per example
     hit = ((pred.flatten(0, 1).argmax(1) == flat_y).float().reshape(k, m, -1).mean(2)
            if first.data.task == "classification" else None)
     splits = {"train": slice(0, n), "test": slice(n, None)} if train else {"test": slice(0, None)}

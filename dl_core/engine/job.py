@@ -1,11 +1,13 @@
 """A training job: a background thread that trains and is observed, never observes.
 
-The job runs a pluggable trainer (trainers.py) and owns what every kind of training shares:
-the thread, start/pause/step/stop, events, snapshots, divergence, schedules, early stopping,
+The job runs a trainer (trainers.py: the `Trainer` contract) and owns what every kind of
+training shares: start/pause/step/stop, events, snapshots, divergence, schedules, stopping,
 precision and device. It advances in bounded chunks (`advance`: n batches or t seconds)
 and reports what happened as events; its own history is built from those same events, so
 an executor in another process can drive `advance` and ship the events back to a page
-that never notices the difference.
+that never notices the difference. Its step loop is public and small (`snapshot_due`,
+`train_batch`, `stepped`, `add_losses`, `flush`, `end_epoch`, `take_snapshot`, inside
+`collecting`): `advance` is made of it, and so is a gang's turn (gang.py).
 
 Controls are flags the worker reads between batches, so a step is exactly one optimizer
 update. Step losses stay on the device and are read back once per chunk: a NaN or
@@ -18,26 +20,30 @@ import math
 import secrets
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
-from .jobparts import Event, History, Precision, TensorData, TrainConfig, clone_state, downsample
-from .optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
-from .trainers import SupervisedTrainer
+from ..optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
+from .controls import Controls
+from .parts import CHUNK_S, Event, History, Precision, TrainConfig, clone_state, downsample
 from .stopping import Stopping
-from .travel import CHUNK_S, StateLock, Travelling
-from .worker import Worker
+from .trainers import SupervisedTrainer, Trainer
+from .travel import StateLock, Travelling
+
+if TYPE_CHECKING:  # a job reads its data's tensors only: the engine imports no data module
+    from ..data.tensors import TensorData
 
 
 
-class TrainingJob(Travelling, Stopping, Worker):
+class TrainingJob(Travelling, Stopping, Controls):
     """Train `trainer`'s networks under `config`; see the module docstring."""
 
-    def __init__(self, trainer, config: TrainConfig = TrainConfig(), executor=None):
+    def __init__(self, trainer: Trainer, config: TrainConfig = TrainConfig(), executor=None):
         super().__init__(executor)
         self.trainer, self.config = trainer, config
         self.lock = StateLock(self)  # held while weights change; take it to read them
@@ -45,11 +51,12 @@ class TrainingJob(Travelling, Stopping, Worker):
         self._events: deque[Event] = deque(maxlen=5000)  # lifecycle, epoch and snapshot events
         self._step_events: deque[Event] = deque(maxlen=100)  # step reports are many: keep the latest only
         self._collect: list[Event] | None = None  # what advance() will return
-        self._pending: list[torch.Tensor] = []  # step losses not yet read back from the device
+        self._pending: list[torch.Tensor] = []  # step losses (one row of named losses each) not yet read back
+        self._pending_first = 0  # the step of the first of them
+        self._loss_names: tuple[str, ...] = ("loss",)  # what the trainer's steps report, in that order
         self._last_snapshot_t = 0.0
         self.last_batches = 0  # batches the latest chunk trained
         self.snapshot_floor_s = 0.0  # the executor's lower bound on snapshot_interval_s (a full room)
-        self._portable: bool | None = None  # can this job's chunks run in another process?
         self.uid, self.version = secrets.token_hex(8), 0  # a worker keeps a copy of this job, at this version
         self.copy = 0  # which copy of this job this is: one restored from a saved run is another (travel.py)
         self.measuring = False  # this step records gradient and activation statistics
@@ -72,8 +79,9 @@ class TrainingJob(Travelling, Stopping, Worker):
         return cls(SupervisedTrainer(model, data, probe), config, executor)
 
     # ---- what the pages read of the trainer ----
-    model = property(lambda self: next(iter(self.trainer.models.values())))
-    data = property(lambda self: self.trainer.data)
+    models = property(lambda self: self.trainer.models)  # every network, by name (the model panel lists them)
+    model = property(lambda self: next(iter(self.trainer.models.values())))  # the first: a lab of one network
+    data = property(lambda self: getattr(self.trainer, "data", None))
     gradient_labels = property(lambda self: self.trainer.gradient_labels)
     activation_labels = property(lambda self: self.trainer.activation_labels)
     probe = property(lambda self: self.trainer.probe_fn, lambda self, fn: self._set_probe(fn))
@@ -103,18 +111,21 @@ class TrainingJob(Travelling, Stopping, Worker):
                 raise ValueError(f"Unknown optimizer or schedule {new.optimizer!r} / {new.schedule!r}.")
             old, self.config = self.config, new
             self.version += 1  # a worker's copy of this job is out of date
-            if new.optimizer != old.optimizer:
+            before, self._networks = self._networks, self.trainer.param_groups(new)
+            if any(before[n].optimizer != g.optimizer for n, g in self._networks.items()):
                 self._new_optimizers()
             else:
-                kwargs = OPTIMIZERS[new.optimizer].kwargs(self.config.optimizer_settings())
-                for opt in self._optimizers.values():
+                for n, opt in self._optimizers.items():
+                    kwargs = OPTIMIZERS[self._networks[n].optimizer].kwargs(new.optimizer_settings())
                     for g in opt.param_groups:
                         g.update({k: v for k, v in kwargs.items() if k != "lr"})
-            if (new.lr, new.schedule, new.max_epochs) != (old.lr, old.schedule, old.max_epochs):
-                for sched in self._schedulers.values():
-                    sched.base_lrs = [new.lr] * len(sched.base_lrs)
+            if (new.schedule, new.max_epochs) != (old.schedule, old.max_epochs) or any(
+                    before[n].lr != g.lr for n, g in self._networks.items()):
+                for n, sched in self._schedulers.items():
+                    lr = self._networks[n].lr
+                    sched.base_lrs = [lr] * len(sched.base_lrs)
                     for g in sched.optimizer.param_groups:
-                        g["initial_lr"], g["lr"] = new.lr, new.lr * self._factor(sched.last_epoch)
+                        g["initial_lr"], g["lr"] = lr, lr * self._factor(sched.last_epoch)
             if new.mixed_precision != old.mixed_precision:
                 self._precision = {n: Precision(m, new.mixed_precision) for n, m in self.trainer.models.items()}
 
@@ -124,7 +135,8 @@ class TrainingJob(Travelling, Stopping, Worker):
         with self.lock, self._cond:
             twin = TrainingJob(self.trainer.clone(), self.config, executor or self.executor)
             h = self._history
-            twin._history = History(list(h.steps), list(h.epochs), list(h.grad_norms), list(h.activations), h.snapshot)
+            twin._history = History(list(h.steps), list(h.epochs), list(h.grad_norms), list(h.activations), h.snapshot,
+                                    {n: list(s) for n, s in h.named_steps.items()})
             twin.step, twin.epoch, twin._pos, twin._good_state = self.step, self.epoch, self._pos, self._weights()
             twin._new_optimizers()  # at this epoch of the schedule
         return twin
@@ -136,6 +148,7 @@ class TrainingJob(Travelling, Stopping, Worker):
             h = self._history
             epochs = h.epochs + self._live["epochs"] if self._live else h.epochs  # a turn's epochs so far
             return {"steps": downsample(h.steps, max_points), "epochs": downsample(epochs, max_points),
+                    "named_steps": {n: downsample(s, max_points) for n, s in h.named_steps.items()},
                     "grad_norms": downsample(h.grad_norms, max_points),
                     "activations": downsample(h.activations, max_points),
                     "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
@@ -173,22 +186,54 @@ class TrainingJob(Travelling, Stopping, Worker):
                 halt: Callable[[], bool] = lambda: False) -> list[Event]:
         """Train in the calling thread for at most `max_batches` batches or `max_seconds`,
         stopping early when `halt()` turns true; return the events this produced."""
-        self._collect = collected = []
         end, n = time.perf_counter() + max_seconds, 0
-        try:
-            while (max_batches is None or n < max_batches) and not halt():
-                n += 1
-                if not self._train_one_batch():
-                    break
-                if time.perf_counter() >= end:
-                    break
-            self._flush()
-        finally:
-            self._collect = None
-            self.last_batches = n
+        with self.collecting() as collected:
+            try:
+                while (max_batches is None or n < max_batches) and not halt():
+                    n += 1
+                    if not self.train_batch():
+                        break
+                    if time.perf_counter() >= end:
+                        break
+                self.flush()
+            finally:
+                self.last_batches = n
         return collected
 
-    # ---- one batch, one epoch ----
+    # ---- the step loop (advance, and a gang's turn) ----
+    @contextmanager
+    def collecting(self):
+        """The events recorded inside, as a list (what a turn reports)."""
+        self._collect = collected = []
+        try:
+            yield collected
+        finally:
+            self._collect = None
+
+    @property
+    def turn_events(self) -> list[Event]:
+        """The events recorded so far inside `collecting` (a worker reports a gang's epochs from them)."""
+        return list(self._collect or ())
+
+    @property
+    def order(self) -> torch.Tensor:
+        """This epoch's example order."""
+        return self._order
+
+    @property
+    def pos(self) -> int:
+        """Examples of this epoch's order trained so far."""
+        return self._pos
+
+    @property
+    def optimizers(self) -> dict:
+        """Each network's torch optimizer (a gang reads and writes their state)."""
+        return dict(self._optimizers)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
     def _emit(self, kind: str, message: str = "", data: dict | None = None) -> None:
         event = Event(kind, self.step, self.epoch, time.time(), message, data)
         self._record(event)
@@ -206,27 +251,27 @@ class TrainingJob(Travelling, Stopping, Worker):
         if event.kind == "snapshot" and self.on_snapshot is not None:
             self.on_snapshot(event.data)  # under the job's locks: the hook only hands the snapshot on
 
-    def _train_one_batch(self) -> bool:
-        """One optimizer step; False if the chunk must end here (the run diverged)."""
+    def train_batch(self) -> bool:
+        """One optimizer step; False if the chunk must end here (the run diverged, or stops)."""
         cfg = self.config
         idx = self._order[self._pos:self._pos + cfg.batch_size]
-        self.measuring = self._snapshot_due()
+        self.measuring = self.snapshot_due()
         with self.lock:  # the networks stay in train mode: evaluate() and probes restore it
-            loss = self.trainer.train_step(idx, self)
+            out = self.trainer.train_step(idx, self)
             stats = ({"grad_norms": self.trainer.grad_norms(), "activations": self.trainer.take_activations()}
-                     if self.measuring and loss is not None else None)
-        self._stepped(stats)
-        if loss is not None:
-            if not self._pending:
-                self._pending_first = self.step
-            self._pending.append(loss)
-        if self._pos >= self.trainer.n_train and not self._end_epoch():
+                     if self.measuring and out is not None else None)
+        self.stepped(stats)
+        if out is not None:
+            losses = out if isinstance(out, dict) else {"loss": out}
+            self._loss_names = tuple(losses)
+            self.add_losses([torch.stack([v.float() for v in losses.values()])])
+        if self._pos >= self.trainer.n_train and not self.end_epoch():
             return False
         if self.measuring:
-            return self._take_snapshot()
+            return self.take_snapshot()
         return True
 
-    def _snapshot_due(self) -> bool:
+    def snapshot_due(self) -> bool:
         """Whether this step records statistics and is followed by a snapshot. A full room's
         floor is spread over 0.8-1.2x by job (its uid): jobs that started together and train
         as one gang otherwise took their snapshots in the same turn, and every page then drew
@@ -234,7 +279,7 @@ class TrainingJob(Travelling, Stopping, Worker):
         floor = self.snapshot_floor_s * (0.8 + 0.4 * int(self.uid[:4], 16) / 0xFFFF)
         return time.perf_counter() - self._last_snapshot_t >= max(self.config.snapshot_interval_s, floor)
 
-    def _stepped(self, stats: dict | None) -> None:
+    def stepped(self, stats: dict | None) -> None:
         """Count one optimizer step taken (here or in a gang, gang.py), with its measurements."""
         with self._cond:
             self.step += 1
@@ -249,43 +294,57 @@ class TrainingJob(Travelling, Stopping, Worker):
         return self._precision[name].autocast()
 
     def update(self, name: str, loss: torch.Tensor) -> None:
+        """Backward and one update of network `name` (the trainer calls this from its step)."""
         opt, precision = self._optimizers[name], self._precision[name]
         opt.zero_grad(set_to_none=True)
         precision.backward(loss, opt, unscale=self.measuring or bool(self.config.clip))
         if self.config.clip:
-            torch.nn.utils.clip_grad_norm_(self.trainer.models[name].parameters(), self.config.clip)
+            torch.nn.utils.clip_grad_norm_(self._networks[name].params, self.config.clip)
         precision.step(opt)
 
-    def _flush(self) -> bool:
+    def add_losses(self, rows: list[torch.Tensor]) -> None:
+        """The losses of the latest len(rows) steps, still on the device: one tensor per step (its
+        named losses, in the order the trainer reports them), read back in bulk by flush()."""
+        if not self._pending:
+            self._pending_first = self.step - len(rows) + 1
+        self._pending.extend(rows)
+
+    def flush(self) -> bool:
         """Read the pending step losses back from the device in one go and report them;
         False if one of them was not finite (then the run has been put back)."""
         if not self._pending:
             return True
-        losses = torch.stack(self._pending).float().tolist()
+        rows = torch.stack([r.reshape(-1) for r in self._pending]).float().tolist()
         first, self._pending = self._pending_first, []
-        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        bad = next((i for i, row in enumerate(rows) if not all(map(math.isfinite, row))), None)
         with self._cond:
             if bad != 0:
-                self._emit("step", data={"first": first, "losses": losses[:bad]})
+                kept = rows[:bad]
+                data = {"first": first, "losses": [row[0] for row in kept]}
+                if len(self._loss_names) > 1:  # each named loss as a series of its own
+                    data["named"] = {n: [row[i] for row in kept] for i, n in enumerate(self._loss_names)}
+                self._emit("step", data=data)
         if bad is None:
             return True
-        self._diverged(first + bad, losses[bad])
+        self._diverged(first + bad, next(v for v in rows[bad] if not math.isfinite(v)))
         return False
 
     def _factor(self, epoch: int) -> float:
         return SCHEDULES[self.config.schedule].factor(epoch, self.config.max_epochs or DEFAULT_RUN_EPOCHS)
 
     def _new_optimizers(self) -> None:
-        """Fresh optimizers (and their schedules, at the current epoch) for every network."""
-        kind = OPTIMIZERS[self.config.optimizer]
-        self._optimizers = {n: kind.make(m.parameters(), self.config.optimizer_settings())
-                            for n, m in self.trainer.models.items()}
+        """Fresh optimizers (and their schedules, at the current epoch) for every network, each of
+        the kind and rate its trainer asks for, over its trainable parameters only."""
+        self._networks = self.trainer.param_groups(self.config)
+        settings = self.config.optimizer_settings()
+        self._optimizers = {n: OPTIMIZERS[g.optimizer].make(g.params, settings | {"lr": g.lr})
+                            for n, g in self._networks.items()}
         self._schedulers = {}
         for n, opt in self._optimizers.items():
             sched = self._schedulers[n] = scheduler(opt, self._factor)
             sched.last_epoch = self.epoch
             for g in opt.param_groups:
-                g["lr"] = self.config.lr * self._factor(sched.last_epoch)
+                g["initial_lr"], g["lr"] = self._networks[n].lr, self._networks[n].lr * self._factor(sched.last_epoch)
 
     def _new_order(self) -> torch.Tensor:
         n = self.trainer.n_train
@@ -300,11 +359,11 @@ class TrainingJob(Travelling, Stopping, Worker):
             for n, m in self.trainer.models.items():
                 m.load_state_dict(weights[n])
 
-    def _end_epoch(self, measured: dict | None = None) -> bool:
+    def end_epoch(self, measured: dict | None = None) -> bool:
         """The epoch's bookkeeping; False if training stops here. A gang (gang.py) measures all its
         members at once and hands each its own `measured`: whether its weights are all "finite",
         a copy of its "weights" and its "metrics" (what evaluate() says)."""
-        if not self._flush():  # a diverged epoch must not become the "last good" weights
+        if not self.flush():  # a diverged epoch must not become the "last good" weights
             return False
         if measured is None:
             with self.lock:  # one read for all weights
@@ -340,17 +399,18 @@ class TrainingJob(Travelling, Stopping, Worker):
     def _record_epoch(self, measured: dict | None = None) -> None:
         full = self.config.full_train_eval or self.epoch == 0
         running = self.trainer.running_metrics()
-        first_opt = next(iter(self._optimizers.values()))
-        metrics = {"epoch": self.epoch, "step": self.step, "time": time.time(),
-                   "lr": first_opt.param_groups[0]["lr"], **(measured or self.evaluate(train=full))}
+        rates = {n: o.param_groups[0]["lr"] for n, o in self._optimizers.items()}
+        each = {f"lr_{n}": lr for n, lr in rates.items()} if len(rates) > 1 else {}  # networks at their own rates
+        metrics = {"epoch": self.epoch, "step": self.step, "time": time.time(), "lr": next(iter(rates.values())),
+                   **each, **(measured or self.evaluate(train=full))}
         if not full:  # the running means over this epoch's batches
             metrics.update(running)
         with self._cond:
             self._emit("epoch", data=metrics)
 
-    def _take_snapshot(self) -> bool:
+    def take_snapshot(self) -> bool:
         """Report the step losses so far and the probe's picture of the networks now."""
-        ok = self._flush()
+        ok = self.flush()
         self._last_snapshot_t = time.perf_counter()
         with self.lock:
             snap = self.trainer.probe()

@@ -177,7 +177,7 @@ def feature_matrix(points, keys) -> np.ndarray:
 def input_code(keys: tuple[str, ...]):
     """The chosen features as exported code (a spec.InputCode): a `features(points)` that
     computes them, and random points of the plane as demo data."""
-    from .spec import InputCode  # here, like torch above: the data alone load without torch
+    from ..spec import InputCode  # here, like torch above: the data alone load without torch
 
     return InputCode("\n".join([
         "def features(points):",

@@ -2,27 +2,24 @@
 
 Controls (start, pause, step n batches, stop) are flags under one condition variable; an
 executor (executors.py) gives the job its turns and calls `advance` chunk after chunk
-while the flags say train. The job owns no thread. TrainingJob (training.py) supplies
-`advance`, `_take_snapshot` and `_emit`.
+while the flags say train. The job owns no thread. TrainingJob (job.py) supplies
+`advance`, `take_snapshot` and `_emit`.
 """
 from __future__ import annotations
 
 import threading
 import time
 
+from .backends import WorkerLost
+from .executors import default as default_executor
 
-class WorkerLost(RuntimeError):
-    """The process (or Ray actor) computing a chunk went away; the job's weights did not."""
 
-
-class Worker:
+class Controls:
     """The lifecycle half of TrainingJob; see the module docstring."""
 
     not_before = 0.0  # a paced job's next turn is due then (time.monotonic); the executor waits till then
 
     def __init__(self, executor=None):
-        from .executors import executor as default_executor
-
         self.executor = executor or default_executor()
         self._cond = threading.Condition()
         self._want_run = False
@@ -65,7 +62,7 @@ class Worker:
             self._budget = 0
         self.executor.halt(self)
         if not self.executor.holds(self):
-            self._left_line()
+            self.left_line()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until no lane is computing this job."""
@@ -98,23 +95,23 @@ class Worker:
             with self._cond:
                 self.state = "queued"
 
-    def _halted(self) -> bool:
+    def halted(self) -> bool:
         """Whether the controls say stop. Lock-free on purpose: the executor calls it while
         holding its own lock, and status() takes ours then the executor's."""
         return self._stop or not (self._want_run or self._budget > 0)
 
-    def _begin_turn(self):
+    def begin_turn(self):
         """A lane is about to run a chunk: the step budget (None: train on), or False if the
         job was halted while it waited for its turn."""
         with self._cond:
-            if self._halted():
+            if self.halted():
                 return False
             if self.state != "running":
                 self.state = "running"
                 self._emit("started")
             return None if self._want_run else self._budget
 
-    def _progress(self, epoch: int | None, step: int = 0, epochs: tuple = ()) -> None:
+    def progress(self, epoch: int | None, step: int = 0, epochs: tuple = ()) -> None:
         """A worker's report from a turn still away: its step and epoch counters and the epochs'
         measurements so far, shown by status() and view() until the turn comes back (then the
         job's own record takes over: call with None). Only what is shown: the weights, the
@@ -129,12 +126,12 @@ class Worker:
             live["epoch"], live["step"] = epoch, step
             live["epochs"].extend(epochs)
 
-    def _requeued(self) -> None:
+    def requeued(self) -> None:
         with self._cond:
             if self.state == "running":
                 self.state = "queued"
 
-    def _left_line(self) -> None:
+    def left_line(self) -> None:
         """The job no longer takes turns: say how it ended, show the network as it is now, and
         let the run registry save it. The page's snapshot hook goes (its page may have gone too):
         a page showing the job train hooks it again."""
@@ -152,16 +149,16 @@ class Worker:
                     self.state = "stopped"
                     self._emit("stopped")
                 return
-            if self.state not in ("running", "queued") or not self._halted():  # (started again meanwhile)
+            if self.state not in ("running", "queued") or not self.halted():  # (started again meanwhile)
                 return
             self.state = "paused"
             self._emit("paused")
         try:
-            self._take_snapshot()
+            self.take_snapshot()
         except Exception as exc:  # noqa: BLE001 - a failing probe is the page's message, not a crash
-            self._fail(exc)
+            self.fail(exc)
 
-    def _fail(self, exc: Exception) -> None:
+    def fail(self, exc: Exception) -> None:
         """An error in a chunk reaches the page as a message; the app (and the job) stay usable."""
         self._pending.clear()
         lost = isinstance(exc, WorkerLost)
@@ -172,7 +169,7 @@ class Worker:
             self._want_run, self._budget = False, 0
             self._emit("failed", self.message)
 
-    def _unwatched(self, limit_s: float) -> None:
+    def unwatched(self, limit_s: float) -> None:
         with self._cond:
             self._want_run, self._budget = False, 0
             self.message = (f"Paused: nobody had looked at this run for {limit_s / 60:g} minutes, so its turn went "

@@ -1,6 +1,6 @@
 """Who trains when, and where: executors drive jobs in bounded chunks, round-robin.
 
-A job (training.py) is flags plus a trainable state; it never owns a thread. An executor
+A job (job.py) is flags plus a trainable state; it never owns a thread. An executor
 admits jobs that want to train (up to `capacity`; the rest wait in a visible FIFO queue)
 and has `lanes` threads that each take the next admitted job, run one chunk of its
 `advance` (about 0.1 s or the exact batches a Step asked for) and put it back at the end
@@ -9,32 +9,24 @@ and, when the room is over capacity, a job that has had `slice_s` seconds in a r
 to the back of the queue so that the queue moves. Nobody watching for `unwatched_s`
 (the page stopped polling) pauses the job.
 
-Where a chunk computes is the backend's business:
-- "thread": in the lane's thread, in this process. GPU jobs always run here: CUDA
-  kernels release the interpreter lock, and a CUDA context per process costs ~0.5 GB.
-- "process" (workerproc.py): each lane drives one worker process. The job's state goes
-  there and back every chunk, so the copy in the web process is the real one between
-  chunks: a killed worker loses one chunk, never the learner's weights, and any lane can
-  take any job's next turn. Training then no longer shares the web process's
-  interpreter lock with the page redraws (see docs/CLASSROOM.md).
-- "ray": the same over a pool of Ray actors (ray_backend.py), past one machine.
+Where a chunk computes is the business of the backend the executor is given (backends.py):
+the lane's own thread, a worker process per lane (workerproc.py) or a Ray actor per lane
+(ray_backend.py). The app's server builds its executor from the environment (server.py).
 """
 from __future__ import annotations
 
-import atexit
-import ctypes
 import math
 import os
 import threading
 import time
 from collections import deque
-from contextlib import ExitStack
 
+from .backends import ThreadBackend, trim_heap
 from .gang import MAX_GANG, gang_key
-from .travel import CHUNK_S
+from .parts import CHUNK_S
 
 # A gang's turn lasts a chunk per member, but at most this long. Pages no longer wait for a turn to
-# come back to see its epochs (the worker reports each as it ends: workerproc.py), so turns can be
+# come back to see its epochs (the worker reports each as it ends: worker_main.py), so turns can be
 # long enough that shipping and absorbing 15 jobs (0.1-0.5 s on busy cores) is a small part of them:
 # at 0.35 s a turn spent about as long travelling as training, and a full room trained 48-67 % of
 # the bare loop's rate; at 1.0 s, 73 %.
@@ -48,68 +40,13 @@ GANG_TURN_S = 1.0
 FREE_TURN_S = 2.0
 
 
-class ThreadBackend:
-    """Chunks run in the calling lane's thread."""
-
-    name = "thread"
-    cuts_short = False  # whether interrupt() ends a gang's turn at its next step (free turns: FREE_TURN_S)
-
-    def __init__(self, lanes: int):
-        self.lanes = lanes
-
-    def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
-        job.advance(budget, max_s, halt=job._halted)
-
-    def gang(self, jobs: list, lane: int, budgets: list, max_s: float) -> None:
-        """One turn for same-architecture jobs together (gang.py), each job's lock held."""
-        from .gang import train_many
-
-        with ExitStack() as held:
-            for job in jobs:
-                held.enter_context(job.lock)
-            train_many(jobs, budgets, max_s, halt=lambda: all(j._halted() for j in jobs))
-
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        """Whether every lane can run chunks where this backend runs them (here: always)."""
-        return True
-
-    def warm(self) -> None:
-        """Get every lane's worker ready before the first chunk (here: nothing to start)."""
-
-    def interrupt(self, lane: int) -> None:
-        """The job reads its own flags between batches: nothing to do."""
-
-    def rest(self, lane: int) -> None:
-        """Nobody has trained on the lane for a while: its worker drops the jobs it holds (here: none)."""
-
-    def release(self, lane: int) -> None:
-        """The lane has been idle for long: give back what it holds (a worker's memory)."""
-
-    def close(self) -> None:
-        pass
-
-
-def make_backend(kind: str, lanes: int, **options):
-    """`options` go to the Ray backend (its runtime_env: what the actors need besides dl_core)."""
-    if kind == "ray":
-        from .ray_backend import RayBackend
-
-        return RayBackend(lanes, os.environ.get("DLLAB_RAY_ADDRESS", "auto"), **options)
-    if kind == "process":
-        from .workerproc import ProcessBackend
-
-        return ProcessBackend(lanes)
-    return ThreadBackend(lanes)
-
-
 class Executor:
     """Admission, the round-robin line and the lanes; see the module docstring."""
 
-    def __init__(self, backend: str = "thread", lanes: int | None = None, capacity: int = 32,
-                 slice_s: float = 30.0, unwatched_s: float | None = 300.0, idle_s: float = 20.0,
-                 warms: bool = True, exit_s: float = 600.0, **backend_options):
-        lanes = lanes or os.cpu_count() or 1
-        self.backend = make_backend(backend, lanes, **backend_options)
+    def __init__(self, backend, capacity: int = 32, slice_s: float = 30.0, unwatched_s: float | None = 300.0,
+                 idle_s: float = 20.0, warms: bool = True, exit_s: float = 600.0):
+        """`backend`: where chunks compute, one lane per `backend.lanes` (backends.py)."""
+        self.backend = backend
         self.capacity, self.slice_s, self.unwatched_s = max(1, capacity), slice_s, unwatched_s
         # A lane idle for idle_s rests: its worker drops the jobs it held and this process trims its
         # heap, so memory comes back soon after a class. The worker itself ends only after exit_s (a
@@ -171,7 +108,7 @@ class Executor:
                 self._waiting.remove(job)
             self._fill()
         if held:
-            job._left_line()
+            job.left_line()
 
     def hurry(self, job) -> None:
         """Someone here waits for `job`'s weights lock, which its turn away holds: end that turn
@@ -298,7 +235,7 @@ class Executor:
         chunk_s, floor = self.pace()
         going, budgets = [], []
         for job in jobs:
-            budget = job._begin_turn()
+            budget = job.begin_turn()
             if budget is False:
                 continue
             job.snapshot_floor_s = floor
@@ -319,7 +256,7 @@ class Executor:
                     self.ganged += len(going) if len(going) > 1 else 0
             except Exception as exc:  # noqa: BLE001 - a worker's failure reaches the page as a message
                 for job in going:
-                    job._fail(exc)
+                    job.fail(exc)
             self.chunks += 1
         for job in jobs:
             self._end_turn(job)
@@ -328,16 +265,16 @@ class Executor:
         unwatched = (self.unwatched_s is not None and job.seen_at is not None
                      and time.monotonic() - job.seen_at > self.unwatched_s)
         if unwatched:
-            job._unwatched(self.unwatched_s)
+            job.unwatched(self.unwatched_s)
         with self._cond:
-            keep = not (self._closed or job._halted())  # a failure or the end clears the job's flags
+            keep = not (self._closed or job.halted())  # a failure or the end clears the job's flags
             del self._busy[job]
             if not keep:
                 self._settling[job] = self._settling.get(job, 0) + 1
             if keep and self._waiting and time.monotonic() - self._admitted[job] > self.slice_s:
                 del self._admitted[job]  # its stretch is over while others wait: to the back of the queue
                 self._waiting.append(job)
-                job._requeued()
+                job.requeued()
             elif keep:
                 self._ready.append(job)
             else:
@@ -345,7 +282,7 @@ class Executor:
             self._fill()
         if not keep:  # join() waits for this too: the job's last snapshot and its save
             try:
-                job._left_line()
+                job.left_line()
             finally:
                 with self._cond:
                     self._settling[job] -= 1
@@ -354,46 +291,24 @@ class Executor:
                     self._cond.notify_all()
 
 
-def trim_heap() -> None:
-    """Hand freed heap back to the operating system (glibc keeps it for reuse otherwise): after a
-    class, the server's memory returns towards its level before it. No gc.collect() here: a forced
-    collection released session-scoped cache entries of sessions still open (their on_release
-    scheduled a stop), and a learner reading another page lost a training run."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+_default: Executor | None = None
+_default_lock = threading.Lock()
 
 
-def _default() -> Executor:
-    env = os.environ.get
-    return Executor(env("DLLAB_EXECUTOR", "process"), int(env("DLLAB_WORKERS", "0")) or None,
-                    int(env("DLLAB_MAX_RUNNING_JOBS", "32")), float(env("DLLAB_SLICE_S", "30")),
-                    float(env("DLLAB_UNWATCHED_S", "300")), float(env("DLLAB_WORKER_IDLE_S", "20")),
-                    env("DLLAB_WARM_WORKERS", "1") != "0", float(env("DLLAB_WORKER_EXIT_S", "600")))
+def default() -> Executor:
+    """The executor a job trains on when it is given none: the one `install` set (the app's
+    server sets its own, server.py), else one in-process lane per core, made on first use, as a
+    notebook or a script wants."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Executor(ThreadBackend(os.cpu_count() or 1))
+        return _default
 
 
-_lock = threading.Lock()
-_executor: Executor | None = None
-
-
-def executor() -> Executor:
-    """The server's executor, made on first use (a page that never trains spawns nothing)."""
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = _default()
-            atexit.register(_executor.shutdown)  # a clean exit: no torch thread killed mid-operation
-        return _executor
-
-
-def shutdown() -> None:
-    """Shut the server's executor down now, if it was made: its jobs paused (and so saved),
-    its workers stopped. The server calls this as it stops (app.py): uvicorn, on SIGTERM,
-    shuts down gracefully and then raises the signal again, and a process ended by its
-    signal runs no atexit handler."""
-    with _lock:
-        made = _executor
-    if made is not None:
-        atexit.unregister(made.shutdown)
-        made.shutdown()
+def install(executor: Executor | None) -> Executor | None:
+    """Make `executor` the default from now on (None: back to none made yet); returns the one before."""
+    global _default
+    with _default_lock:
+        before, _default = _default, executor
+    return before

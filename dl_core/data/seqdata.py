@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .jobparts import TensorData
+from .tensors import TensorData
 
 
 class SeqDataError(ValueError):

@@ -1,6 +1,7 @@
 """When a run should stop, and when it has gone wrong without blowing up (TrainingJob's mixin).
+Each rule reads the metrics it needs if the trainer reports them, and stays quiet otherwise.
 
-Three stops the learner chooses: a number of epochs (`max_epochs`, in training.py), a goal for
+Three stops the learner chooses: a number of epochs (`max_epochs`, in job.py), a goal for
 the held-out accuracy or loss, and early stopping (no progress for `patience` epochs). And one
 thing no stop rule catches: a collapse. A run at ~100 % that a too-large step throws off its
 minimum can sit at chance with finite losses, so divergence (inf/NaN) never fires; a learner
@@ -19,7 +20,7 @@ class Stopping:
 
     def _stopped_early(self) -> bool:
         """Early stopping: keep the best validation weights; stop after `patience` epochs without progress."""
-        patience, loss = self.config.early_stop_patience, self._history.epochs[-1]["test_loss"]
+        patience, loss = self.config.early_stop_patience, self._history.epochs[-1].get("test_loss")
         if not patience or loss is None:
             return False
         if self._best is None or loss < self._best[0]:

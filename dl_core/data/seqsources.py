@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import evaluating
+from ..inference import evaluating
 from .seqdata import PAD, SeqData, SeqDataError, split
 
 MAX_UPLOAD_BYTES = 2_000_000

@@ -14,12 +14,10 @@ interrupt a chunk on another machine; a chunk lasts at most about 0.1 s.
 from __future__ import annotations
 
 import threading
-from contextlib import ExitStack
 from pathlib import Path
 
-from .executors import ThreadBackend
-from .workerproc import gang_trip, preload, round_trip, run_chunk
-from .worker import WorkerLost
+from .backends import RemoteBackend
+from .worker_main import preload, run_chunk
 
 
 class _ChunkActor:
@@ -29,24 +27,24 @@ class _ChunkActor:
         import torch
 
         torch.set_num_threads(1)
-        preload()  # its first chunk should not import torch._dynamo (workerproc.preload)
+        preload()  # its first chunk should not import torch._dynamo (worker_main.preload)
 
     def run(self, payload: bytes) -> bytes:
         return run_chunk(payload)
 
 
-class RayBackend(ThreadBackend):
+class RayBackend(RemoteBackend):
     """A pool of `lanes` Ray actors on the cluster at `address`."""
 
     name = "ray"
+    lost_message = "The Ray worker training this run stopped unexpectedly"
 
     def __init__(self, lanes: int, address: str, runtime_env: dict | None = None):
         super().__init__(lanes)
         self.address = address
-        self.runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)], **(runtime_env or {})}
+        self.runtime_env = {"py_modules": [str(Path(__file__).resolve().parents[1])], **(runtime_env or {})}
         self._lock = threading.Lock()
         self._actors: list = [None] * lanes
-        self._jobs: list[dict] = [{} for _ in range(lanes)]  # per lane: uid -> (version, state mark) its actor holds
         self._remote = None
 
     def _actor(self, lane: int):
@@ -63,35 +61,19 @@ class RayBackend(ThreadBackend):
                 self._jobs[lane].clear()
             return self._actors[lane]
 
-    def chunk(self, job, lane: int, budget: int | None, max_s: float) -> None:
+    def _send(self, lane: int, payload: bytes, report=None) -> bytes:
         import ray
 
-        with job.lock.for_lane():  # held until the chunk is back: a page that changes the job waits for it
-            actor = self._actor(lane)
-            try:
-                if round_trip(job, self._jobs[lane], budget, max_s, lambda p: ray.get(actor.run.remote(p))):
-                    return
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                with self._lock:
-                    self._actors[lane] = None
-                raise WorkerLost("The Ray worker training this run stopped unexpectedly") from exc
-        super().chunk(job, lane, budget, max_s)  # a GPU job, or one that cannot travel: in this process
+        return ray.get(self._actor(lane).run.remote(payload))  # no progress frames from an actor
 
-    def gang(self, jobs: list, lane: int, budgets: list, max_s: float) -> None:
+    def _lost_errors(self) -> tuple:
         import ray
 
-        with ExitStack() as held:
-            for job in jobs:
-                held.enter_context(job.lock.for_lane())
-            actor = self._actor(lane)
-            try:
-                left = gang_trip(jobs, self._jobs[lane], budgets, max_s, lambda p, _: ray.get(actor.run.remote(p)))
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                with self._lock:
-                    self._actors[lane] = None
-                raise WorkerLost("The Ray worker training this run stopped unexpectedly") from exc
-        for job in left:
-            self.chunk(job, lane, budgets[jobs.index(job)], max_s / len(jobs))
+        return ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError
+
+    def _lost(self, lane: int) -> None:
+        with self._lock:
+            self._actors[lane] = None
 
     def kill(self, lane: int) -> None:
         """End one actor (tests: a machine lost mid-chunk)."""

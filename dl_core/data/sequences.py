@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import seqsources
 from .seqdata import PAD, SeqData, split
+from .seqsources import co2, docs, series_task, sunspots, text_task
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,13 @@ SEQ_TASKS: dict[str, SeqTask] = {
                      names, "Letters kept (from the end)", (4, 16, 12)),
     "docs": SeqTask("Next character (Python's docs)", "Read some characters, guess the next: a character-level "
                     "language model, which can then write. From Python's own English documentation "
-                    "(pydoc_data, in every Python).", seqsources.docs, "Characters read", (4, 100, 40), "language",
+                    "(pydoc_data, in every Python).", docs, "Characters read", (4, 100, 40), "language",
                     examples=20000),
     "sunspots": SeqTask("Forecast sunspots", "Read some years of sunspot numbers, forecast the next year's "
-                        "(regression). Yearly 1700–2008, from statsmodels' datasets.", seqsources.sunspots,
+                        "(regression). Yearly 1700–2008, from statsmodels' datasets.", sunspots,
                         "Years read", (4, 60, 22), "forecast"),
     "co2": SeqTask("Forecast CO₂", "Read some weeks of CO₂ at Mauna Loa, forecast the next week's (regression). "
-                   "Weekly 1958–2001, from statsmodels' datasets.", seqsources.co2, "Weeks read", (4, 156, 52),
+                   "Weekly 1958–2001, from statsmodels' datasets.", co2, "Weeks read", (4, 156, 52),
                    "forecast"),
     "my_text": SeqTask("Your text (next character)", "A plain-text file of your own (UTF-8, 500 characters to "
                        "2 MB): guess the next character, then let the network write.", None, "Characters read",
@@ -197,5 +197,5 @@ def from_upload(task: str, content, n: int, lag: int, seed: int, name: str) -> S
     """An upload task's data from the checked content (parse_text's text, parse_series' values)."""
     where = f"Your file {name}."
     if SEQ_TASKS[task].upload == "text":
-        return seqsources.text_task(content, "upload", n, _clamped(task, lag), seed, where)
-    return seqsources.series_task(content, "upload", _clamped(task, lag), where)
+        return text_task(content, "upload", n, _clamped(task, lag), seed, where)
+    return series_task(content, "upload", _clamped(task, lag), where)

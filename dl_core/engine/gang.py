@@ -14,29 +14,33 @@ correction) and rate; a test holds it to torch.optim's own result. At each epoch
 forward pass scores every job's training and test sets (`Gang.measure`), as each job's own
 evaluation would.
 
-Everything else stays each job's own (training.py): its data order, epochs, snapshots,
-schedules, stopping and divergence checks run between steps exactly as when it trains alone.
+Everything else stays each job's own, through the job's public step loop (job.py): its data
+order, epochs, snapshots, schedules, stopping and divergence checks run between steps exactly
+as when it trains alone.
 Gang turns end at an epoch boundary, so jobs that trained apart can meet at position 0.
 """
 from __future__ import annotations
 
 import copy
 import time
+import weakref
+from contextlib import ExitStack
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from . import layerstats
-from .activations import key_of
-from .optim import OPTIMIZERS
-from .spec import SpecNet
+from .. import layerstats
+from ..activations import key_of
+from ..optim import OPTIMIZERS
+from ..spec import SpecNet
 from .trainers import SupervisedTrainer, scores
 
 ROW_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")  # those written row-wise below
 MAX_GANG = 32  # jobs in one gang: past this, a step's arithmetic outweighs the overhead it saves
 MAX_EPOCH_STEPS = 64  # small epochs only: a turn runs on to the epoch's end
+_STATIC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its part of the key (None: none)
 
 
 def gang_key(job) -> tuple | None:
@@ -44,17 +48,18 @@ def gang_key(job) -> tuple | None:
     random layer such as dropout, batch norm's running statistics, augmentation, images,
     sequences, gradient clipping...)."""
     cfg, trainer = job.config, job.trainer
-    if (type(trainer) is not SupervisedTrainer or job._device.type != "cpu" or cfg.augment or cfg.clip
-            or cfg.mixed_precision or not cfg.full_train_eval or cfg.optimizer not in ROW_OPTIMIZERS
-            or trainer.data.x_train.dim() != 2 or not trainer.data.x_train.is_floating_point() or -(-trainer.n_train // cfg.batch_size) > MAX_EPOCH_STEPS):
+    if (not isinstance(trainer, SupervisedTrainer) or not trainer.gangs or job.device.type != "cpu" or cfg.augment
+            or cfg.clip or cfg.mixed_precision or not cfg.full_train_eval or cfg.optimizer not in ROW_OPTIMIZERS
+            or trainer.data.x_train.dim() != 2 or not trainer.data.x_train.is_floating_point()
+            or -(-trainer.n_train // cfg.batch_size) > MAX_EPOCH_STEPS):
         return None
-    static = job.__dict__.get("_gang_static")
-    if static is None:
-        model = job.model
+    model = job.model
+    static = _STATIC.get(model, False)
+    if static is False:
         random_or_stateful = any(isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
                                                 nn.RNNBase, nn.Embedding)) for m in model.modules()) \
             or any(True for _ in model.buffers())
-        static = job._gang_static = None if random_or_stateful else (
+        static = _STATIC[model] = None if random_or_stateful else (
             repr(model), tuple((n, tuple(p.shape)) for n, p in model.named_parameters()),
             trainer.data.task, tuple(trainer.data.x_train.shape[1:]), trainer.data.y_train.dtype)
     if static is None:
@@ -62,7 +67,7 @@ def gang_key(job) -> tuple | None:
     settings = OPTIMIZERS[cfg.optimizer].kwargs(cfg.optimizer_settings())
     settings.pop("lr")
     return (static, cfg.optimizer, tuple(sorted(settings.items())), cfg.batch_size, trainer.n_train,
-            len(trainer.data.x_test), cfg.l1, cfg.l2, job._pos)
+            len(trainer.data.x_test), cfg.l1, cfg.l2, job.pos)
 
 
 def stacked_forward(model: nn.Module) -> Callable | None:
@@ -158,19 +163,19 @@ class Gang:
             flat = torch.stack([torch.cat([p.reshape(-1) for p in ps]) for ps in self.params])
         self.flat = flat.requires_grad_()
         self._bind()
-        self.optimizers = [j._optimizers["model"] for j in self.jobs]
+        self.optimizers = [j.optimizers["model"] for j in self.jobs]
         for opt in self.optimizers:  # stepped here, row-wise: their schedules must not warn that they were not
             opt._opt_called = True
         self.opt = RowOptimizer(first.config.optimizer, first.config.optimizer_settings(), self.optimizers,
                                 self.params)
         self.x = torch.stack([j.data.x_train for j in self.jobs])
         self.y = torch.stack([j.data.y_train for j in self.jobs])
-        self.x_all = torch.stack([j.trainer._x_all for j in self.jobs])  # what each epoch's end measures
-        self.y_all = torch.stack([j.trainer._y_all for j in self.jobs])
-        self.orders = torch.stack([j._order for j in self.jobs])
+        self.x_all = torch.stack([j.trainer.x_all for j in self.jobs])  # what each epoch's end measures
+        self.y_all = torch.stack([j.trainer.y_all for j in self.jobs])
+        self.orders = torch.stack([j.order for j in self.jobs])
         self.rows = torch.arange(len(self.jobs))[:, None]
         self.batch, self.losses = first.config.batch_size, []
-        self.cfg, self._loss_each = first.config, first.trainer._loss_each
+        self.cfg, self._loss_each = first.config, first.trainer.loss_each
         self._penalised = ([n for n, p in named if n.endswith("weight") and p.dim() > 1]
                            if self.cfg.l1 or self.cfg.l2 else [])
         self._predict = stacked_forward(first.model)
@@ -187,7 +192,7 @@ class Gang:
 
     @property
     def pos(self) -> int:
-        return self.jobs[0]._pos
+        return self.jobs[0].pos
 
     def _params(self, flat: torch.Tensor) -> dict:
         k = len(self.jobs)
@@ -215,7 +220,7 @@ class Gang:
         return losses, xb
 
     def measure(self) -> list[dict]:
-        """At an epoch's end, for every job at once, what TrainingJob._end_epoch measures alone:
+        """At an epoch's end, for every job at once, what TrainingJob.end_epoch measures alone:
         whether its weights are all "finite", a copy of its "weights" (its state_dict: a gang's
         networks hold no buffers) and its "metrics", its trainer's `evaluate()` on the train and
         test sets (eval mode changes nothing in a gang's networks: gang_key sees to that)."""
@@ -234,9 +239,7 @@ class Gang:
             return
         per_job = torch.stack(self.losses).t()
         for job, row in zip(self.jobs, per_job):
-            if not job._pending:
-                job._pending_first = job.step - len(self.losses) + 1
-            job._pending.extend(row.unbind())
+            job.add_losses(list(row.unbind()))
         self.losses = []
 
     def stats(self, k: int, xb: torch.Tensor) -> dict:
@@ -254,7 +257,7 @@ class Gang:
         for k, (job, ps) in enumerate(zip(self.jobs, self.params)):
             for p in ps:
                 p.data = p.data.clone()
-            if job._optimizers["model"] is self.optimizers[k]:
+            if job.optimizers["model"] is self.optimizers[k]:
                 self.opt.write_back(k, self.offsets)
 
 
@@ -271,7 +274,7 @@ def train_many(jobs: list, budgets: list[int | None], max_s: float,
                       if any(together) else []))
     for job, budget, t in zip(jobs, budgets, together):
         if not t:
-            events[job] = job.advance(budget, max_s / len(jobs), halt=lambda: halt() or job._halted())
+            events[job] = job.advance(budget, max_s / len(jobs), halt=lambda: halt() or job.halted())
     return [events[j] for j in jobs]
 
 
@@ -281,34 +284,33 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
     its budget of steps; return each job's events, as TrainingJob.advance does. The turn ends
     at the epoch boundary nearest `max_s`, not the first one past it: on busy cores an epoch
     takes 0.2-0.4 s, and turns ran 0.6-1.5 s for 0.5 s asked. `tick()` at each boundary."""
-    events = [[] for _ in jobs]
+    collecting = ExitStack()
+    events = [collecting.enter_context(job.collecting()) for job in jobs]
     done = dict.fromkeys(jobs, 0)
     limit = dict(zip(jobs, budgets))
-    for job, out in zip(jobs, events):
-        job._collect = out
     gang, began = Gang(jobs), time.perf_counter()
     end, epoch_began = began + max_s, began if gang.pos == 0 else None
     try:
         while gang.jobs and not halt():
-            measuring = [j._snapshot_due() for j in gang.jobs]
+            measuring = [j.snapshot_due() for j in gang.jobs]
             _, xb = gang.step()
             leaving = set()
             for k, job in enumerate(gang.jobs):
                 done[job] += 1
-                job._stepped(gang.stats(k, xb) if measuring[k] else None)
+                job.stepped(gang.stats(k, xb) if measuring[k] else None)
             if gang.pos >= gang.jobs[0].trainer.n_train:
                 gang.hand_losses()
                 for k, (job, measured) in enumerate(zip(gang.jobs, gang.measure())):
-                    if not job._end_epoch(measured):
+                    if not job.end_epoch(measured):
                         leaving.add(job)
-                    gang.orders[k] = job._order
-                    gang.opt.lr[k, 0] = job._optimizers["model"].param_groups[0]["lr"]
+                    gang.orders[k] = job.order
+                    gang.opt.lr[k, 0] = job.optimizers["model"].param_groups[0]["lr"]
             for k, job in enumerate(gang.jobs):
                 if measuring[k] and job not in leaving:
                     gang.hand_losses()
-                    if not job._take_snapshot():
+                    if not job.take_snapshot():
                         leaving.add(job)
-                if job._halted() or (limit[job] is not None and done[job] >= limit[job]):
+                if job.halted() or (limit[job] is not None and done[job] >= limit[job]):
                     leaving.add(job)
             now = time.perf_counter()
             if gang.pos == 0:  # a boundary: would the next epoch (as long as this one) end nearer the end?
@@ -327,9 +329,10 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
     finally:
         if gang is not None:
             gang.release()
-        for job in jobs:
-            try:
-                job._flush()
-            finally:
-                job._collect, job.last_batches = None, done[job]
+        with collecting:
+            for job in jobs:
+                try:
+                    job.flush()
+                finally:
+                    job.last_batches = done[job]
     return events
