@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, key_of
+from .layerlist import layers_of
 from .losses import LOSSES
 
 
@@ -53,13 +54,16 @@ class Trace:
     params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _layers(model: nn.Module) -> list[tuple[int, nn.Linear, str]]:
-    """(index, Linear, activation key) per dense layer; the last gets "linear" (logits)."""
-    out, mods = [], list(model.layers)
+def _layers(model: nn.Module) -> list[tuple[str, nn.Linear, str]]:
+    """(module name, Linear, activation key) per dense layer; the last gets "linear" (logits). The name
+    is the model's own ("layers.0" in a SpecNet, "0.0" in a Sequential(backbone, head)), so the
+    gradients by hand carry the same keys as autograd's named_parameters."""
+    names = {m: n for n, m in model.named_modules()}
+    out, mods = [], layers_of(model)
     for i, m in enumerate(mods):
         if isinstance(m, nn.Linear):
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            out.append((i, m, key_of(nxt) or "linear"))
+            out.append((names[m], m, key_of(nxt) or "linear"))
         elif key_of(m) is None:
             raise TraceError(f"Layer {i + 1} ({type(m).__name__}) has no hand-written backward rule here; "
                              "step-through works with Linear and activation layers only.")
@@ -91,16 +95,16 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
     edges: list = []
     steps: list[Step] = []
     params = {}
-    for i, lin, _ in layers:
-        params[f"layers.{i}.weight"] = lin.weight.detach().double().cpu().numpy()
-        params[f"layers.{i}.bias"] = lin.bias.detach().double().cpu().numpy()
+    for name, lin, _ in layers:
+        params[f"{name}.weight"] = lin.weight.detach().double().cpu().numpy()
+        params[f"{name}.bias"] = lin.bias.detach().double().cpu().numpy()
     prev = []
     for r, v in enumerate(np.asarray(x, np.float64)):
         nodes[f"x{r}"] = Node(f"x{r}", "input", 0, r, f"x_{{{r + 1}}}", _short("x", None, r + 1), float(v))
         prev.append(f"x{r}")
     col = 1
-    for li, (i, lin, act) in enumerate(layers, 1):
-        w, b = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
+    for li, (name, lin, act) in enumerate(layers, 1):
+        w, b = params[f"{name}.weight"], params[f"{name}.bias"]
         last = li == len(layers)
         current = []
         for j in range(w.shape[0]):
@@ -109,7 +113,7 @@ def trace(model: nn.Module, x: np.ndarray, target: float, task: str = "classific
             nodes[zid] = Node(zid, "sum", col, j, ("o" if last else "z") + sup,
                               _short("o" if last else "z", li, j + 1), z)
             for k, p in enumerate(prev):
-                edges.append((p, zid, f"layers.{i}.weight[{j},{k}]"))
+                edges.append((p, zid, f"{name}.weight[{j},{k}]"))
             terms = " + ".join(f"w{sup[:-1]}{k + 1}}} {nodes[p].label}" for k, p in enumerate(prev))
             nums = " + ".join(f"{_fmt(w[j, k])}\\cdot {_fmt(nodes[p].value)}" for k, p in enumerate(prev))
             steps.append(Step("forward", zid, f"Weighted sum of neuron {j + 1}, layer {li}",
@@ -159,12 +163,12 @@ def _backward(layers, params, nodes, outputs, d_out, d_sym, steps) -> dict[str, 
         steps.append(Step("backward", nid, f"Gradient at output {k + 1}", sym, f"{num} = {_fmt(d_out[k])}"))
     upstream = list(outputs)
     for li in range(len(layers), 0, -1):
-        i, _, _ = layers[li - 1]
-        w = params[f"layers.{i}.weight"]
+        name = layers[li - 1][0]
+        w = params[f"{name}.weight"]
         below = [f"a{li - 1}_{k}" for k in range(w.shape[1])] if li > 1 else [f"x{k}" for k in range(w.shape[1])]
         dz = np.array([nodes[z].grad for z in upstream])
         a_prev = np.array([nodes[p].value for p in below])
-        grads[f"layers.{i}.weight"], grads[f"layers.{i}.bias"] = np.outer(dz, a_prev), dz.copy()
+        grads[f"{name}.weight"], grads[f"{name}.bias"] = np.outer(dz, a_prev), dz.copy()
         for j, zid in enumerate(upstream):
             sup = f"^{{({li})}}_{{{j + 1}}}"
             steps.append(Step("backward", zid, f"Weights into neuron {j + 1}, layer {li}",

@@ -17,6 +17,7 @@ from .data import images
 from .data.tensors import TensorData
 from .engine import SupervisedTrainer, TrainConfig, TrainingJob
 from .inference import evaluating, predict
+from .layerlist import layers_of
 from .presets import preset_spec
 from .spec import ModelSpec, build, summarize
 
@@ -80,8 +81,9 @@ def first_filters(model: nn.Module) -> np.ndarray | None:
 def feature_maps(model: nn.Module, image: torch.Tensor) -> list[np.ndarray]:
     """Every top-level layer's output for one image (C, H, W) — image maps or flat vectors."""
     outs: list[torch.Tensor] = []
-    hooks = [layer.register_forward_hook(lambda m, a, out: outs.append(out[0].detach().cpu()))
-             for layer in model.layers]
+    # a copy: an in-place activation (torchvision's ReLU(inplace=True)) would overwrite the layer before's map
+    hooks = [layer.register_forward_hook(lambda m, a, out: outs.append(out[0].detach().to("cpu", copy=True)))
+             for layer in layers_of(model)]
     try:
         with evaluating(model), torch.no_grad():
             model(image[None].to(next(model.parameters()).device))
@@ -96,9 +98,10 @@ def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, r
     """How one value of a convolution's output came to be, as CNN Explainer shows it:
     the input patch under the kernel, the kernel, the bias, their sum of products, and
     what the next activation and pooling layers (if they follow) make of it.
-    `layer` is the 0-based index of a Conv2d in model.layers; `maps` are this image's
+    `layer` is the 0-based index of a Conv2d in layers_of(model); `maps` are this image's
     feature_maps when the caller already has them."""
-    conv = model.layers[layer]
+    layers = layers_of(model)
+    conv = layers[layer]
     if not isinstance(conv, nn.Conv2d):
         raise ValueError(f"Layer {layer + 1} is not a convolution.")
     maps = feature_maps(model, image) if maps is None else maps
@@ -110,7 +113,7 @@ def conv_cell(model: nn.Module, image: torch.Tensor, layer: int, channel: int, r
     bias = float(conv.bias[channel].detach()) if conv.bias is not None else 0.0
     out = {"patch": patch, "kernel": kernel, "bias": bias, "value": float((patch * kernel).sum() + bias),
            "network_value": float(maps[layer][channel, row, col]), "padding": p, "stride": s}
-    following = list(model.layers)[layer + 1:layer + 3]
+    following = layers[layer + 1:layer + 3]
     if following and not isinstance(following[0], (nn.Conv2d, nn.Linear, nn.Flatten)):
         out["activation"] = (type(following[0]).__name__, float(maps[layer + 1][channel, row, col]))
         if len(following) == 2 and isinstance(following[1], (nn.MaxPool2d, nn.AvgPool2d)):

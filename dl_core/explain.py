@@ -24,6 +24,7 @@ from captum.log import log_usage
 from torch import nn
 
 from .inference import predict
+from .layerlist import layers_of
 
 BASELINES = {"black": "Black (all zeros)", "blurred": "Blurred input", "noise": "Uniform noise"}
 TUNNELS = {"none": "None", "smoothgrad": "SmoothGrad", "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad"}
@@ -167,8 +168,8 @@ def available(model: nn.Module) -> list[str]:
 
 
 def conv_layers(model: nn.Module) -> list[int]:
-    layers = getattr(model, "layers", [])
-    return [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
+    """Indices (into layers_of) of the convolutions, the layers GradCAM can look at."""
+    return [i for i, layer in enumerate(layers_of(model)) if isinstance(layer, nn.Conv2d)]
 
 
 def eval_copy(model: nn.Module) -> nn.Module:
@@ -195,7 +196,7 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None, key: str, p
     method, ctx = METHODS[key], ctx or Context()
     p = method.defaults() | (params or {})
     if method.needs_conv and ctx.layer is None:
-        ctx = Context(model.layers[conv_layers(model)[-1]], ctx.background, ctx.seed)
+        ctx = Context(layers_of(model)[conv_layers(model)[-1]], ctx.background, ctx.seed)
     if method.background and ctx.background is None:  # no training sample given: black and noise images
         ctx = Context(ctx.layer, torch.stack([baseline(x[0], k, i) for i, k in enumerate(("black", "noise") * 5)]),
                       ctx.seed)
@@ -272,7 +273,7 @@ class Explainer:
             self._cache.move_to_end(cache_key)
             return self._cache[cache_key]
         x = torch.as_tensor(image[None], dtype=torch.float32, device=self.device())
-        ctx = Context(None if layer is None else self.model.layers[layer], self.background)
+        ctx = Context(None if layer is None else layers_of(self.model)[layer], self.background)
         result = attribute(self.model, x, target, key, params, ctx, tunnel, tunnel_params)
         self._cache[cache_key] = result
         if len(self._cache) > self.max_cached:

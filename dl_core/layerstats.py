@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS
+from .layerlist import layers_of
 from .layers import DenseResidual, ResidualBlock
 
 FLAT_SLOPE = 0.05  # a unit counts as "flat" where its slope is under this share of the largest slope
@@ -32,13 +33,9 @@ _SLOPES: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _top(model: nn.Module) -> list[nn.Module]:
-    return list(model.layers) if hasattr(model, "layers") else list(model.children())
-
-
 def tracked_layers(model: nn.Module) -> list[tuple[int, nn.Module]]:
     """(position, module) of each top-level layer whose output is an activation."""
-    inner = [(i, m.act if isinstance(m, DenseResidual) else m) for i, m in enumerate(_top(model))]
+    inner = [(i, m.act if isinstance(m, DenseResidual) else m) for i, m in enumerate(layers_of(model))]
     return [(i, m) for i, m in inner if type(m) in _SLOPES]
 
 
@@ -48,7 +45,7 @@ def layer_names(model: nn.Module) -> list[tuple[str, str]]:
     hidden layers (the Playground's #1…#8, the gradient-flow lab's depth): a Linear starts the
     next hidden layer, its batch norm and activation belong to it, the last Linear is the output
     layer. A network with convolutions is built row by row in the layer table: its numbers."""
-    layers = _top(model)
+    layers = layers_of(model)
     dense = (nn.Linear, DenseResidual)
     if not any(isinstance(m, dense) for m in layers) or any(isinstance(m, (nn.Conv2d, ResidualBlock)) for m in layers):
         return [(str(i + 1), f"layer {i + 1}") for i in range(len(layers))]

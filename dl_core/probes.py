@@ -13,6 +13,7 @@ from torch import nn
 
 from .data.data2d import DOMAIN, feature_matrix
 from .inference import confusion_matrix, evaluating
+from .layerlist import layers_of
 from .spec import ModelSpec, linear_layers, neuron_layers
 
 
@@ -42,7 +43,7 @@ class PlaygroundProbe:
         self.linear_idx = linear_layers(spec)
 
     def __call__(self, model: nn.Module) -> dict:
-        layers = model.layers
+        layers = layers_of(model)
         captured: dict[int, torch.Tensor] = {}
         hooks = [layers[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
                  for i in self.neuron_idx]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .inference import evaluating
+from .layerlist import layers_of
 from .layers import Recurrent
 
 GATE_NAMES = {"LSTM": ("input", "forget", "cell candidate", "output"), "GRU": ("reset", "update", "candidate"),
@@ -66,7 +67,7 @@ def unroll(rnn: nn.RNNBase, x: torch.Tensor, keep: torch.Tensor | None = None) -
 
 def parts(model: nn.Module) -> tuple[nn.Module, nn.RNNBase, nn.Module]:
     """(what comes before the recurrent layer, the layer's torch module, what comes after)."""
-    mods = list(model.layers)
+    mods = layers_of(model)
     at = next(i for i, m in enumerate(mods) if isinstance(m, Recurrent))
     return nn.Sequential(*mods[:at]), mods[at].cell, nn.Sequential(*mods[at + 1:])
 

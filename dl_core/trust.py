@@ -22,6 +22,7 @@ from captum.metrics import infidelity, sensitivity_max
 from torch import nn
 
 from . import explain
+from .layerlist import layers_of
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -113,7 +114,7 @@ def sensitivity(model: nn.Module, image: np.ndarray, target: int, key: str, para
 
 
 def parametrised_layers(model: nn.Module) -> list[int]:
-    return [i for i, layer in enumerate(model.layers) if any(True for _ in layer.parameters())]
+    return [i for i, layer in enumerate(layers_of(model)) if any(True for _ in layer.parameters())]
 
 
 def cascading_randomisation(model: nn.Module, image: np.ndarray, target: int, keys: list[str],
@@ -126,7 +127,7 @@ def cascading_randomisation(model: nn.Module, image: np.ndarray, target: int, ke
     torch.manual_seed(seed)
     steps, corr = [], {k: [] for k in keys}
     for i in reversed(parametrised_layers(model)):
-        for module in randomised.layers[i].modules():
+        for module in layers_of(randomised)[i].modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         steps.append(f"to layer {i + 1}")

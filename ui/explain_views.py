@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from dl_core import explain, trust
+from dl_core.layerlist import layers_of
 from dl_core.reference import shuffled_label_twin
 
 from . import explain_figures as xf
@@ -73,7 +74,7 @@ def gradcam_depth(explainer: explain.Explainer, image: np.ndarray, target: int, 
     cols = st.columns(max(len(convs), 1))
     for col, i in zip(cols, convs):
         res = explainer.explain(image, target, "gradcam", layer=i)
-        shape = tuple(explainer.model.layers[i].weight.shape)
+        shape = tuple(layers_of(explainer.model)[i].weight.shape)
         col.image(xf.overlay(image, explain.heat(res.attribution), opacity),
                   caption=f"layer {i + 1} · {shape[0]} maps")
     st.caption("Early layers see small details (fine, scattered maps); the last one sees whole parts, so its map "
