@@ -17,9 +17,12 @@ from torch import nn
 
 from . import layerstats
 from .activations import ACTIVATIONS
+from .data import Dataset2D, TensorData
+from .data.data2d import feature_matrix
+from .engine import TrainConfig, TrainingJob
 from .inference import evaluating
 from .losses import LOSSES
-from .spec import LayerSpec, ModelSpec
+from .spec import LayerSpec, ModelSpec, build
 
 MAX_DEPTH = 30
 INITS: dict[str, tuple[str, Callable[[nn.Linear, str], None] | None]] = {
@@ -65,6 +68,17 @@ def initialise(model: nn.Module, scheme: str, activation: str, seed: int = 0) ->
                 fn(m, activation)
                 nn.init.zeros_(m.bias)
     return model
+
+
+def make_job(ds: Dataset2D, spec: ModelSpec, init: str, activation: str, seed: int = 0) -> TrainingJob:
+    """A fresh `spec` network, its weights drawn by `init`, learning the points `ds` with Adam;
+    its probe shows each activation layer's outputs on the training inputs (FlowProbe)."""
+    model = initialise(build(spec, seed=seed), init, activation, seed)
+    (xtr, ytr), (xte, yte) = ds.train, ds.test
+    data = TensorData.from_arrays(feature_matrix(xtr, spec.input_names), ytr, feature_matrix(xte, spec.input_names),
+                                  yte, "classification")
+    config = TrainConfig(optimizer="adam", lr=0.003, batch_size=32, seed=seed)
+    return TrainingJob.supervised(model, data, config, FlowProbe(data.x_train))
 
 
 def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str = "classification") -> list[float]:

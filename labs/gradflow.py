@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-import torch
 
 from dl_core import deepnets, layerstats
 from dl_core.activations import ACTIVATIONS
 from dl_core.data import data2d
-from dl_core.data.tensors import TensorData
-from dl_core.engine import TrainConfig, TrainingJob
-from dl_core.spec import build
 from ui import backprop_figures as bf
 from ui import charts, state, views, widgets
 from ui.shell import Shell
@@ -65,21 +61,10 @@ bn = c[5].toggle("Batch norm", key=state.kept("gf_bn"))
 res = c[6].toggle("Residual", key=state.kept("gf_res"), help="x + f(Wx + b): an identity path around every layer.")
 
 ds = dataset(name, widgets.seed())
-x = torch.as_tensor(data2d.feature_matrix(ds.train[0], ("x", "y")), dtype=torch.float32)
-y = torch.as_tensor(ds.train[1]).long()
 spec = deepnets.deep_spec(2, depth, width, act, 2, bn, res, input_names=("x", "y"))
 key = (name, widgets.seed(), spec, init)
-
-
-def fresh_job() -> TrainingJob:
-    model = deepnets.initialise(build(spec, seed=widgets.seed()), init, act, widgets.seed())
-    xt = torch.as_tensor(data2d.feature_matrix(ds.test[0], ("x", "y")), dtype=torch.float32)
-    data = TensorData(x, y, xt, torch.as_tensor(ds.test[1]).long(), "classification")
-    return TrainingJob.supervised(model, data, TrainConfig(optimizer="adam", lr=0.003, batch_size=32,
-                                                           seed=widgets.seed()), deepnets.FlowProbe(x))
-
-
-run = shell.run_for(key, fresh_job, {k: ss.get(k) for k in SETTINGS})
+run = shell.run_for(key, lambda: deepnets.make_job(ds, spec, init, act, widgets.seed()),
+                    {k: ss.get(k) for k in SETTINGS})
 job = run.job
 shell.header()
 
@@ -87,7 +72,7 @@ st.markdown("#### How much gradient reaches each layer? (current weights, one pa
 with job.lock:
     probe_model = job.model
     was = probe_model.training
-    norms = deepnets.gradient_norms(probe_model, x, y)
+    norms = deepnets.gradient_norms(probe_model, job.data.x_train, job.data.y_train)
     probe_model.zero_grad(set_to_none=True)
     probe_model.train(was)
 ratio = deepnets.first_to_last_ratio(norms)

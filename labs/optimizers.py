@@ -10,14 +10,12 @@ import streamlit as st
 
 from dl_core import landscape, playground, surfaces, tuning
 from dl_core.data import data2d
-from dl_core.engine import Executor, ThreadBackend
+from dl_core.engine import TrainingJob
 from dl_core.optim import OPTIMIZERS, SCHEDULES
 from ui import backprop_figures as bf
 from ui import charts, shell, state, widgets
 
 ss = st.session_state
-# short demo runs on this page never queue behind the classroom's jobs
-LOCAL_LANES = Executor(ThreadBackend(1), capacity=4)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -59,10 +57,18 @@ def compare_chart(result: dict | None) -> None:
         st.caption("A final loss well above the best on the way means the run kept bouncing instead of settling.")
 
 
-def fresh_job(setup: playground.Setup, **changes):
-    job, spec, ds = playground.make_job(replace(setup, train=replace(setup.train, **changes)))
-    job.executor = LOCAL_LANES
-    return job, spec, ds
+def fresh_job(setup: playground.Setup, **changes) -> TrainingJob:
+    """A new network for `setup` with these training settings; it trains on the server's executor."""
+    return playground.make_job(replace(setup, train=replace(setup.train, **changes)))[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def range_test(setup: playground.Setup, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rates, losses) of Smith's test, once per set-up: its 100 steps would rerun on every click."""
+    job = fresh_job(setup)  # a fresh network each time, never a live one
+    optimizer = OPTIMIZERS[setup.train.optimizer]
+    return tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.trainer.loss_fn, seed=seed,
+                                optimizer=lambda ps: optimizer.make(ps, setup.train.optimizer_settings()))
 
 
 widgets.keep_alive()
@@ -126,11 +132,8 @@ setup, who = real_setup()
 st.caption(f"Using {who} ({setup.dataset} data).")
 t = st.tabs(["Learning-rate range test", "Schedules", "Batch size"])
 with t[0]:
-    job, _, _ = fresh_job(setup)
+    rates, losses = range_test(setup, widgets.seed())
     optimizer = OPTIMIZERS[setup.train.optimizer]
-    rates, losses = tuning.lr_range_test(job.model, job.data.x_train, job.data.y_train, job.trainer.loss_fn,
-                                         seed=widgets.seed(),
-                                         optimizer=lambda ps: optimizer.make(ps, setup.train.optimizer_settings()))
     best = tuning.suggested_lr(rates, losses)
     top = 1.2 * max(losses[0], 4 * losses.min())  # the last, blown-up points would flatten the rest
     st.vega_lite_chart(spec=charts.series_lines(np.log10(rates), {"loss": losses}, "log₁₀ learning rate",
@@ -156,7 +159,7 @@ with t[1]:
                "first, which keeps the early, chaotic updates small. The CNN Lab applies these same schedulers.")
     if widgets.action("Train with each schedule", key="opt_sched_run"):
         ss[state.OPT_SCHEDULES] = tuning.compare_runs(
-            lambda cfg: fresh_job(setup, **{f: getattr(cfg, f) for f in ("lr", "schedule", "max_epochs")})[0],
+            lambda cfg: fresh_job(setup, **{f: getattr(cfg, f) for f in ("lr", "schedule", "max_epochs")}),
             {SCHEDULES[k].label: replace(setup.train, lr=base_lr, schedule=k, max_epochs=epochs) for k in SCHEDULES})
     compare_chart(ss.get(state.OPT_SCHEDULES))
 with t[2]:
@@ -164,7 +167,7 @@ with t[2]:
                "batches take few, accurate ones.")
     if widgets.action("Run the comparison", key="opt_batch_run"):
         ss[state.OPT_BATCH] = tuning.compare_runs(
-            lambda cfg: fresh_job(setup, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs)[0],
+            lambda cfg: fresh_job(setup, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs),
             {f"batch {b}": replace(setup.train, batch_size=b, max_epochs=10) for b in (1, 8, 32, 256)})
     compare_chart(ss.get(state.OPT_BATCH))
 
@@ -177,7 +180,7 @@ kind = d[0].radio("Directions", ["random (filter-normalised)", "the training pat
 span = d[1].select_slider("How far", [0.25, 0.5, 1.0, 2.0], 1.0, key=state.kept("opt_span"))
 land_epochs = d[2].slider("Training epochs", 5, 60, 20, key=state.kept("opt_land_epochs"))
 if widgets.action("Compute the landscape", key="opt_land_run", type="primary"):
-    job, _, _ = fresh_job(setup)
+    job = fresh_job(setup)
     path = tuning.epoch_path(job, land_epochs)
     final = {k: v.detach() for k, v in job.model.named_parameters()}
     coords = explained = None

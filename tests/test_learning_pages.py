@@ -1,11 +1,14 @@
 """The backpropagation, gradient-flow and optimizer pages, through AppTest."""
 import json
+import threading
 
 import numpy as np
 import pytest
+import streamlit as st
 from test_pages import open_page, poll, switch_to
 
-from dl_core import surfaces
+from dl_core import deepnets, surfaces, tuning
+from dl_core.data import data2d
 from ui import backprop_figures as bf
 from ui import state
 from ui.shell import run_key
@@ -67,6 +70,46 @@ def test_gradient_flow_presets_show_vanishing_and_its_fixes():
     job = at.session_state[run_key("gradflow")].job
     poll(at, lambda a: job.epoch >= 1 and not job.active)
     assert not at.exception and job.view()["activations"] and job.snapshot()["histograms"]
+
+
+def test_the_gradient_flow_factory_makes_a_job_that_learns(executor):
+    name = next(k for k, v in data2d.DATASETS.items() if not v.curve and v.n_classes == 2)  # the page's default
+    ds = data2d.make_dataset(name, 500, 0.1, 0.7, 1)
+    job = deepnets.make_job(ds, deepnets.deep_spec(2, 5, 16, "relu", 2, input_names=("x", "y")), "kaiming", "relu", 1)
+    job.executor = executor
+    job.set_config(max_epochs=5)
+    losses = [e["train_loss"] for e in tuning.train_blocking(job, 60).view()["epochs"]]
+    assert len(job.data.x_train) == len(ds.train[0]) and len(losses) >= 5
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def lanes() -> int:
+    return sum(t.name.startswith("training-lane-") for t in threading.enumerate())
+
+
+def test_the_optimizers_demo_runs_leave_no_lane_threads_behind():
+    """Its runs train on the server's executor: a page that made an executor of its own on every
+    rerun left one more lane thread behind each time it trained something."""
+    at = open_page("optimizers")
+    at.slider(key="opt_sched_epochs").set_value(5).run()
+    at.button(key="opt_sched_run").click().run()
+    before = lanes()
+    for i in range(20):
+        at.selectbox(key="opt_surface").set_value("beale" if i % 2 else "rosenbrock").run()
+        if i in (7, 15):
+            at.button(key="opt_sched_run").click().run()
+    assert len(at.session_state[state.OPT_SCHEDULES]) == 4 and not at.exception
+    assert 0 < lanes() <= before
+
+
+def test_the_learning_rate_range_test_runs_once_per_setup(monkeypatch):
+    real, calls = tuning.lr_range_test, []
+    monkeypatch.setattr(tuning, "lr_range_test", lambda *a, **k: calls.append(a) or real(*a, **k))
+    st.cache_data.clear()  # another test's page may have cached this set-up's curve already
+    at = open_page("optimizers")
+    at.run()
+    at.selectbox(key="opt_surface").set_value("beale").run()
+    assert len(calls) == 1 and not at.exception
 
 
 def test_changing_the_optimizer_changes_the_race():
