@@ -79,8 +79,8 @@ def pick_device(preference: str = "auto") -> DeviceInfo:
 
 def configure_threads(n: int) -> None:
     """Set torch's intra-op threads once. One thread is the measured sweet spot for
-    many small concurrent jobs on a shared server (NOTES.md: 2 threads beside a
-    busy core made small-model work 20-50x slower)."""
+    many small concurrent jobs on a shared server: a second thread beside a busy core
+    made small-model work many times slower."""
     n = max(1, int(n))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -14,9 +14,9 @@ from .recurrence import SequenceProbe
 from .spec import InputCode, LayerSpec, ModelSpec, build
 
 CELLS = ("RNN", "LSTM", "GRU")
-# full_train_eval off: re-measuring the whole training set each epoch cost a recurrent net ~40 % on
-# top of training; the running mean over the epoch's batches is reported instead, as Keras does.
-# A snapshot a second: the probe (states, gates and gradients of 101 steps, by hand) takes ~22 ms.
+# full_train_eval off: re-measuring the whole training set each epoch cost a recurrent net a large
+# share on top of training; the running mean over the epoch's batches is reported instead, as Keras does.
+# A snapshot a second: the probe (states, gates and gradients of 101 steps, by hand) is not free.
 DEFAULT_TRAIN = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, clip=1.0, snapshot_interval_s=1.0,
                             full_train_eval=False)
 

@@ -40,6 +40,7 @@ def run_key(lab: str) -> str:
 
 
 def previous_key(lab: str) -> str:
+    """The session key of the run a new one replaced, kept for one undo (tests read it)."""
     return _key(lab, "previous")
 
 
@@ -317,7 +318,8 @@ class Shell:
                 st.dataframe([{"#": r.index, "layer": r.label, "output shape": str(r.out_shape),
                                "parameters": r.params} for r in rows], hide_index=True)
                 st.caption(f"{sum(r.params for r in rows):,} parameters in total.")
-            networks_of(self.run.job)
+            if panel.open:
+                networks_of(self.run.job)
             code = script(spec, self.run.job.config)
             self.model_files(spec, code, stem, meta, on_load)
             if panel.open:

@@ -42,8 +42,9 @@ OPT_LANDSCAPE = "opt_landscape"  # (alphas, 1-D slice, 2-D slice, path coordinat
 
 # Explainability Lab
 XP_EXPLAINER = "xp_explainer"  # explain.Explainer for the model version on show (it caches its maps)
-XP_TARGET = "xp_target"  # a class picked by clicking a probability bar
 XP_SANITY = "xp_sanity"  # {(model version, input digest, methods): sanity-check results}
+
+SESSION_ID = "session_id"  # this browser session's own id (widgets.session_id)
 
 KEPT = "kept_widget_keys"  # keys marked by kept(): their values outlive a visit to another page
 
@@ -89,10 +90,6 @@ class Setting:
     fmt: Callable[[Any], str] | None = None
     help: str | None = None
     role: str = "structure"  # structure: needs a new network | hyper: a job takes it live | view
-
-
-def _pct(v):
-    return f"{v}%"
 
 
 PLAYGROUND: dict[str, Setting] = {s.key: s for s in [

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from dl_core.data.data2d import DATASETS, FEATURES, Dataset2D, feature_matrix, make_dataset
-from dl_core.engine.parts import downsample
+from dl_core.engine.records import downsample
 from dl_core.probes import grid_points
 
 from . import charts, counters, figures, widgets

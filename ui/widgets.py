@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import secrets
 import threading
 from collections import OrderedDict
 from typing import Callable
@@ -11,7 +12,6 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 import torch
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from dl_core.classroom import CHALLENGES, LESSON
 from dl_core.device import available_kinds, configure_threads, pick_device
@@ -21,8 +21,9 @@ from . import state
 
 
 def session_id() -> str:
-    ctx = get_script_run_ctx()
-    return ctx.session_id if ctx else "no-session"
+    """This browser session's id, kept in its session state: like Streamlit's own session it survives a
+    reconnect (a Wi-Fi blip) and a reload starts a new one."""
+    return st.session_state.setdefault(state.SESSION_ID, secrets.token_urlsafe(12))
 
 
 def _released(sid: str) -> None:

@@ -5,7 +5,8 @@ outlive their page (runs.py, runstore.py). It knows no lab and no UI."""
 from .backends import RemoteBackend, ThreadBackend, WorkerLost
 from .executors import Executor
 from .job import TrainingJob
-from .parts import Event, History, TrainConfig
+from .parts import TrainConfig
+from .records import Event, History
 from .runs import RUNS, Run, RunRegistry
 from .runstore import RunStore
 from .server import executor, make_backend, shutdown

@@ -1,7 +1,7 @@
 """Where a chunk computes: the backends an executor (executors.py) drives its lanes through.
 
 - `ThreadBackend`: in the lane's thread, in this process. GPU jobs always run here: CUDA
-  kernels release the interpreter lock, and a CUDA context per process costs ~0.5 GB.
+  kernels release the interpreter lock, and a CUDA context per process costs much GPU memory.
 - `RemoteBackend`: the base of the two that train elsewhere, a worker process per lane
   (workerproc.py) and a Ray actor per lane (ray_backend.py). A lane's worker keeps a copy of
   each job it trained; a turn sends the whole job the first time, its state after that, and
@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from .gang import train_many
 
 MISSING = pickle.dumps((None, "missing"))  # a worker's answer to a turn for a job it does not hold
-READY = struct.pack("<Q", 0)  # a new worker's first message: its imports (~3 s of torch) are done
+READY = struct.pack("<Q", 0)  # a new worker's first message: its imports (torch's, mostly) are done
 PROGRESS = 1 << 63  # in a frame's length: a progress report, the reply is still to come
 REST = struct.pack("<Q", 0)  # to a worker: drop the jobs you hold (its lane is idle); no reply
 

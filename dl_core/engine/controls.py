@@ -39,7 +39,6 @@ class Controls:
             self._want_run, self._stop, self.message = True, False, ""
         self._submit()
 
-    resume = start
 
     def pause(self) -> None:
         with self._cond:

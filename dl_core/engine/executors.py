@@ -27,9 +27,8 @@ from .parts import CHUNK_S
 
 # A gang's turn lasts a chunk per member, but at most this long. Pages no longer wait for a turn to
 # come back to see its epochs (the worker reports each as it ends: worker_main.py), so turns can be
-# long enough that shipping and absorbing 15 jobs (0.1-0.5 s on busy cores) is a small part of them:
-# at 0.35 s a turn spent about as long travelling as training, and a full room trained 48-67 % of
-# the bare loop's rate; at 1.0 s, 73 %.
+# long enough that shipping and absorbing a gang's jobs is a small part of them: shorter turns spent
+# about as long travelling as training (docs/PERFORMANCE.md).
 GANG_TURN_S = 1.0
 # A gang's turn when no other job waits for a lane (a full room of one network: a gang per lane),
 # on a backend that can end a turn early, may last as long as the pictures' pace (a job's snapshots
@@ -50,8 +49,8 @@ class Executor:
         self.capacity, self.slice_s, self.unwatched_s = max(1, capacity), slice_s, unwatched_s
         # A lane idle for idle_s rests: its worker drops the jobs it held and this process trims its
         # heap, so memory comes back soon after a class. The worker itself ends only after exit_s (a
-        # lesson's gap): a class pressing ▶ Train at once found a pool released before it cold, and
-        # its lanes trained in the web processes while 2 workers booted on busy cores (~13 s).
+        # lesson's gap), so that a class pressing ▶ Train at once does not find the pool gone cold,
+        # its lanes training in the web processes while the workers boot.
         self.idle_s, self.exit_s, self.warms = idle_s, exit_s, warms
         self._rested = [False] * self.backend.lanes
         self._cond = threading.Condition()
@@ -82,9 +81,8 @@ class Executor:
     def warm(self) -> None:
         """A learner opened a training lab: start the workers now, and the lanes that release them
         after `idle_s` if nobody trains. A room pressing ▶ Train at once otherwise finds them
-        cold: their lanes train in the web process while each worker imports torch (~3 s), and
-        every page waits for the web process (update gaps of 4-10 s in the first seconds of a
-        30-learner class)."""
+        cold: their lanes train in the web process while each worker imports torch, and every
+        page waits for the web process."""
         with self._cond:
             if self._closed or not self.warms:
                 return
@@ -176,8 +174,8 @@ class Executor:
         """(chunk seconds, seconds between snapshots) for the room as it is now. Every job taking
         turns should see a turn about once a second, so chunks shorten as the room fills (down
         to 30 ms). Snapshots (the probe's pictures) thin out as it fills, up to one every 3 s
-        from 7.5 jobs per lane: each new one costs the web process a picture (measured: with 30
-        learners on two web processes, pictures were 30-40 % of their time at one every 1.5 s)."""
+        from 7.5 jobs per lane: each new one costs the web process a picture, and in a full room
+        pictures took a large share of the web processes' time."""
         with self._cond:
             per_lane = len(self._admitted) / self.backend.lanes
         if per_lane <= 1:  # a lane each: as fast as the job's own settings ask

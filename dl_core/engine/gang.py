@@ -1,7 +1,7 @@
 """A room's networks trained as one: a gang of same-architecture jobs takes one stacked step.
 
-Tiny networks are bound by PyTorch's per-operation overhead (about 0.55 ms a step whatever
-the layer sizes), so a room of learners training the Playground's networks spends nearly all
+Tiny networks are bound by PyTorch's per-operation overhead (a step costs about the same
+whatever the layer sizes), so a room of learners training the Playground's networks spends nearly all
 its time on overhead. Jobs whose networks have the same layers, whose optimizers are the same
 kind with the same settings, and who stand at the same place of equally long epochs form a
 gang: their weights become the rows of one flat tensor (each job's parameters are views
@@ -74,8 +74,8 @@ def stacked_forward(model: nn.Module) -> Callable | None:
     """The forward pass of k networks like `model` at once, (weights [k, ...] by name, inputs
     [k, n, features]) -> outputs [k, n, ...], by batched matrix products, where every layer is
     a Linear or an element-wise activation (the Playground's networks); None for any other
-    network (the gang then vmaps torch.func.functional_call, which computes the same). For 15
-    Playground networks a step (forward and backward) took 2.9 ms through vmap, 1.1 ms this way."""
+    network (the gang then vmaps torch.func.functional_call, which computes the same, more
+    slowly for the Playground's networks)."""
     layers = list(model.layers) if isinstance(model, SpecNet) else []
     if not layers or not all(isinstance(m, nn.Linear) or key_of(m) for m in layers):
         return None
@@ -282,8 +282,8 @@ def train_gang(jobs: list, budgets: list[int | None], max_s: float,
                halt: Callable[[], bool] = lambda: False, tick: Callable[[], None] = lambda: None) -> list[list]:
     """Train `jobs` as one gang for about `max_s` seconds (to an epoch's end), each for at most
     its budget of steps; return each job's events, as TrainingJob.advance does. The turn ends
-    at the epoch boundary nearest `max_s`, not the first one past it: on busy cores an epoch
-    takes 0.2-0.4 s, and turns ran 0.6-1.5 s for 0.5 s asked. `tick()` at each boundary."""
+    at the epoch boundary nearest `max_s`, not the first one past it: on busy cores an epoch is
+    long next to a turn, and turns ran far past the time asked. `tick()` at each boundary."""
     collecting = ExitStack()
     events = [collecting.enter_context(job.collecting()) for job in jobs]
     done = dict.fromkeys(jobs, 0)

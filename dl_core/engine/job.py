@@ -30,7 +30,8 @@ from torch.nn.utils import parameters_to_vector
 
 from ..optim import DEFAULT_RUN_EPOCHS, OPTIMIZERS, SCHEDULES, scheduler
 from .controls import Controls
-from .parts import CHUNK_S, Event, History, Precision, TrainConfig, clone_state, downsample
+from .parts import CHUNK_S, Precision, TrainConfig, clone_state
+from .records import Event, History, Observed
 from .stopping import Stopping
 from .trainers import SupervisedTrainer, Trainer
 from .travel import StateLock, Travelling
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # a job reads its data's tensors only: the engine imports no 
 
 
 
-class TrainingJob(Travelling, Stopping, Controls):
+class TrainingJob(Observed, Travelling, Stopping, Controls):
     """Train `trainer`'s networks under `config`; see the module docstring."""
 
     def __init__(self, trainer: Trainer, config: TrainConfig = TrainConfig(), executor=None):
@@ -110,10 +111,11 @@ class TrainingJob(Travelling, Stopping, Controls):
             if new.optimizer not in OPTIMIZERS or new.schedule not in SCHEDULES:
                 raise ValueError(f"Unknown optimizer or schedule {new.optimizer!r} / {new.schedule!r}.")
             old, self.config = self.config, new
-            self.version += 1  # a worker's copy of this job is out of date
+            self._tuned += 1  # the next turn carries the optimizers' new settings (travel.state_mark)
             before, self._networks = self._networks, self.trainer.param_groups(new)
             if any(before[n].optimizer != g.optimizer for n, g in self._networks.items()):
                 self._new_optimizers()
+                self.version += 1  # another kind of optimizer: a worker needs the whole job again
             else:
                 for n, opt in self._optimizers.items():
                     kwargs = OPTIMIZERS[self._networks[n].optimizer].kwargs(new.optimizer_settings())
@@ -128,6 +130,7 @@ class TrainingJob(Travelling, Stopping, Controls):
                         g["initial_lr"], g["lr"] = lr, lr * self._factor(sched.last_epoch)
             if new.mixed_precision != old.mixed_precision:
                 self._precision = {n: Precision(m, new.mixed_precision) for n, m in self.trainer.models.items()}
+                self.version += 1
 
     def clone(self, executor=None) -> "TrainingJob":
         """An independent job with this one's weights, settings and history at this moment
@@ -140,42 +143,6 @@ class TrainingJob(Travelling, Stopping, Controls):
             twin.step, twin.epoch, twin._pos, twin._good_state = self.step, self.epoch, self._pos, self._weights()
             twin._new_optimizers()  # at this epoch of the schedule
         return twin
-
-    # ---- observation ----
-    def view(self, max_points: int = 500) -> dict:
-        """A copy of the history, downsampled for charts."""
-        with self._cond:
-            h = self._history
-            epochs = h.epochs + self._live["epochs"] if self._live else h.epochs  # a turn's epochs so far
-            return {"steps": downsample(h.steps, max_points), "epochs": downsample(epochs, max_points),
-                    "named_steps": {n: downsample(s, max_points) for n, s in h.named_steps.items()},
-                    "grad_norms": downsample(h.grad_norms, max_points),
-                    "activations": downsample(h.activations, max_points),
-                    "events": sorted([*self._events, *self._step_events], key=lambda e: e.time)}
-
-    def latest(self, epochs: int = 1) -> tuple[list[dict], tuple | None]:
-        """The newest `epochs` epoch rows and the newest step, without view()'s copies of the
-        whole history: a live view's counters read them several times a second per learner."""
-        with self._cond:
-            h, live = self._history, self._live["epochs"] if self._live else []
-            return (h.epochs[-epochs:] + live[-epochs:])[-epochs:], (h.steps[-1] if h.steps else None)
-
-    def best(self, metric: str, pick=min) -> float | None:
-        """The best `metric` ("test_loss", "test_acc", …) over every epoch kept: a chart's view
-        thins a long run to max_points epochs, and the best one may be among those left out."""
-        with self._cond:
-            seen = [e[metric] for e in self._history.epochs if e.get(metric) is not None]
-        return pick(seen) if seen else None
-
-    def snapshot(self, fresh: bool = False) -> dict | None:
-        """The latest probe result; `fresh` takes one now (under the weights lock)."""
-        if fresh:
-            with self.lock:
-                snap = self.trainer.probe()
-            with self._cond:
-                self._history.snapshot = snap
-        with self._cond:
-            return self._history.snapshot
 
     def evaluate(self, train: bool = True) -> dict:
         with self.lock:
@@ -233,23 +200,6 @@ class TrainingJob(Travelling, Stopping, Controls):
     @property
     def device(self) -> torch.device:
         return self._device
-
-    def _emit(self, kind: str, message: str = "", data: dict | None = None) -> None:
-        event = Event(kind, self.step, self.epoch, time.time(), message, data)
-        self._record(event)
-        if self._collect is not None:
-            self._collect.append(event)
-
-    def _record(self, event: Event) -> None:
-        """Into the history, and into the event log: a snapshot there without its pictures (the
-        history keeps the latest; a log of them all grew by ~160 KB each, several a second); a
-        new snapshot also goes to `on_snapshot`, in the process that records it (a worker's
-        copy has none: its snapshots reach the page's process when the turn comes back)."""
-        kept = replace(event, data=None) if event.kind == "snapshot" else event
-        (self._step_events if event.kind == "step" else self._events).append(kept)
-        self._history.apply(event)
-        if event.kind == "snapshot" and self.on_snapshot is not None:
-            self.on_snapshot(event.data)  # under the job's locks: the hook only hands the snapshot on
 
     def train_batch(self) -> bool:
         """One optimizer step; False if the chunk must end here (the run diverged, or stops)."""
@@ -390,12 +340,6 @@ class TrainingJob(Travelling, Stopping, Controls):
         self._watch_collapse()
         return not self._reached_goal()
 
-    def _finish(self, message: str) -> None:
-        with self._cond:
-            self._want_run, self._budget = False, 0
-            self.state, self.message = "finished", message
-            self._emit("finished", message)
-
     def _record_epoch(self, measured: dict | None = None) -> None:
         full = self.config.full_train_eval or self.epoch == 0
         running = self.trainer.running_metrics()
@@ -418,22 +362,3 @@ class TrainingJob(Travelling, Stopping, Controls):
             with self._cond:
                 self._emit("snapshot", data=snap)
         return ok
-
-    def _diverged(self, step: int, value: float) -> None:
-        """Put the last good weights back and explain; the learner can lower the rate and go on."""
-        self._load(self._good_state)
-        with self.lock:
-            self._new_optimizers()
-        self.trainer.running_metrics()  # this epoch's sums are spoilt
-        kind = "NaN (not a number)" if math.isnan(value) else "infinite"
-        with self._cond:
-            self.step = step - 1
-            self._want_run, self._budget = False, 0
-            self.state = "failed"
-            self.message = (f"Learning rate too high: the loss exploded (became {kind}) at step {step}, "
-                            f"epoch {self.epoch + 1}. Each update overshot the minimum by more than the last, so "
-                            f"the weights blew up. The model was put back to its weights at the end of epoch "
-                            f"{self.epoch}; lower the learning rate (now {self.config.lr:g}) and train again.")
-            self._emit("failed", self.message)
-        self._pos = 0
-        self._order = self._new_order()

@@ -1,11 +1,8 @@
-"""What a training job is made of: its settings and what it records.
-
-Kept apart from the job's thread logic (training.py) so each reads in one sitting.
-"""
+"""What a training job is made of: its settings, its precision, and its tensors packed to travel."""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,7 +24,7 @@ class TrainConfig:
     shuffle: bool = True  # False visits the training set in its stored order every epoch
     # True: after each epoch, re-measure the whole training set (exact; cheap for 2-D data).
     # False: report the running mean over the epoch's batches, as Keras does, and measure
-    # only the held-out set — for image data, where a full pass would cost ~40 % extra.
+    # only the held-out set — for image data, where a full pass costs a large share extra.
     full_train_eval: bool = True
     schedule: str = "constant"  # a dl_core.optim.SCHEDULES key
     early_stop_patience: int | None = None  # stop when validation loss has not improved for this many epochs
@@ -51,65 +48,6 @@ class TrainConfig:
         """What dl_core.optim.OPTIMIZERS reads; each optimizer takes the ones it uses."""
         return {"lr": self.lr, "momentum": self.momentum, "beta1": self.beta1, "beta2": self.beta2,
                 "weight_decay": self.weight_decay}
-
-
-@dataclass(frozen=True)
-class Event:
-    """What a job reports. `data` carries the measurements (step losses, an epoch's metrics, a
-    snapshot), so whoever receives the events, in this process or another, can rebuild the
-    job's whole history with History.apply."""
-
-    kind: str  # step | stats | epoch | snapshot | finished | stopped | failed | paused | started | collapse
-    step: int
-    epoch: int
-    time: float
-    message: str = ""
-    data: dict | None = None
-
-
-@dataclass
-class History:
-    """Everything the job has measured; read it through TrainingJob.view()."""
-
-    steps: list = field(default_factory=list)  # (step, batch loss): the trainer's first named loss
-    epochs: list = field(default_factory=list)  # dicts: epoch, step, train_loss, test_loss, train_acc, test_acc
-    grad_norms: list = field(default_factory=list)  # (step, [norm per parametrised layer])
-    activations: list = field(default_factory=list)  # (step, [(mean, std, flat share) per activation layer])
-    snapshot: dict | None = None  # the latest probe result
-    named_steps: dict = field(default_factory=dict)  # name -> [(step, loss)], for a trainer of several losses
-
-    # Full resolution for the latest KEEP entries of each series, every other one before them
-    # (again and again as a run goes on): the charts show at most 500 points anyway, and a
-    # Playground run at full speed measures ~800 steps and ~100 epochs a second, which kept in
-    # full cost ~300 MB an hour per learner.
-    KEEP = {"steps": 20_000, "epochs": 5_000, "grad_norms": 2_000, "activations": 2_000}
-
-    def apply(self, event: Event) -> None:
-        """Record what `event` measured (lifecycle events carry nothing to record)."""
-        d = event.data or {}
-        if event.kind == "step":
-            self._add("steps", enumerate(d["losses"], d["first"]))
-            for name, losses in d.get("named", {}).items():
-                self._add("steps", enumerate(losses, d["first"]), self.named_steps.setdefault(name, []))
-        elif event.kind == "stats":
-            if d.get("grad_norms") is not None:
-                self._add("grad_norms", [(event.step, d["grad_norms"])])
-            if d.get("activations"):
-                self._add("activations", [(event.step, d["activations"])])
-        elif event.kind == "epoch":
-            self._add("epochs", [d])
-        elif event.kind == "snapshot":
-            self.snapshot = d
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"named_steps": {}} | state)  # (saved before named losses)
-
-    def _add(self, name: str, items, series: list | None = None) -> None:
-        series, keep = getattr(self, name) if series is None else series, self.KEEP[name]
-        series.extend(items)
-        if len(series) > 2 * keep:  # thin the older part: its first and last entries stay
-            old = series[:-keep]
-            series[:] = old[:-1:2] + old[-1:] + series[-keep:]
 
 
 class Precision:
@@ -142,22 +80,13 @@ def clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def downsample(seq: list, n: int) -> list:
-    if len(seq) <= n:
-        return list(seq)
-    stride = len(seq) / n
-    return [seq[int(i * stride)] for i in range(n - 1)] + [seq[-1]]
-
-
-
-
 class _Slot(tuple):
     """Where a tensor was in a packed structure: (dtype key, index)."""
 
 
 def pack_tensors(obj):
     """`obj` (dicts, lists, tuples of tensors and plain values) with every tensor moved into one
-    flat buffer per dtype: pickling ~50 small tensors one by one cost ~4 ms, one buffer ~0.1 ms."""
+    flat buffer per dtype: pickling many small tensors one by one costs far more than one buffer."""
     groups: dict = {}
 
     def walk(x):

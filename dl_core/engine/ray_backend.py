@@ -5,7 +5,7 @@ docs/CLASSROOM.md) and the app only connects: `ray.init()` that *starts* a local
 from a Streamlit script thread takes the cluster down when that thread ends. The
 connection is made from a lane thread, which lives as long as the server.
 
-Actors are pooled, one per lane: each holds torch (~340 MB), so one actor per learner
+Actors are pooled, one per lane: each holds torch in memory, so one actor per learner
 would not fit a room. Jobs travel to an actor as pickles and come back after one chunk,
 exactly as with the process pool, so any actor can take any job's next turn, and an
 actor that dies loses one chunk, never the learner's weights. There is no shared flag to
@@ -85,7 +85,7 @@ class RayBackend(RemoteBackend):
             ray.kill(actor)
 
     # An idle lane gives its actor back at once (not after exit_s as a worker process does): an actor
-    # holds one of the cluster's CPUs and ~340 MB, which other users of a shared cluster may want.
+    # holds one of the cluster's CPUs and torch's memory, which other users of a shared cluster may want.
     rest = release = kill
 
     def close(self) -> None:

@@ -28,7 +28,9 @@ MOVED = {f"dl_core.{old}": f"dl_core.{new}" for old, new in {
     "gang": "engine.gang", "runs": "engine.runs", "runstore": "engine.runstore", "data2d": "data.data2d",
     "images": "data.images", "seqdata": "data.seqdata", "seqsources": "data.seqsources",
     "sequences": "data.sequences"}.items()}
-MOVED_CLASSES = {("dl_core.jobparts", "TensorData"): ("dl_core.data.tensors", "TensorData")}
+MOVED_CLASSES = {("dl_core.jobparts", "TensorData"): ("dl_core.data.tensors", "TensorData"),
+                 ("dl_core.jobparts", "Event"): ("dl_core.engine.records", "Event"),
+                 ("dl_core.jobparts", "History"): ("dl_core.engine.records", "History")}
 
 
 class _Unpickler(pickle.Unpickler):

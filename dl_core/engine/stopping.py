@@ -1,4 +1,5 @@
-"""When a run should stop, and when it has gone wrong without blowing up (TrainingJob's mixin).
+"""When a run should stop, and when it has gone wrong (TrainingJob's mixin): blown up (a loss
+that is not finite: the last good weights come back), or collapsed without blowing up.
 Each rule reads the metrics it needs if the trainer reports them, and stays quiet otherwise.
 
 Three stops the learner chooses: a number of epochs (`max_epochs`, in job.py), a goal for
@@ -11,12 +12,39 @@ ten times its best) and stays there, says so in plain words with those weights o
 """
 from __future__ import annotations
 
+import math
+
 COLLAPSE_EPOCHS = 5  # epochs in a row far below the peak before the job speaks up (one bad epoch is noise)
 MIN_PEAK_GAIN = 0.3  # the peak must be this share of the way from chance to 100 % (there was something to lose)
 
 
 class Stopping:
     """Stop rules and collapse watching for TrainingJob; see the module docstring."""
+
+    def _finish(self, message: str) -> None:
+        with self._cond:
+            self._want_run, self._budget = False, 0
+            self.state, self.message = "finished", message
+            self._emit("finished", message)
+
+    def _diverged(self, step: int, value: float) -> None:
+        """Put the last good weights back and explain; the learner can lower the rate and go on."""
+        self._load(self._good_state)
+        with self.lock:
+            self._new_optimizers()
+        self.trainer.running_metrics()  # this epoch's sums are spoilt
+        kind = "NaN (not a number)" if math.isnan(value) else "infinite"
+        with self._cond:
+            self.step = step - 1
+            self._want_run, self._budget = False, 0
+            self.state = "failed"
+            self.message = (f"Learning rate too high: the loss exploded (became {kind}) at step {step}, "
+                            f"epoch {self.epoch + 1}. Each update overshot the minimum by more than the last, so "
+                            f"the weights blew up. The model was put back to its weights at the end of epoch "
+                            f"{self.epoch}; lower the learning rate (now {self.config.lr:g}) and train again.")
+            self._emit("failed", self.message)
+        self._pos = 0
+        self._order = self._new_order()
 
     def _stopped_early(self) -> bool:
         """Early stopping: keep the best validation weights; stop after `patience` epochs without progress."""

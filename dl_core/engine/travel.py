@@ -6,17 +6,17 @@ turn carries only what a chunk changes (`turn_state`: weights, optimizer and sch
 state, the random generator, counters), packed into one buffer per dtype, and the reply
 brings the same back with the chunk's events (`absorb`). When the worker's copy is the very
 state it sent back last (nothing changed here since: `state_mark`), a turn carries only the
-counters, which the page may have changed (a pause, a step asked for): packing 15 jobs'
-state in a busy web process and loading it in the worker took 0.1-0.3 s of every
+counters, which the page may have changed (a pause, a step asked for): packing a gang's
+state in a busy web process and loading it in the worker was a costly part of every
 classroom turn. The run store saves a resting job whole (`to_state` / `from_state`).
 TrainingJob (job.py) inherits this.
 
 The way back is lazy too. A job that trains on after a turn keeps the worker's state as it
 came, packed, and loads it only when someone takes its weights lock (`StateLock`: a page
 reading the weights, a save, the next turn sending the state to another worker). Loading
-15 jobs' state is ~2,900 torch calls, and each one gives up the interpreter lock: 37 ms on
-an idle process took 4.3 s beside one busy Python thread (`benchmarks/chunks.py`), and a
-class's web process is busy, so every gang turn ended in a stall that no page could fill.
+a gang's state is many small torch calls, each giving up the interpreter lock, which a busy
+process is slow to get back; a class's web process is busy, so loading every answer at once
+ended every gang turn in a stall that no page could fill.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from ..optim import track_steps
 from .executors import default as default_executor
-from .parts import CHUNK_S, History, pack_tensors, unpack_tensors
+from .parts import CHUNK_S, pack_tensors, unpack_tensors
+from .records import History
 from .runstore import loads
 
 
@@ -49,14 +50,18 @@ class Fields:
     def all(self) -> frozenset:
         return frozenset(self.local + self.counters + self.trained + self.whole)
 
+    def undeclared(self, job) -> set[str]:
+        """`job`'s attributes that no field list names."""
+        return set(vars(job)) - self.all
+
 
 JOB_FIELDS = Fields(
     local=("executor", "_cond", "lock", "_events", "_step_events", "_collect", "_history", "on_rest", "on_snapshot",
-           "_live", "_packed", "_packed_mark", "_loaded_mark"),
+           "_live", "_packed", "_packed_mark", "_loaded_mark", "_tuned"),
     counters=("_pos", "step", "epoch", "_last_snapshot_t", "_want_run", "_budget", "state", "message",
-              "snapshot_floor_s", "_low_epochs", "collapse"),
+              "snapshot_floor_s", "_low_epochs", "collapse", "config"),
     trained=("trainer", "_optimizers", "_schedulers", "generator", "_order", "_good_state", "_best", "_peak"),
-    whole=("config", "uid", "version", "copy", "_device", "_precision", "_networks", "_loss_names", "measuring",
+    whole=("uid", "version", "copy", "_device", "_precision", "_networks", "_loss_names", "measuring",
            "last_batches", "_pending", "_pending_first", "_stop", "seen_at", "not_before"))
 TRAVEL_MAX_BYTES = 16 << 20  # a bigger network trains in its lane's thread: shipping it each turn costs more
 _ABSORBED = itertools.count()  # names each state a worker sent back (state_mark while it is still packed)
@@ -70,8 +75,8 @@ class StateLock:
 
     A page that finds the lock held by a turn away asks the executor to end that turn at its
     next step (`Executor.hurry`: a full room's turns last up to 2 s), and goes before the job's
-    next turn: Python's locks are not fair, and in about half the runs of a test that changed a
-    setting mid-turn the lane took the lock straight back for the next turn."""
+    next turn: Python's locks are not fair, and the lane can take the lock straight back for
+    the next turn (a test that changes a setting mid-turn saw it)."""
 
     def __init__(self, job):
         self.bare = threading.RLock()
@@ -123,6 +128,7 @@ class Travelling:
     _packed: bytes | None = None  # the state a worker sent back, not loaded yet (absorb)
     _packed_mark: tuple | None = None  # state_mark() while it is packed ...
     _loaded_mark: tuple | None = None  # ... and (that mark, the weights' own mark) once it is loaded
+    _tuned = 0  # settings changed here (set_config): part of the state mark, so the next turn carries them
 
     def __getstate__(self) -> dict:
         with self.lock:
@@ -227,13 +233,14 @@ class Travelling:
             self._loaded_mark = self._packed_mark, self._own_mark()
 
     def _own_mark(self) -> tuple:
-        return self.copy, tuple((id(t), t._version) for m in self.trainer.models.values()
+        return self.copy, self._tuned, tuple((id(t), t._version) for m in self.trainer.models.values()
                                 for t in m.state_dict(keep_vars=True).values())
 
     def state_mark(self) -> tuple:
         """What this copy's trained state is: which tensors hold its weights and how often torch
         saw each written in place. Any change here shows: a turn absorbed, a chunk trained here
-        (the optimizer writes in place), a weights file loaded, the best weights restored. A
+        (the optimizer writes in place), a weights file loaded, the best weights restored, a setting
+        changed (set_config: the optimizers' settings travel with the state). A
         worker's state loaded from its packed form keeps the mark it had while packed."""
         if self._packed is not None:
             return self._packed_mark

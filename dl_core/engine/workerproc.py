@@ -69,8 +69,8 @@ class ProcessBackend(RemoteBackend):
     def kill(self, lane: int) -> None:
         """End one worker process the hard way (tests: a worker lost mid-chunk), and wait until it
         has ended: a killed worker not yet reaped still looks alive to the next chunk, which then
-        fails on its pipe (the likely cause of one CI run where a job started again at once after
-        its workers were killed did not train)."""
+        fails on its pipe, which can keep a job started again at once after its workers were
+        killed from training."""
         proc = self._procs[lane]
         if proc:
             proc.kill()
@@ -124,7 +124,7 @@ class ProcessBackend(RemoteBackend):
     def release(self, lane: int) -> subprocess.Popen | None:
         """Close the worker's pipe (its loop ends at EOF) and let it exit in its own time, reaped in
         the background: the lane calls this holding the executor's lock, which a page's status()
-        needs too, and a niced worker on busy cores took over 2 s to exit (it was killed then)."""
+        needs too, and a niced worker on busy cores can be slow to exit."""
         with self._spawning:
             proc, self._procs[lane] = self._procs[lane], None
         if proc:
