@@ -61,8 +61,6 @@ def rate(surface: str, optimizer: str) -> float:
     return surf.adaptive_lr if optimizer in ADAPTIVE else surf.lr
 
 
-
-
 def trajectory(surface: str, optimizer: str, settings: dict | None = None, steps: int = 100,
                start: tuple[float, float] | None = None) -> np.ndarray:
     """(steps + 1, 3) array of x, y, f(x, y): the start, then the point after each step.

@@ -48,10 +48,10 @@ def gang_key(job) -> tuple | None:
     random layer such as dropout, batch norm's running statistics, augmentation, images,
     sequences, gradient clipping...)."""
     cfg, trainer = job.config, job.trainer
-    if (not isinstance(trainer, SupervisedTrainer) or not trainer.gangs or job.device.type != "cpu" or cfg.augment
-            or cfg.clip or cfg.mixed_precision or not cfg.full_train_eval or cfg.optimizer not in ROW_OPTIMIZERS
+    if (not isinstance(trainer, SupervisedTrainer) or job.device.type != "cpu" or cfg.augment or cfg.clip
+            or cfg.mixed_precision or not cfg.full_train_eval or cfg.optimizer not in ROW_OPTIMIZERS
             or trainer.data.x_train.dim() != 2 or not trainer.data.x_train.is_floating_point()
-            or -(-trainer.n_train // cfg.batch_size) > MAX_EPOCH_STEPS):
+            or -(-trainer.n_train // cfg.batch_size) > MAX_EPOCH_STEPS or not trainer.gangs):
         return None
     model = job.model
     static = _STATIC.get(model, False)

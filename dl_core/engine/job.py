@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # a job reads its data's tensors only: the engine imports no 
     from ..data.tensors import TensorData
 
 
-
 class TrainingJob(Observed, Travelling, Stopping, Controls):
     """Train `trainer`'s networks under `config`; see the module docstring."""
 
@@ -211,10 +210,10 @@ class TrainingJob(Observed, Travelling, Stopping, Controls):
             stats = ({"grad_norms": self.trainer.grad_norms(), "activations": self.trainer.take_activations()}
                      if self.measuring and out is not None else None)
         self.stepped(stats)
-        if out is not None:
-            losses = out if isinstance(out, dict) else {"loss": out}
-            self._loss_names = tuple(losses)
-            self.add_losses([torch.stack([v.float() for v in losses.values()])])
+        if out is not None:  # one loss as it is (no extra operation a step), several as one row
+            if isinstance(out, dict):
+                self._loss_names, out = tuple(out), torch.stack([v.float() for v in out.values()])
+            self.add_losses([out])
         if self._pos >= self.trainer.n_train and not self.end_epoch():
             return False
         if self.measuring:
