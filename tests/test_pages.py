@@ -381,3 +381,22 @@ def test_the_heavy_parts_of_closed_panels_are_drawn_only_once_opened():
     at.run()
     assert len(at.get("plotly_chart")) == 1 and at.dataframe
     assert any("import torch" in c.value for c in at.code)
+    assert any(c.value.startswith("One network, 186 parameters, all trained by Adam at a learning rate of 0.03")
+               for c in at.caption)  # the panel names every network the job trains
+
+
+def test_the_model_panel_lists_every_network_with_its_optimizer_and_frozen_part():
+    """A trainer of several networks (a GAN's two) or with frozen layers gets a table, one row each."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string('''
+from toy_trainers import ToyAdversarialTrainer, frozen_backbone_trainer
+from dl_core.engine import TrainConfig, TrainingJob
+from ui.shell import networks_of
+networks_of(TrainingJob(ToyAdversarialTrainer(n=64), TrainConfig(lr=0.01)))
+networks_of(TrainingJob(frozen_backbone_trainer(), TrainConfig(lr=0.01)))
+''', default_timeout=60).run()
+    gan, frozen = (df.value.to_dict("records") for df in at.dataframe)
+    assert [(r["network"], r["optimizer"], r["learning rate"]) for r in gan] == [("D", "Adam", "0.01"),
+                                                                               ("G", "RMSprop", "0.005")]
+    assert frozen[0]["frozen"] == "1,152" and frozen[0]["parameters"] == "1,218"
