@@ -22,10 +22,11 @@ from collections.abc import Mapping
 import torch
 
 from .layers import LAYERS
-from .spec import ModelSpec, SpecError, build
+from .spec import ModelSpec, SpecError, SpecTooLarge, build
 
 FORMAT = "deep-learning-lab/1"
 MAX_BYTES = 50 * 2**20
+SAFE_TORCH = (2, 10)  # weights_only=True could still run code before this (CVE-2025-32434 and a later advisory)
 
 NOT_A_MODEL = "This is not a model saved by Deep Learning Lab; it is not a model file at all."
 DAMAGED = ("This model file is damaged or cut short, so it is not a model saved by Deep Learning Lab that can be "
@@ -40,6 +41,12 @@ MISFIT = "The weights do not fit the network described in the file"
 
 class CheckpointError(ValueError):
     """An unusable model file; the message is for the learner."""
+
+
+def torch_is_safe(version: str | None = None) -> bool:
+    """Whether this torch opens a file with weights_only=True without letting it run code."""
+    release = re.match(r"(\d+)\.(\d+)", version or torch.__version__)
+    return release is not None and tuple(map(int, release.groups())) >= SAFE_TORCH
 
 
 def save_bytes(spec: ModelSpec, model: torch.nn.Module, meta: dict | None = None, lab: str | None = None) -> bytes:
@@ -60,6 +67,9 @@ def load_bytes(data: bytes, lab: str | None = None,
 
     With `lab`, a file recorded as made by another lab is refused, named by `titles[key]` when given;
     files without a lab tag (saved before tags existed) are accepted."""
+    if not torch_is_safe():
+        raise CheckpointError(f"This server's PyTorch ({torch.__version__}) is too old to open model files safely, "
+                              "so none is opened here; PyTorch 2.10 or newer is needed.")
     if not data:
         raise CheckpointError("The file is empty.")
     if len(data) > MAX_BYTES:
@@ -82,6 +92,8 @@ def load_bytes(data: bytes, lab: str | None = None,
     try:
         spec = ModelSpec.from_json(blob["spec"])
         model = build(spec)
+    except SpecTooLarge as exc:  # refused before parsing or building: its size cost a server 21.8 s and 1.2 GB
+        raise CheckpointError(str(exc)) from None
     except Exception as exc:  # SpecError, or a description of the wrong types
         where = f" (layer {exc.layer})" if isinstance(exc, SpecError) and exc.layer else ""
         raise CheckpointError(

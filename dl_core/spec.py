@@ -19,6 +19,8 @@ from torch import nn
 from .layers import LAYERS
 
 PARAM_BUDGET = 2_000_000  # parameters; keeps one classroom server responsive
+MAX_LAYERS = 256  # more than any lab builds (30 deep layers with batch norm is ~90): refused before building
+MAX_SPEC_CHARS = 256 * 1024  # a description this long is not one a lab wrote: refused before parsing
 
 
 class SpecError(ValueError):
@@ -27,6 +29,10 @@ class SpecError(ValueError):
     def __init__(self, message: str, layer: int | None = None):
         super().__init__(message)
         self.layer = layer
+
+
+class SpecTooLarge(SpecError):
+    """A description past this app's limits, refused before it is parsed or built."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
+        if isinstance(d, dict) and isinstance(d.get("layers"), list) and len(d["layers"]) > MAX_LAYERS:
+            raise SpecTooLarge(f"The model has {len(d['layers']):,} layers; this app builds at most {MAX_LAYERS}.")
         try:
             layers = tuple(
                 LayerSpec.of(l["kind"], **{k: v for k, v in l.items() if k != "kind"}) for l in d["layers"]
@@ -90,6 +98,9 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
+        if len(text) > MAX_SPEC_CHARS:
+            raise SpecTooLarge(f"The model's description is too long for this app ({len(text) / 1024:,.0f} KB; the "
+                               f"limit is {MAX_SPEC_CHARS // 1024} KB).")
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import os
 import pickle
 import random
@@ -97,6 +98,8 @@ def corpus(lab: str, max_bytes: int | None = None, marker: Path = MARKER) -> dic
         "other_shapes": _edit(good, state_dict=good_model(OTHER_SHAPES)[1].state_dict()),
         "garbage_spec": _edit(good, spec="{this is not json"),
         "invalid_spec": _edit(good, spec=mlp_spec(2, [0], "relu", 2).to_json()),
+        "too_many_layers": _edit(good, spec=json.dumps({"input_shape": [2], "task": "classification",
+                                                        "layers": [{"kind": "activation", "fn": "relu"}] * 300})),
         "missing_weights": _edit(good, state_dict=None),
         "garbage_meta": _edit(good, meta="[not json"),
         "gzip_checkpoint": gzip.compress(good),

@@ -25,6 +25,7 @@ EXPECTED = {
     "other_lab": "another lab, “gradflow”", "other_shapes": "do not fit .* layer 1, Linear",
     "garbage_spec": "network described in this file is invalid", "invalid_spec": "invalid \\(layer 1\\)",
     "missing_weights": "incomplete", "garbage_meta": "incomplete",
+    "too_many_layers": "300 layers; this app builds at most 256",
 }
 INTERNALS = re.compile(r"\x1b|torch|traceback|pickl|weights_only|_reconstruct|state_dict|\w+(error|exception|warning)\b"
                        r"|badzipfile|stopiteration|global|[/\\]|\.pkl|\.py\b|line \d|0x[0-9a-f]", re.I)
@@ -91,3 +92,29 @@ def test_lab_tags_are_checked_only_when_both_sides_have_one():
         load_bytes(good_checkpoint("cnn"), lab="playground")
     with pytest.raises(CheckpointError, match="^This model was saved in another lab, so"):
         load_bytes(good_checkpoint("\x1b[31mevil/../path"), lab="playground")  # never echoed
+
+
+def test_model_files_are_refused_on_a_torch_that_would_let_them_run_code(monkeypatch):
+    """torch.load(weights_only=True) could run code before torch 2.10 (CVE-2025-32434 and a later advisory)."""
+    assert checkpoint.torch_is_safe("2.10.0") and checkpoint.torch_is_safe("2.14.1+cu130")
+    assert not checkpoint.torch_is_safe("2.5.1") and not checkpoint.torch_is_safe("2.9.0+cpu")
+    monkeypatch.setattr(checkpoint.torch, "__version__", "2.5.1")
+    with pytest.raises(CheckpointError, match=r"PyTorch \(2\.5\.1\) is too old to open model files safely"):
+        load_bytes(good_checkpoint())
+
+
+def test_a_spec_of_400000_layers_is_refused_before_anything_is_built():
+    import json
+    import time
+
+    from dl_core.spec import ModelSpec, SpecError
+
+    text = json.dumps({"input_shape": [2], "layers": [{"kind": "activation", "fn": "relu"}] * 400_000})
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=r"too long for this app \(14,844 KB; the limit is 256 KB\)"):
+        ModelSpec.from_json(text)  # the 14.5 MiB description of the report
+    with pytest.raises(SpecError, match="has 400,000 layers; this app builds at most 256"):
+        ModelSpec.from_dict(json.loads(text))
+    assert time.perf_counter() - start < 2.0  # it cost 21.8 s and 1.2 GB before a lab refused it
+    with pytest.raises(SpecError, match=r"too long for this app \(300 KB; the limit is 256 KB\)"):
+        ModelSpec.from_json(" " * (300 * 1024) + SPEC.to_json())
