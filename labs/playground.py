@@ -82,7 +82,7 @@ def on_model_loaded(spec, model, meta):
     if not spec.input_names or not set(spec.input_names) <= set(FEATURES) or "values" not in meta:
         raise CheckpointError("This model was not made in the Network Playground.")
     try:
-        values = meta["values"] | {state.SEED: int(meta.get("seed", 1))}
+        values = state.settings_from(meta["values"]) | {state.SEED: int(meta.get("seed", 1))}
         ds = parse_csv(meta["data_csv"].encode()) if meta.get("data_csv") else None
         setup = state.setup_from(values, values[state.SEED])
         job, spec, ds = make_job(setup, ds, widgets.device(), model=model, spec=spec)

@@ -86,6 +86,8 @@ def on_model_loaded(spec, model, meta):
     values = meta.get("values")
     if not any(layer.kind == "recurrent" for layer in spec.layers) or not isinstance(values, dict):
         raise CheckpointError("This model was not made in the Sequence Lab.")
+    # its own plain settings only: nothing in a file sets a role (the teacher's view) or another page's state
+    values = {k: v for k, v in values.items() if k.startswith("seq_") and isinstance(v, (str, int, float, bool))}
     try:
         ss[state.SEED] = int(meta.get("seed", 1))
         upload = meta.get("upload")

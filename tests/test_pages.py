@@ -155,6 +155,23 @@ def test_saved_model_loads_back_and_a_corrupt_one_is_refused():
     assert all((loaded[k] == v).all() for k, v in j.model.state_dict().items())
 
 
+def test_a_model_file_restores_only_its_labs_own_settings_and_never_a_role():
+    """A file carrying `teacher_ok: true` once opened /teacher without the token: a file's settings
+    now reach the session only as the Playground's own controls, each parsed as a link's value."""
+    at = open_page("playground")
+    at.button(key="ctl_epoch").click().run()
+    poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
+    values = state.widget_values(run(at).settings) | {"teacher_ok": True, "lr": "9e9", "layers": 3}
+    blob = save_bytes(run(at).extra["spec"], job(at).model, {"values": values, "seed": 1})
+    fresh = open_page("playground")
+    fresh.file_uploader(key=upload_key("playground", 0)).set_value(("m.pt", blob, "application/octet-stream")).run()
+    assert not fresh.exception and not fresh.error
+    with pytest.raises(KeyError):
+        fresh.session_state["teacher_ok"]
+    assert fresh.session_state["lr"] == 0.03 and fresh.session_state["layers"] == 3  # invalid: its default
+    assert state.settings_from({"teacher_ok": True, "batch": 7}) == state.settings_from({}) | {"batch": 7}
+
+
 def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
     at = open_page("playground", hide=["lr", "teacher"], lr="0.1")
     assert not [s for s in at.selectbox if s.key == "lr"]

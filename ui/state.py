@@ -243,6 +243,21 @@ def structure(setup: Setup) -> tuple:
             setup.hidden, setup.activation, setup.dropout, setup.batchnorm)
 
 
+def settings_from(values: dict) -> dict:
+    """Settings saved in a file, as the Playground's controls hold them: its own keys only, each parsed
+    as a URL value is (an invalid one gets its default; a missing one too). Nothing else in a file
+    reaches the session, so no file sets a role (the teacher's view) or another page's state."""
+    out = {}
+    for key, s in PLAYGROUND.items():
+        value = values.get(key, s.default) if isinstance(values, dict) else s.default
+        try:
+            raw = _url(s, tuple(value) if isinstance(value, list) else value)
+        except (TypeError, ValueError):
+            raw = _url(s, s.default)
+        out[key] = _parse(s, raw if isinstance(raw, list) else [raw])
+    return out
+
+
 def widget_values(values: dict) -> dict:
     """What to put back into session state to restore these controls."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if k != "hide"}
