@@ -241,3 +241,41 @@ def test_each_epoch_counts_the_validation_confusion_matrix_as_scikit_learn_does(
         pred = cnn.predict(job.model.eval(), job.data.x_test.numpy()).argmax(1)
     expected = confusion_matrix(job.data.y_test.numpy(), pred, labels=range(len(ds.classes)))
     assert job.epoch == 1 and (counts == expected).all() and counts.sum() == len(job.data.x_test)
+
+
+def _blank_png(width: int, height: int) -> bytes:
+    """A black bilevel PNG: a few KB however many pixels it says it has."""
+    buf = io.BytesIO()
+    Image.new("1", (width, height)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_decompression_bomb_is_refused_on_its_header_in_one_sentence():
+    """Twenty 8000×8000 PNGs in a 15 KB zip cost a server 16 s of CPU; at 14000² Pillow's own
+    DecompressionBombError reached the page as a traceback. Both are refused before decoding."""
+    import time
+
+    from dl_core.data.images import MAX_PIXELS, PictureTooLarge, open_picture, zip_folders
+
+    big, huge = _blank_png(8000, 8000), _blank_png(14000, 14000)
+    start = time.perf_counter()
+    with pytest.raises(PictureTooLarge, match="That picture is 8,000×8,000 pixels; the limit is 16,777,216"):
+        open_picture(big)
+    with pytest.raises(PictureTooLarge, match="too many pixels"):
+        open_picture(huge)
+    bomb = zip_bytes({f"{c}/{k}.png": big for c in ("a", "b") for k in range(10)})
+    with pytest.raises(PictureTooLarge, match="8,000×8,000"):
+        zip_folders(bomb)
+    assert time.perf_counter() - start < 2.0 and len(bomb) < 200_000
+    assert open_picture(_blank_png(40, 30)).size == (40, 30) and MAX_PIXELS == 4096 * 4096
+
+
+def test_a_zips_pictures_share_one_pixel_budget(monkeypatch):
+    from dl_core.data import images
+
+    monkeypatch.setattr(images, "MAX_ZIP_PIXELS", 5 * 64 * 64)
+    small = zip_bytes({f"{c}/{k}.png": _blank_png(64, 64) for c in ("a", "b") for k in range(2)})
+    assert len(images.zip_folders(small, size=8).x) == 4
+    more = zip_bytes({f"{c}/{k}.png": _blank_png(64, 64) for c in ("a", "b") for k in range(3)})
+    with pytest.raises(images.PictureTooLarge, match="add up to more than 20,480 pixels"):
+        images.zip_folders(more, size=8)

@@ -52,6 +52,19 @@ def test_an_uploaded_picture_is_explained_beside_the_test_images():
     assert not at.exception and any("your picture" in c for c in captions(at))
 
 
+def test_a_decompression_bomb_upload_is_one_sentence_and_the_page_goes_on():
+    """At 14000² pixels Pillow's DecompressionBombError reached the page as a traceback."""
+    buf = io.BytesIO()
+    Image.new("1", (14000, 14000)).save(buf, "PNG")  # ~24 KB
+    at = open_page("explain")
+    at.session_state["xp_own_source"] = "upload"
+    at.run()
+    at.file_uploader(key="xp_own_upload").set_value(("bomb.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["That picture has too many pixels; the limit is 16,777,216. "
+                                           "Showing a test image instead."]
+
+
 def test_trust_sections_report_faithfulness_and_sanity_checks():
     at = open_page("explain")
     at.pills(key="xp_methods").set_value(["saliency", "guided_backprop"]).run()

@@ -12,7 +12,8 @@ import streamlit as st
 from PIL import Image
 
 from dl_core import cnn
-from dl_core.data.images import ImageDataset
+from dl_core.data.data2d import DataError
+from dl_core.data.images import ImageDataset, open_picture
 
 from . import state
 
@@ -43,6 +44,12 @@ def _canvas(shape: tuple[int, int, int], key: str) -> np.ndarray | None:
     return None if framed is None else cnn.as_input(Image.fromarray(framed), shape)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _decoded(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """An uploaded picture as an input, decoded once (not again on every rerun), its size checked first."""
+    return cnn.as_input(open_picture(data), shape)
+
+
 def own(shape: tuple[int, int, int], key: str, source: str | None) -> tuple[np.ndarray | None, str]:
     """The learner's own image from `source` ("draw" or "upload"), shaped `shape`, or None yet."""
     if source == "draw":
@@ -54,9 +61,10 @@ def own(shape: tuple[int, int, int], key: str, source: str | None) -> tuple[np.n
         file = st.file_uploader("A picture", type=["png", "jpg", "jpeg", "bmp", "webp"], key=f"{key}_upload")
         if file is not None:
             try:
-                return cnn.as_input(Image.open(file), shape), "your picture"
-            except (OSError, ValueError):
-                st.error("That file is not a readable image; showing a test image instead.")
+                return _decoded(file.getvalue(), shape), "your picture"
+            except (OSError, ValueError) as exc:  # DataError: unreadable, or too many pixels (read from its header)
+                st.error(f"{exc if isinstance(exc, DataError) else 'That file is not a readable image.'} "
+                         "Showing a test image instead.")
     return None, ""
 
 

@@ -28,6 +28,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_ZIP_BYTES = 50 * 2**20
 MAX_UNZIPPED_BYTES = 400 * 2**20
 MAX_IMAGES = 5000
+MAX_PIXELS = 4096 * 4096  # one picture's decoded pixels, read from its header before it is decoded
+MAX_ZIP_PIXELS = 50_000_000  # all of a zip's pictures (5,000 of 100×100): a few KB of zip can say billions
 
 
 @dataclass(frozen=True)
@@ -151,11 +153,32 @@ def torchvision_dataset(key: str, root: Path | str | None = None, max_train: int
     return ImageDataset(key, np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), source.classes, split)
 
 
+class PictureTooLarge(DataError):
+    """A picture, or a zip's pictures together, past the pixel budget (refused, never skipped)."""
+
+
+def open_picture(data: bytes):
+    """A picture's bytes as a PIL image, its size checked on the header alone, before any decoding:
+    a small PNG can hold thousands of pixels on a side (a decompression bomb)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        picture = Image.open(io.BytesIO(data))  # lazy: reads the header only
+    except Image.DecompressionBombError:
+        raise PictureTooLarge(f"That picture has too many pixels; the limit is {MAX_PIXELS:,}.") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise DataError("That file is not a readable picture.") from None
+    w, h = picture.size
+    if w * h > MAX_PIXELS:
+        raise PictureTooLarge(f"That picture is {w:,}×{h:,} pixels; the limit is {MAX_PIXELS:,} pixels.")
+    return picture
+
+
 def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
                 max_bytes: int = MAX_ZIP_BYTES) -> ImageDataset:
     """A zip of one folder per class (ImageFolder layout), checked and resized.
     Unreadable images are skipped and counted in `note`."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if len(data) > max_bytes:
         raise DataError(f"The zip is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
@@ -173,16 +196,22 @@ def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
     parts = [Path(i.filename).parts for i in images]
     depth = 1 if parts and len({p[0] for p in parts}) == 1 and all(len(p) > 2 for p in parts) else 0
     by_class: dict[str, list] = {}
-    skipped = 0
+    skipped = pixels = 0
     for info, p in zip(images, parts):
         if len(p) < depth + 2:
             skipped += 1  # an image outside any class folder
             continue
         try:
-            with Image.open(io.BytesIO(archive.read(info))) as im:
+            with open_picture(archive.read(info)) as im:
+                pixels += im.size[0] * im.size[1]
+                if pixels > MAX_ZIP_PIXELS:
+                    raise PictureTooLarge(f"The zip's pictures add up to more than {MAX_ZIP_PIXELS:,} pixels; "
+                                          "send fewer or smaller images.")
                 im = im.convert("L" if grey else "RGB").resize((size, size))
                 arr = np.asarray(im, np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile):
+        except PictureTooLarge:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile):  # DataError: unreadable
             skipped += 1
             continue
         by_class.setdefault(p[depth], []).append(arr[None] if grey else arr.transpose(2, 0, 1))
