@@ -167,7 +167,7 @@ def open_picture(data: bytes):
     except Image.DecompressionBombError:
         raise PictureTooLarge(f"That picture has too many pixels; the limit is {MAX_PIXELS:,}.") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise DataError("That file is not a readable picture.") from None
+        raise DataError("That file is not a readable image.") from None
     w, h = picture.size
     if w * h > MAX_PIXELS:
         raise PictureTooLarge(f"That picture is {w:,}×{h:,} pixels; the limit is {MAX_PIXELS:,} pixels.")
