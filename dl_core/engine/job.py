@@ -263,7 +263,7 @@ class TrainingJob(Observed, Travelling, Stopping, Controls):
         False if one of them was not finite (then the run has been put back)."""
         if not self._pending:
             return True
-        rows = torch.stack([r.reshape(-1) for r in self._pending]).float().tolist()
+        rows = torch.stack(self._pending).reshape(len(self._pending), -1).float().tolist()  # one row a step
         first, self._pending = self._pending_first, []
         bad = next((i for i, row in enumerate(rows) if not all(map(math.isfinite, row))), None)
         with self._cond:
