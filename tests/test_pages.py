@@ -155,23 +155,6 @@ def test_saved_model_loads_back_and_a_corrupt_one_is_refused():
     assert all((loaded[k] == v).all() for k, v in j.model.state_dict().items())
 
 
-def test_a_model_file_restores_only_its_labs_own_settings_and_never_a_role():
-    """A file carrying `teacher_ok: true` once opened /teacher without the token: a file's settings
-    now reach the session only as the Playground's own controls, each parsed as a link's value."""
-    at = open_page("playground")
-    at.button(key="ctl_epoch").click().run()
-    poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
-    values = state.widget_values(run(at).settings) | {"teacher_ok": True, "lr": "9e9", "layers": 3}
-    blob = save_bytes(run(at).extra["spec"], job(at).model, {"values": values, "seed": 1})
-    fresh = open_page("playground")
-    fresh.file_uploader(key=upload_key("playground", 0)).set_value(("m.pt", blob, "application/octet-stream")).run()
-    assert not fresh.exception and not fresh.error
-    with pytest.raises(KeyError):
-        fresh.session_state["teacher_ok"]
-    assert fresh.session_state["lr"] == 0.03 and fresh.session_state["layers"] == 3  # invalid: its default
-    assert state.settings_from({"teacher_ok": True, "batch": 7}) == state.settings_from({}) | {"batch": 7}
-
-
 def test_a_teacher_can_hide_controls_and_the_link_keeps_their_values():
     at = open_page("playground", hide=["lr", "teacher"], lr="0.1")
     assert not [s for s in at.selectbox if s.key == "lr"]
@@ -400,20 +383,3 @@ def test_the_heavy_parts_of_closed_panels_are_drawn_only_once_opened():
     assert any("import torch" in c.value for c in at.code)
     assert any(c.value.startswith("One network, 186 parameters, all trained by Adam at a learning rate of 0.03")
                for c in at.caption)  # the panel names every network the job trains
-
-
-def test_the_model_panel_lists_every_network_with_its_optimizer_and_frozen_part():
-    """A trainer of several networks (a GAN's two) or with frozen layers gets a table, one row each."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_string('''
-from toy_trainers import ToyAdversarialTrainer, frozen_backbone_trainer
-from dl_core.engine import TrainConfig, TrainingJob
-from ui.shell import networks_of
-networks_of(TrainingJob(ToyAdversarialTrainer(n=64), TrainConfig(lr=0.01)))
-networks_of(TrainingJob(frozen_backbone_trainer(), TrainConfig(lr=0.01)))
-''', default_timeout=60).run()
-    gan, frozen = (df.value.to_dict("records") for df in at.dataframe)
-    assert [(r["network"], r["optimizer"], r["learning rate"]) for r in gan] == [("D", "Adam", "0.01"),
-                                                                               ("G", "RMSprop", "0.005")]
-    assert frozen[0]["frozen"] == "1,152" and frozen[0]["parameters"] == "1,218"
