@@ -13,6 +13,7 @@ for a learner. Torch's own messages (internals, escape codes, advice about
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import pickletools
 import re
@@ -26,6 +27,14 @@ from .spec import ModelSpec, SpecError, SpecTooLarge, build
 
 FORMAT = "deep-learning-lab/1"
 MAX_BYTES = 50 * 2**20
+# Budgets checked before torch reads anything: a file within MAX_BYTES could still list 1M entries (zipfile spends
+# ~14 µs on each), hold a pickle of 50M steps (torch takes each in Python: ~0.5 µs and a reference) or settings
+# whose JSON makes 20 bytes of objects per byte. A network of MAX_LAYERS layers needs a few thousand entries
+# (one per tensor, ~30 steps each); a lab keeps at most a series of 100,000 numbers in its settings.
+MAX_ENTRIES = 10_000
+MAX_STEPS = 40 * MAX_ENTRIES
+MAX_META_ITEMS = 1_000_000  # commas and brackets in the settings' JSON: an upper bound on its values
+ZIP = b"PK\x03\x04"
 SAFE_TORCH = (2, 10)  # weights_only=True could still run code before this (CVE-2025-32434 and a later advisory)
 
 NOT_A_MODEL = "This is not a model saved by Deep Learning Lab; it is not a model file at all."
@@ -75,9 +84,13 @@ def load_bytes(data: bytes, lab: str | None = None,
     if len(data) > MAX_BYTES:
         raise CheckpointError(
             f"This file is too large to be a model from this app (the limit is {MAX_BYTES / 2**20:g} MB).")
+    if data[:4] != ZIP:  # this app writes only zips: anything else is explained from its bytes, never loaded
+        raise CheckpointError(_unreadable(data))
     try:
-        _zip_pickle(data)  # torch does not check the zip's checksums: a flipped bit would load as a wrong weight
+        _zip_pickle(data)  # its budgets, and the checksums torch does not check (a flipped bit: a wrong weight)
         blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except CheckpointError:  # over a budget: the sentence says which
+        raise
     except Exception:  # any failure at all: torch raises IndexError, KeyError, ... on junk
         raise CheckpointError(_unreadable(data)) from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
@@ -98,8 +111,11 @@ def load_bytes(data: bytes, lab: str | None = None,
         where = f" (layer {exc.layer})" if isinstance(exc, SpecError) and exc.layer else ""
         raise CheckpointError(
             f"The network described in this file is invalid{where}, so it cannot be rebuilt.") from None
+    meta = blob.get("meta", "{}")
+    if isinstance(meta, str) and sum(map(meta.count, ",[{")) > MAX_META_ITEMS:
+        raise CheckpointError(f"The settings saved in this file hold more than {MAX_META_ITEMS:,} values, the limit.")
     try:
-        meta = json.loads(blob.get("meta", "{}"))
+        meta = json.loads(meta)
     except Exception:  # not text, or not JSON
         meta = None
     if not isinstance(meta, dict):
@@ -113,25 +129,36 @@ def load_bytes(data: bytes, lab: str | None = None,
 
 
 def _zip_pickle(data: bytes) -> bytes | None:
-    """The pickle inside a torch zip file, after checking every member's checksum (None: not a zip).
-    Torch stores members uncompressed; refusing compressed ones keeps a zip bomb from unpacking."""
-    if data[:4] != b"PK\x03\x04":
+    """The pickle inside a torch zip file (None: not a zip), within this module's budgets (CheckpointError),
+    its members stored as torch stores them (uncompressed: no zip bomb unpacks), each with a right
+    checksum, no name twice and one pickle: the one checked here is the one torch reads."""
+    if data[:4] != ZIP:
         return None
+    if data.count(b"PK\x01\x02") > MAX_ENTRIES:  # every entry's record starts so: counted before zipfile parses
+        raise CheckpointError(f"This file holds more than {MAX_ENTRIES:,} files inside; a model from this app "
+                              f"holds fewer (the limit is {MAX_ENTRIES:,}).")
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        if any(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist()) or zf.testzip() is not None:
-            raise zipfile.BadZipFile("checksum")
-        return zf.read(next(n for n in zf.namelist() if n.endswith("data.pkl")))
+        infos = zf.infolist()
+        if sum(i.file_size for i in infos) > MAX_BYTES:  # entries may overlap: each would be read again
+            raise CheckpointError(f"This file unpacks to more than {MAX_BYTES / 2**20:g} MB, the limit for a model.")
+        pickles = [i for i in infos if i.filename.endswith("data.pkl")]
+        if (len(pickles) != 1 or len({i.filename for i in infos}) < len(infos)
+                or any(i.compress_type != zipfile.ZIP_STORED for i in infos) or zf.testzip() is not None):
+            raise zipfile.BadZipFile("not as torch writes it")
+        pickled = zf.read(pickles[0])
+    if sum(1 for _ in _steps(pickled)) > MAX_STEPS:
+        raise CheckpointError(f"This file is too complex to be a model from this app (more than {MAX_STEPS:,} "
+                              "parts, the limit).")
+    return pickled
 
 
 def _unreadable(data: bytes) -> str:
     """Why torch could not load `data`, told from the bytes themselves."""
     if data[:2] == b"\x1f\x8b":
         return COMPRESSED
-    if data[:4] == b"PK\x03\x04":  # a zip: torch's own (data.pkl near the start) or any other
+    if data[:4] == ZIP:  # a zip: torch's own (data.pkl near the start) or any other
         try:
             pickled = _zip_pickle(data)
-        except StopIteration:
-            return NOT_A_MODEL
         except Exception:
             return DAMAGED if b"data.pkl" in data[:256] else NOT_A_MODEL
         return UNSAFE if _calls_code(pickled) else DAMAGED
@@ -142,10 +169,15 @@ def _calls_code(pickled: bytes) -> bool:
     """A complete pickle that names functions or classes; torch refused it, so one of them was not
     a plain weight type: opening the file would have called it (nothing was called)."""
     try:
-        ops = {op.name for op, _, _ in pickletools.genops(pickled)}
+        ops = [op.name for op, _, _ in _steps(pickled)]
     except Exception:  # not a whole pickle: text, random bytes
         return False
-    return bool(ops & {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ"})
+    return len(ops) <= MAX_STEPS and bool({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ"} & set(ops))
+
+
+def _steps(pickled: bytes):
+    """A pickle's steps (opcodes), read without running any, one past MAX_STEPS at most."""
+    return itertools.islice(pickletools.genops(pickled), MAX_STEPS + 1)
 
 
 def _check_fit(spec: ModelSpec, model: torch.nn.Module, state: dict) -> None:

@@ -93,7 +93,7 @@ class ModelSpec:
             )
             return cls(tuple(int(s) for s in d["input_shape"]), layers, str(d.get("task", "classification")),
                        tuple(str(n) for n in d.get("input_names", ())))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # OverflowError: int(inf)
             raise SpecError(f"The model description is incomplete or malformed ({exc}).") from None
 
     @classmethod
@@ -103,7 +103,7 @@ class ModelSpec:
                                f"limit is {MAX_SPEC_CHARS // 1024} KB).")
         try:
             return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: brackets nested thousands deep
             raise SpecError("The model description is not valid JSON.") from None
 
 
@@ -125,9 +125,9 @@ def summarize(spec: ModelSpec, budget: int = PARAM_BUDGET) -> list[LayerRow]:
         raise SpecError(f"The input shape {spec.input_shape} is empty; pick at least one input feature.")
     shape, rows = tuple(spec.input_shape), []
     for i, layer in enumerate(spec.layers, 1):
-        lt = LAYERS.get(layer.kind)
+        lt = LAYERS.get(layer.kind) if isinstance(layer.kind, str) else None  # a file's kind may be a list
         if lt is None:
-            raise SpecError(f"Layer {i} has unknown type {layer.kind!r}.", i)
+            raise SpecError(f"Layer {i} has unknown type {str(layer.kind)[:40]!r}.", i)
         problem = lt.check(shape, layer.p)
         if problem:
             raise SpecError(f"Layer {i} ({lt.label}) {problem}.", i)

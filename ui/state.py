@@ -9,6 +9,7 @@ take (hyperparameters), and lets a teacher hide chosen controls.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,9 +43,12 @@ OPT_LANDSCAPE = "opt_landscape"  # (alphas, 1-D slice, 2-D slice, path coordinat
 
 # Explainability Lab
 XP_EXPLAINER = "xp_explainer"  # explain.Explainer for the model version on show (it caches its maps)
-XP_SANITY = "xp_sanity"  # {(model version, input digest, methods): sanity-check results}
+XP_JOB = "xp_job"  # (model version, the session's explanation job): ui/explain_work.py
+XP_TWIN = "xp_twin"  # (network spec, data name, the shuffled-label twin's training job)
+XP_PASS_S = "xp_pass_s"  # (model version, seconds an input takes through it and back)
 
 SESSION_ID = "session_id"  # this browser session's own id (widgets.session_id)
+TEACHER = "teacher_seal"  # the teacher's seal (dl_core.classroom.Gate): only the token makes it
 
 KEPT = "kept_widget_keys"  # keys marked by kept(): their values outlive a visit to another page
 
@@ -155,8 +159,8 @@ def hidden() -> set[str]:
 def _parse(s: Setting, raw: list[str]):
     """A URL value for a control that is hidden (so not rendered); invalid → default."""
     try:
-        if s.kind in ("pills", "multiselect"):
-            return tuple(o for v in raw for o in s.options if v in _names(s, o)) or s.default
+        if s.kind in ("pills", "multiselect"):  # in the link's order (features feed the network so), once each
+            return tuple(dict.fromkeys(o for v in raw for o in s.options if v in _names(s, o))) or s.default
         value = raw[-1]
         if s.kind == "toggle":
             return value.lower() in ("true", "1")
@@ -165,8 +169,22 @@ def _parse(s: Setting, raw: list[str]):
         if s.lo is not None and not s.lo <= out <= s.hi:
             return s.default
         return out
-    except (IndexError, StopIteration, ValueError):
+    except (IndexError, StopIteration, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return s.default
+
+
+def finite_url(key: str) -> None:
+    """Drop the link's value for a whole-number input when it is infinite: Streamlit 1.67 reads `?seed=inf`
+    as int(float("inf")) inside its number_input, and the page broke with OverflowError. Call before the
+    input is drawn; it then starts at its default, as with any other invalid value."""
+    raw = st.query_params.get_all(key)
+    try:
+        infinite = bool(raw) and math.isinf(float(raw[-1]))
+    except ValueError:  # not a number: Streamlit refuses it by itself
+        infinite = False
+    if infinite:
+        del st.query_params[key]
+        st.rerun()  # inputs read the address the run started with: start again from the corrected one
 
 
 def _checked(s: Setting, value):
@@ -207,6 +225,7 @@ def control(key: str, where=None, **extra):
     if s.kind == "slider":
         return where.slider(s.label, s.lo, s.hi, s.default, s.step, **common)
     if s.kind == "number":
+        finite_url(key)
         return int(where.number_input(s.label, int(s.lo), int(s.hi), int(s.default), int(s.step), **common))
     if s.kind == "toggle":
         return where.toggle(s.label, s.default, **common)
@@ -252,7 +271,7 @@ def settings_from(values: dict) -> dict:
         value = values.get(key, s.default) if isinstance(values, dict) else s.default
         try:
             raw = _url(s, tuple(value) if isinstance(value, list) else value)
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # KeyError: a name the control's labels do not know
             raw = _url(s, s.default)
         out[key] = _parse(s, raw if isinstance(raw, list) else [raw])
     return out

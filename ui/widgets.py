@@ -56,6 +56,7 @@ def sidebar() -> None:
                                    "batches; the Playground's tiny networks are fastest on the CPU.")
         info = pick_device(choice)
         st.caption(f"**{info.name}** · {info.detail}  \n{info.reason}.")
+        state.finite_url(state.SEED)  # `?seed=inf` broke Streamlit's own number input
         st.number_input("Random seed", 0, 9999, 1, key=state.SEED, bind="query-params",
                         help="Fixes the data and the starting weights, so everyone in a class sees the same run.")
         _challenge()

@@ -16,6 +16,7 @@ import numpy as np
 
 DOMAIN = 6.0  # points live in [-DOMAIN, DOMAIN]²
 MAX_POINTS = 5000
+MAX_CSV_BYTES = 2**20  # checked before the file is read: MAX_POINTS rows of three long numbers take a third of it
 
 
 class DataError(ValueError):
@@ -257,6 +258,9 @@ def parse_csv(data: bytes, train_ratio: float = 0.5, seed: int = 0) -> Dataset2D
     A header naming the third column "label" or "target" decides the task;
     without one, whole numbers with at most 8 distinct values are labels.
     """
+    if len(data) > MAX_CSV_BYTES:  # a 50 MB file took 600 MB and 2.4 s to be told it had too many rows
+        raise DataError(f"The file is {len(data) / 2**20:.1f} MiB; the limit is {MAX_CSV_BYTES / 2**20:g} MiB "
+                        f"({MAX_POINTS:,} rows).")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -270,6 +274,8 @@ def parse_csv(data: bytes, train_ratio: float = 0.5, seed: int = 0) -> Dataset2D
         header, lines = first, lines[1:]
         if len(header) != 3 or header[:2] != ["x", "y"] or header[2] not in ("label", "target"):
             raise DataError("The header must be exactly x,y,label (classification) or x,y,target (regression).")
+    if len(lines) > MAX_POINTS:
+        raise DataError(f"At most {MAX_POINTS:,} rows, please; this file has {len(lines):,}.")
     try:
         arr = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError:
@@ -278,8 +284,6 @@ def parse_csv(data: bytes, train_ratio: float = 0.5, seed: int = 0) -> Dataset2D
         raise DataError(f"Each row needs 3 columns (x, y, label or target); this file has {arr.shape[1]}.")
     if len(arr) < 4:
         raise DataError("The CSV needs at least 4 rows of data.")
-    if len(arr) > MAX_POINTS:
-        raise DataError(f"At most {MAX_POINTS} rows, please; this file has {len(arr)}.")
     if not np.isfinite(arr).all():
         raise DataError("Some values are missing, NaN or infinite.")
     if np.abs(arr[:, :2]).max() > 1e4:

@@ -14,7 +14,7 @@ import io
 import os
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
@@ -30,6 +30,11 @@ MAX_UNZIPPED_BYTES = 400 * 2**20
 MAX_IMAGES = 5000
 MAX_PIXELS = 4096 * 4096  # one picture's decoded pixels, read from its header before it is decoded
 MAX_ZIP_PIXELS = 50_000_000  # all of a zip's pictures (5,000 of 100×100): a few KB of zip can say billions
+# files and folders, counted before zipfile parses them (~14 µs each; 4 MB of zip lists 200,000): a Mac's zip
+# doubles the pictures (__MACOSX), folders add a few
+MAX_ZIP_ENTRIES = 4 * MAX_IMAGES
+PICTURE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # IMAGE_EXTENSIONS' formats: Pillow's other decoders stay shut
+UNREADABLE = "That file is not a readable image."
 
 
 @dataclass(frozen=True)
@@ -158,42 +163,63 @@ class PictureTooLarge(DataError):
 
 
 def open_picture(data: bytes):
-    """A picture's bytes as a PIL image, its size checked on the header alone, before any decoding:
+    """A picture's bytes as a decoded PIL image, its size checked on the header before decoding."""
+    return _decoded(_header(io.BytesIO(data)))
+
+
+def _header(source):
+    """A picture (bytes or a stream) opened lazily, its header read and its size checked, nothing decoded:
     a small PNG can hold thousands of pixels on a side (a decompression bomb)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        picture = Image.open(io.BytesIO(data))  # lazy: reads the header only
+        picture = Image.open(source, formats=PICTURE_FORMATS)
     except Image.DecompressionBombError:
         raise PictureTooLarge(f"That picture has too many pixels; the limit is {MAX_PIXELS:,}.") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise DataError("That file is not a readable image.") from None
+    except Exception:  # any failure on untrusted bytes: Pillow and zipfile raise OSError, SyntaxError, zlib.error, ...
+        raise DataError(UNREADABLE) from None
     w, h = picture.size
     if w * h > MAX_PIXELS:
         raise PictureTooLarge(f"That picture is {w:,}×{h:,} pixels; the limit is {MAX_PIXELS:,} pixels.")
     return picture
 
 
+def _decoded(picture):
+    """The picture decoded now, so a damaged one fails here in one sentence, not in a later convert()."""
+    try:
+        picture.load()
+    except Exception:  # as in _header: a broken PNG raised SyntaxError, past the pages' (OSError, ValueError)
+        raise DataError(UNREADABLE) from None
+    return picture
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """A zip entry's folders and file name, without '/', '..' or '.' (a zip may name '/x' or '../x': nothing
+    is written anywhere, but they are no class's name); Windows' backslashes are read as slashes."""
+    return tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("/", ".."))
+
+
 def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
                 max_bytes: int = MAX_ZIP_BYTES) -> ImageDataset:
     """A zip of one folder per class (ImageFolder layout), checked and resized.
     Unreadable images are skipped and counted in `note`."""
-    from PIL import UnidentifiedImageError
-
     if len(data) > max_bytes:
         raise DataError(f"The zip is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB.")
+    if data.count(b"PK\x01\x02") > MAX_ZIP_ENTRIES:  # every entry's record starts so: an upper bound, read fast
+        raise DataError(f"The zip holds more than {MAX_ZIP_ENTRIES:,} files and folders; the limit is "
+                        f"{MAX_ZIP_ENTRIES:,}.")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        entries = [i for i in archive.infolist() if not i.is_dir() and not Path(i.filename).name.startswith(".")
-                   and "__MACOSX" not in i.filename]
-    except zipfile.BadZipFile:
+        entries = [i for i in archive.infolist() if not i.filename.endswith("/")  # is_dir() fails on a name ""
+                   and not Path(i.filename).name.startswith(".") and "__MACOSX" not in i.filename]
+    except (zipfile.BadZipFile, ValueError, NotImplementedError):  # a name not the UTF-8 it claims; zip64 v23.4
         raise DataError("That file is not a zip archive.") from None
     if sum(i.file_size for i in entries) > MAX_UNZIPPED_BYTES:
         raise DataError("The zip unpacks to more than 400 MiB; send fewer or smaller images.")
     images = [i for i in entries if i.filename.lower().endswith(IMAGE_EXTENSIONS)]
     if len(images) > MAX_IMAGES:
         raise DataError(f"The zip holds {len(images):,} images; at most {MAX_IMAGES:,}, please.")
-    parts = [Path(i.filename).parts for i in images]
+    parts = [_parts(i.filename) for i in images]
     depth = 1 if parts and len({p[0] for p in parts}) == 1 and all(len(p) > 2 for p in parts) else 0
     by_class: dict[str, list] = {}
     skipped = pixels = 0
@@ -201,17 +227,17 @@ def zip_folders(data: bytes, size: int = 32, grey: bool = False, seed: int = 0,
         if len(p) < depth + 2:
             skipped += 1  # an image outside any class folder
             continue
-        try:
-            with open_picture(archive.read(info)) as im:
+        try:  # read as a stream, header first: 1 KB of zip can unpack to 400 MB
+            with archive.open(info) as entry, _header(entry) as im:
                 pixels += im.size[0] * im.size[1]
                 if pixels > MAX_ZIP_PIXELS:
                     raise PictureTooLarge(f"The zip's pictures add up to more than {MAX_ZIP_PIXELS:,} pixels; "
                                           "send fewer or smaller images.")
-                im = im.convert("L" if grey else "RGB").resize((size, size))
+                im = _decoded(im).convert("L" if grey else "RGB").resize((size, size))
                 arr = np.asarray(im, np.float32) / 255.0
         except PictureTooLarge:
             raise
-        except (UnidentifiedImageError, OSError, ValueError, zipfile.BadZipFile):  # DataError: unreadable
+        except (ValueError, OSError, RuntimeError, zipfile.BadZipFile):  # DataError: unreadable; encrypted
             skipped += 1
             continue
         by_class.setdefault(p[depth], []).append(arr[None] if grey else arr.transpose(2, 0, 1))

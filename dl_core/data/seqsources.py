@@ -22,7 +22,7 @@ from ..inference import evaluating
 from .seqdata import PAD, SeqData, SeqDataError, split
 
 MAX_UPLOAD_BYTES = 2_000_000
-MIN_TEXT_CHARS, MIN_SERIES_VALUES = 500, 30
+MIN_TEXT_CHARS, MIN_SERIES_VALUES, MAX_SERIES_VALUES = 500, 30, 100_000
 MAX_CHARS_IN_VOCAB = 80  # rarer characters are read as RARE: the output layer stays small
 RARE = "¿"
 
@@ -123,23 +123,40 @@ def parse_text(raw: bytes) -> str:
 
 def parse_series(raw: bytes) -> np.ndarray:
     """An uploaded series: one number per line, or a CSV whose last column holds the numbers
-    (a header line is skipped); finite, not constant, 30 to 100,000 values."""
+    (a header line is skipped); finite, not constant, 30 to 100,000 values. Rows are read one at a
+    time and no further than the limit (a list of every row of 2 MB took 86 MB)."""
     text = _decoded(raw, "a CSV with one number per row")
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    rows = (r for r in csv.reader(io.StringIO(text, newline=None)) if any(c.strip() for c in r))  # \r ends rows too
     values = []
-    for i, row in enumerate(rows):
-        try:
-            values.append(float(row[-1].strip()))
-        except ValueError:
-            if i == 0:
-                continue  # a header
-            raise SeqDataError(f"Row {i + 1} ends in {row[-1].strip()[:20]!r}, not a number: the last column "
-                               "must hold the series' numbers.") from None
-    if len(values) < MIN_SERIES_VALUES:
-        raise SeqDataError(f"The series has {len(values)} numbers; at least {MIN_SERIES_VALUES}, please.")
-    if len(values) > 100_000:
-        raise SeqDataError(f"The series has {len(values):,} numbers; at most 100,000, please.")
-    arr = np.array(values)
+    try:
+        for i, row in enumerate(rows):
+            try:
+                values.append(float(row[-1].strip()))
+            except ValueError:
+                if i == 0:
+                    continue  # a header
+                raise SeqDataError(f"Row {i + 1} ends in {row[-1].strip()[:20]!r}, not a number: the last column "
+                                   "must hold the series' numbers.") from None
+            if len(values) > MAX_SERIES_VALUES:
+                break  # series_values refuses it: reading on would only cost time and memory
+    except csv.Error:  # a field past csv's 128 KB limit
+        raise SeqDataError("That file is not a CSV of numbers: a row is over 128 KB long.") from None
+    return series_values(values)
+
+
+def series_values(values) -> np.ndarray:
+    """Numbers already read (by parse_series, or kept in a Sequence Lab model file), checked as an
+    upload is: one list of 30 to 100,000 finite numbers that vary and stay below 10¹²."""
+    try:
+        arr = np.asarray(values, np.float64)
+    except (TypeError, ValueError, OverflowError):  # words, dictionaries, lists of other lengths, 10**400
+        arr = None
+    if arr is None or arr.ndim != 1:
+        raise SeqDataError("The series must be one list of numbers.")
+    if len(arr) > MAX_SERIES_VALUES:
+        raise SeqDataError(f"The series has more than {MAX_SERIES_VALUES:,} numbers, the limit.")
+    if len(arr) < MIN_SERIES_VALUES:
+        raise SeqDataError(f"The series has {len(arr)} numbers; at least {MIN_SERIES_VALUES}, please.")
     if not np.isfinite(arr).all():
         raise SeqDataError("Some values are missing, NaN or infinite: fill them in first.")
     if np.abs(arr).max() > 1e12 or arr.std() == 0:
