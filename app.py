@@ -1,9 +1,12 @@
-"""Deep Learning Lab's server: `streamlit run app.py` serves the pages (router.py) and the one
-HTTP route the live counters ask (ui/counters.py), on Streamlit's own server (st.App)."""
+"""Deep Learning Lab's server: `streamlit run app.py` serves the pages (router.py), the one
+HTTP route the live counters ask (ui/counters.py) and each browser's secret cookie
+(ui/browsers.py), on Streamlit's own server (st.App)."""
 from contextlib import asynccontextmanager
 
 import streamlit as st
+from starlette.middleware import Middleware
 
+from ui.browsers import BrowserCookie
 from ui.counters import ROUTES
 
 
@@ -17,4 +20,4 @@ async def lifespan(_app):
     shutdown()
 
 
-app = st.App("router.py", routes=ROUTES, lifespan=lifespan)
+app = st.App("router.py", routes=ROUTES, lifespan=lifespan, middleware=[Middleware(BrowserCookie)])

@@ -187,7 +187,7 @@ key = (data_key, spec)
 run = shell.run_for(key, lambda: cnn.make_job(ds, spec, config, widgets.device()), settings(),
                     keep_trained=lambda: not widgets.action("🔨 Start a fresh network with these layers and images",
                                                             key="cnn_fresh", type="primary"),
-                    kind="image-classifier", spec=spec, data=ds)
+                    kind="image-classifier", spec=spec, data=ds, private=ds is ss.get(state.CNN_UPLOAD))
 if run.extra["key"] != key:
     st.warning("You changed the layers or the images. The trained network below is kept, with the images it "
                "was trained on, until you start a fresh one.")

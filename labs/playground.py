@@ -109,7 +109,8 @@ def on_regenerate():
 def _install(job, setup, spec, ds, values):
     """Make `job` the current run; the one it replaces is kept for one undo (nothing trained is lost)."""
     kind = "points-classifier" if ds.task == "classification" else "points-regressor"
-    shell.install(job, values | {state.SEED: setup.seed}, kind=kind, setup=setup, spec=spec, data=ds)
+    shell.install(job, values | {state.SEED: setup.seed}, kind=kind, setup=setup, spec=spec, data=ds,
+                  private=ds.name == state.UPLOAD)  # the learner's own points
 
 
 def current_job(values: dict):

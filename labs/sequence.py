@@ -18,7 +18,13 @@ from ui.shell import Shell
 
 ss = st.session_state
 POLL_S = 0.5
-RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+# Each control's choices and its default: the controls offer these, and a model file's settings
+# must be among them.
+CHOICES = {"seq_cell": CELLS, "seq_hidden": (8, 16, 32, 64, 128), "seq_layers": (1, 2, 3),
+           "seq_dropout": (0.0, 0.1, 0.2, 0.3, 0.5), "seq_lr": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1),
+           "seq_embed": (2, 4, 8, 16, 32), "seq_clip": (0.0, 0.25, 1.0, 5.0)}
+DEFAULTS = {"seq_cell": CELLS[1], "seq_hidden": 32, "seq_layers": 1, "seq_dropout": 0.0, "seq_lr": 0.01,
+            "seq_embed": 8, "seq_clip": 1.0}
 shell = Shell("sequence")
 
 
@@ -37,7 +43,8 @@ def setup_of(values: dict) -> SeqSetup:
 
 
 def install(job, spec, data, values: dict) -> None:
-    shell.install(job, values, key=structure(values), kind="sequence", spec=spec, data=data)
+    shell.install(job, values, key=structure(values), kind="sequence", spec=spec, data=data,
+                  private=bool(SEQ_TASKS[values["seq_task"]].upload))  # the learner's own text or series
 
 
 def upload_key(task: str) -> str:
@@ -86,14 +93,15 @@ def on_model_loaded(spec, model, meta):
     values = meta.get("values")
     if not any(layer.kind == "recurrent" for layer in spec.layers) or not isinstance(values, dict):
         raise CheckpointError("This model was not made in the Sequence Lab.")
-    # its own plain settings only: nothing in a file sets a role (the teacher's view) or another page's state
-    values = {k: v for k, v in values.items() if k.startswith("seq_") and isinstance(v, (str, int, float, bool))}
+    values = file_settings(values)
     try:
         ss[state.SEED] = int(meta.get("seed", 1))
         upload = meta.get("upload")
         if SEQ_TASKS[values["seq_task"]].upload:
-            name, content = upload
-            ss[upload_key(values["seq_task"])] = (name, content if isinstance(content, str) else np.array(content))
+            name, content = upload  # checked as an upload is: a file could carry any text or series
+            content = seqsources.parse_text(content.encode()) if isinstance(content, str) \
+                else seqsources.series_values(content)
+            ss[upload_key(values["seq_task"])] = (name, content)
         setup = setup_of(values)
         job, spec, data = make_job(setup, data_for(setup), device=widgets.device(), model=model, spec=spec)
     except (KeyError, TypeError, ValueError):  # SeqDataError is a ValueError
@@ -101,6 +109,22 @@ def on_model_loaded(spec, model, meta):
     ss.update(values)
     install(job, spec, data, values)
     return "the trained network and its task are back."
+
+
+def file_settings(values: dict) -> dict:
+    """A file's settings as the controls could hold them: this lab's own keys, each among its
+    control's choices (any other gets the control's default). Nothing else in a file reaches the
+    session, so no file sets a role (the teacher's view) or another page's state."""
+    def among(value, options) -> bool:
+        return not isinstance(value, bool) and any(type(value) in (int, float, str) and value == o for o in options)
+
+    task = values.get("seq_task")
+    if not (isinstance(task, str) and task in SEQ_TASKS):
+        return {}
+    lo, hi, default = SEQ_TASKS[task].lags
+    lag = values.get(lag_key(task))
+    return {"seq_task": task, lag_key(task): lag if type(lag) is int and lo <= lag <= hi else default} | {
+        k: values[k] if among(values.get(k), options) else DEFAULTS[k] for k, options in CHOICES.items()}
 
 
 # ---------- page ----------
@@ -122,23 +146,27 @@ info = SEQ_TASKS[values["seq_task"]]
 lo, hi, default = info.lags
 lag = lag_key(values["seq_task"])
 values[lag] = c[1].slider(info.lag_label, lo, hi, default, **bound(lag))
-values["seq_cell"] = c[2].radio("Cell", CELLS, index=1, horizontal=True, **bound("seq_cell"),
+values["seq_cell"] = c[2].radio("Cell", CHOICES["seq_cell"], index=CELLS.index(DEFAULTS["seq_cell"]), horizontal=True,
+                                **bound("seq_cell"),
                                 help="RNN: h ← tanh(W·x + U·h). LSTM and GRU add gates that decide what to keep.")
-values["seq_hidden"] = c[3].select_slider("Hidden units", [8, 16, 32, 64, 128], 32, **bound("seq_hidden"))
+values["seq_hidden"] = c[3].select_slider("Hidden units", CHOICES["seq_hidden"], DEFAULTS["seq_hidden"],
+                                          **bound("seq_hidden"))
 st.caption(info.blurb)
 c = st.expander("⚙️ More settings: layers, dropout, learning rate, embedding, clipping").columns([1.3, 1.2, 1])
-values["seq_layers"] = c[0].radio("Layers", [1, 2, 3], horizontal=True, **bound("seq_layers"))
-values["seq_dropout"] = c[0].select_slider("Dropout between layers", [0.0, 0.1, 0.2, 0.3, 0.5], 0.0,
+values["seq_layers"] = c[0].radio("Layers", CHOICES["seq_layers"], horizontal=True, **bound("seq_layers"))
+values["seq_dropout"] = c[0].select_slider("Dropout between layers", CHOICES["seq_dropout"], DEFAULTS["seq_dropout"],
                                            **bound("seq_dropout"), disabled=values["seq_layers"] == 1,
                                            format_func=lambda v: "off" if not v else f"{v:.0%}",
                                            help="Zeroes this share of each layer's outputs on their way to the next "
                                                 "layer, in training only (needs 2 layers or more).")
-values["seq_lr"] = c[1].select_slider("Learning rate", RATES, 0.01, **bound("seq_lr"))
-values["seq_embed"] = c[1].select_slider("Embedding size", [2, 4, 8, 16, 32], 8, **bound("seq_embed"),
+values["seq_lr"] = c[1].select_slider("Learning rate", CHOICES["seq_lr"], DEFAULTS["seq_lr"], **bound("seq_lr"))
+values["seq_embed"] = c[1].select_slider("Embedding size", CHOICES["seq_embed"], DEFAULTS["seq_embed"],
+                                         **bound("seq_embed"),
                                          disabled=info.kind == "forecast" or values["seq_task"] == "adding",
                                          help="Each token becomes a learned vector of this many numbers before the "
                                               "recurrent layer reads it (tasks of tokens only).")
-values["seq_clip"] = c[2].select_slider("Gradient clipping", [0.0, 0.25, 1.0, 5.0], 1.0, **bound("seq_clip"),
+values["seq_clip"] = c[2].select_slider("Gradient clipping", CHOICES["seq_clip"], DEFAULTS["seq_clip"],
+                                        **bound("seq_clip"),
                                         format_func=lambda v: "off" if not v else f"norm ≤ {v:g}",
                                         help="Scale each update's gradient down to this size: through many steps "
                                              "a gradient can explode in one update.")

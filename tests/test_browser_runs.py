@@ -299,6 +299,31 @@ def test_someone_elses_address_gives_an_own_copy_and_never_their_controls(server
     no_exception(b)
 
 
+def test_a_closed_tabs_address_in_another_browser_gives_a_copy_and_its_owner_gets_it_back(server, new_page):
+    """The address is not a password: once the owner's tab closed, another browser opening it
+    took the run over ("Welcome back"); the owner, coming back, got only a copy."""
+    owner = new_page()
+    _open_lab(owner, f"{server}/playground?stop=never")
+    _train_to(owner)
+    url, rid, ctx = owner.url, run_id(owner), owner.context
+    secret = [c for c in ctx.cookies() if c["name"] == "dllab_browser"]
+    assert secret and secret[0]["httpOnly"] and secret[0]["value"] not in url
+    owner.close()
+    time.sleep(GRACE_S + 0.5)  # the owner's session is gone and its job stopped
+
+    other = new_page()  # a fresh context: another browser, with the address only
+    _open_lab(other, url)
+    other.get_by_text("you have your own copy").first.wait_for(timeout=30_000)
+    assert other.get_by_text("Welcome back").count() == 0 and run_id(other) != rid
+
+    back = ctx.new_page()  # the owner's browser opens the address again
+    _open_lab(back, url)
+    back.get_by_text("Welcome back").first.wait_for(timeout=60_000)
+    assert run_id(back) == rid and back.get_by_text("own copy").count() == 0
+    no_exception(other)
+    no_exception(back)
+
+
 # ---------- 5. the teacher's share link ----------
 def test_the_share_link_carries_settings_but_never_the_run(server, new_page):
     teacher = new_page()

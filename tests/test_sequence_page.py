@@ -65,6 +65,27 @@ def test_its_own_model_file_loads_back_and_another_labs_is_refused():
     assert len(at.error) == 1 and not at.exception
 
 
+def test_a_model_files_settings_are_parsed_like_the_controls_and_grant_nothing():
+    """The Sequence Lab copied every plain seq_* value of a file into the session: a value no
+    control offers (a learning rate of 9e9, 100,000 hidden units) reached the widgets and the job."""
+    at = open_page("sequence")
+    at.button(key="ctl_step").click().run()
+    poll(at, lambda a: job(a, "sequence").step == 1)
+    r = run(at, "sequence")
+    hostile = r.settings | {"seq_lr": 9e9, "seq_layers": True, "seq_hidden": 100_000, "seq_surprise": "x",
+                            "teacher_seal": "forged", "teacher_ok": True}
+    data = save_bytes(r.extra["spec"], r.job.model, {"values": hostile, "seed": 1}, lab="sequence")
+    fresh = open_page("sequence")
+    fresh.file_uploader(key=upload_key("sequence", 0)).set_value(("s.pt", data, "application/octet-stream")).run()
+    assert not fresh.exception and any(s.value.startswith("Loaded s.pt") for s in fresh.success)
+    kept = fresh.session_state
+    assert kept["seq_lr"] == 0.01 and kept["seq_layers"] == 1 and kept["seq_hidden"] == r.settings["seq_hidden"]
+    for key in ("seq_surprise", "teacher_seal", "teacher_ok"):
+        with pytest.raises(KeyError):
+            kept[key]
+    assert run(fresh, "sequence").job.config.lr == 0.01
+
+
 def _tab(at, label: str):
     """Open a tab of the lab's lazy tabs (only the open one is drawn)."""
     tabs = ("🔍 Look closer (and edit)", "❓ Why this answer?", "✍️ Let it write", "📈 The forecast",

@@ -88,11 +88,11 @@ def test_it_survives_its_worker_being_killed(job, pool):
 
 def test_it_is_saved_to_the_run_store_restored_and_cloned(job, pool, tmp_path):
     registry = RunRegistry(store=RunStore(tmp_path))
-    run = registry.create("learner", "toy", job)
+    run = registry.create("learner", "toy", job, browser="their-browser")
     job.step_batch(5)
     wait_for(lambda: job.step == 5 and (tmp_path / f"{run.id}.run").exists(), seen=job.status)
     kept = weights(job)
-    back, how = RunRegistry(store=RunStore(tmp_path)).open(run.id, "learner-after-restart")
+    back, how = RunRegistry(store=RunStore(tmp_path)).open(run.id, "learner-after-restart", "their-browser")
     assert how == "reattached" and back.job.step == 5
     assert all(torch.equal(kept[k], v) for k, v in weights(back.job).items())
     twin = back.job.clone(pool)

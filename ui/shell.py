@@ -22,7 +22,7 @@ from dl_core.engine import RUNS, Run, executor
 from dl_core.export import script
 from dl_core.spec import summarize
 
-from . import counters, state, widgets
+from . import browsers, budget, counters, state, widgets
 from .labs import LABS
 
 ss = st.session_state
@@ -140,7 +140,11 @@ class Shell:
             if mine:
                 run, wanted, how = mine[0], mine[0].id, "own"
         if run is None and wanted:
-            run, how = RUNS.open(wanted, widgets.session_id())
+            run, how = RUNS.open(wanted, widgets.session_id(), browsers.key())
+            if how == "private":
+                notify(self.lab, "info", "That link's run trained on its owner's own data, which stays with them. "
+                       "Here is a fresh network.")
+                return None
             if run is None or run.lab != self.lab:
                 notify(self.lab, "warning", "That link's training run is no longer on this server (trained runs are "
                        "kept for a few hours after their tab closes). Here is a fresh network.")
@@ -160,7 +164,7 @@ class Shell:
     def install(self, job, settings: dict, **extra) -> Run:
         """Make `job` the lab's current run; the one it replaces steps aside, paused, for one undo."""
         old = self.run
-        run = RUNS.create(widgets.session_id(), self.lab, job, settings, extra)
+        run = RUNS.create(widgets.session_id(), self.lab, job, settings, extra, browser=browsers.key())
         if old is not None:
             old.job.pause()
             dropped = self.previous
@@ -170,6 +174,7 @@ class Shell:
             if old is not None:
                 RUNS.discard(old)
         self._show(run)
+        budget.keep_within([_key(key, "previous") for key in LABS])
         return run
 
     def _show(self, run: Run) -> None:
@@ -236,10 +241,15 @@ class Shell:
         if file is None:
             return None
         try:
-            return parse(file), file.name
+            parsed = parse(file)
         except errors as exc:
             self.notify("error", f"Could not use {file.name}: {exc}")
             return None
+        refusal = budget.refusal(parsed)
+        if refusal:
+            self.notify("error", f"Could not use {file.name}: {refusal}")
+            return None
+        return parsed, file.name
 
     # ---- training controls and the live view ----
     def controls(self, on_reset: Callable[[], None], stops: bool = True, task: str = "classification") -> None:
@@ -367,3 +377,4 @@ class Shell:
             self.notify("error", f"Could not load {file.name}. {exc}")
             return
         self.notify("success", f"Loaded {file.name}: {what}")
+

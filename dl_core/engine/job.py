@@ -200,6 +200,11 @@ class TrainingJob(Observed, Travelling, Stopping, Controls):
     def device(self) -> torch.device:
         return self._device
 
+    def held(self) -> tuple:
+        """What this job keeps in memory (footprint.py counts it for a session's budget): its
+        trainer's networks and data, the optimizers' state and the weights it kept to go back to."""
+        return (*vars(self.trainer).values(), self._optimizers, self._good_state, self._best, self._peak)
+
     def train_batch(self) -> bool:
         """One optimizer step; False if the chunk must end here (the run diverged, or stops)."""
         cfg = self.config

@@ -109,9 +109,17 @@ class SupervisedTrainer:
 
     travels = True
 
-    def __setstate__(self, state: dict) -> None:  # a run saved when these three were private
+    def __getstate__(self) -> dict:
+        """All but x_all and y_all, a copy of the data made again on arrival: a saved run or a
+        job's trip to a worker carries its data once (the run store keeps an upload apart)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("x_all", "y_all")}
+
+    def __setstate__(self, state: dict) -> None:  # a run saved when these three were private kept them
         self.__dict__.update({k.lstrip("_") if k in ("_x_all", "_y_all", "_loss_each") else k: v
                               for k, v in state.items()})
+        if "x_all" not in self.__dict__:
+            self.x_all = torch.cat([self.data.x_train, self.data.x_test])
+            self.y_all = torch.cat([self.data.y_train, self.data.y_test])
 
     @property
     def gangs(self) -> bool:

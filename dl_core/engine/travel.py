@@ -147,14 +147,15 @@ class Travelling:
         for opt in self._optimizers.values():
             track_steps(opt)
 
-    def to_state(self) -> bytes:
-        """Everything, history included, for the run store (runstore.py)."""
+    def to_state(self, dumps=pickle.dumps) -> bytes:
+        """Everything, history included, for the run store (runstore.py, whose `dumps` writes
+        uploaded data apart, once)."""
         with self.lock, self._cond:
-            return pickle.dumps((self, self._history, list(self._events)))
+            return dumps((self, self._history, list(self._events)))
 
     @classmethod
-    def from_state(cls, data: bytes, executor=None) -> "Travelling":
-        """A saved job back, resting (paused), on this server's executor."""
+    def from_state(cls, data: bytes, executor=None, loads=loads) -> "Travelling":
+        """A saved job back, resting (paused), on this server's executor (`loads`: the run store's)."""
         job, history, events = loads(data)
         job._history = history
         job._events.extend(events)
