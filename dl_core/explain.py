@@ -5,7 +5,8 @@ test case), so adding a method is one entry. Nothing here re-implements an attri
 every map comes from Captum. What this module adds is what a learner needs around it —
 an eval-mode copy of the model (a live model in train mode gives different maps on each
 call: dropout, batch norm), baselines chosen by name, any method wrapped in a noise
-tunnel, and a cache keyed by (model version, input, method, parameters).
+tunnel, a cache keyed by (model version, input, method, parameters), and each method's cost
+in passes through the model (Method.passes: explain_jobs.py estimates a page's work from it).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import hashlib
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -51,6 +53,9 @@ class Method:
     about: str = ""
     tunnel: bool = True  # may be wrapped in a NoiseTunnel
     background: bool = False  # baselines drawn from Context.background (the SHAP methods)
+    # (params, input shape) -> the inputs it runs through the model and back (the cost estimate;
+    # a forward pass alone counts a third: Occlusion's windows)
+    passes: Callable = lambda p, shape: 1
 
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}
@@ -104,11 +109,25 @@ def _ig(model, x, t, p, ctx):
         internal_batch_size=p["n_steps"], return_convergence_delta=True)
 
 
+def _windows(shape: tuple, size: int, stride: int, cover: bool = False) -> int:
+    """How many windows Occlusion slides over an image (`cover`: patches that tile it, for ablation);
+    one per feature for a vector."""
+    if len(shape) != 3:
+        return shape[0]
+    h, w = shape[1:]
+    if cover:
+        return -(-h // size) * -(-w // size)
+    size = min(size, h, w)
+    stride = min(stride, size)
+    return ((h - size) // stride + 1) * ((w - size) // stride + 1)
+
+
 def _gradcam(model, x, t, p, ctx):
     cam = ca.LayerGradCam(model, ctx.layer).attribute(x, target=t, relu_attributions=True)
     return ca.LayerAttribution.interpolate(cam, x.shape[-2:], "bilinear").expand_as(x) / x.shape[1]
 
 
+BACKGROUND = 20  # training inputs the SHAP methods draw their baselines from
 _STEPS = Param("n_steps", "steps", 50, lo=5, hi=300, step=5, help="Points on the path from baseline to input.")
 _BASE = Param("baseline", "baseline", "black", tuple(BASELINES), help="Where the path starts: 'no signal'.")
 METHODS: dict[str, Method] = {
@@ -124,37 +143,41 @@ METHODS: dict[str, Method] = {
                               help="Gauss–Legendre: ~10× smaller completeness gap than the trapezoid rule at "
                                    "50 steps here, in the same time.")),
         about="Gradients summed along a straight path from a baseline to the input; the parts add up to "
-              "score(input) − score(baseline) (completeness)."),
+              "score(input) − score(baseline) (completeness).", passes=lambda p, shape: p["n_steps"] + 1),
     "deeplift": Method("DeepLift", lambda m, x, t, p, c: ca.DeepLift(m).attribute(
         x, baseline(x, p["baseline"], c.seed), target=t, return_convergence_delta=True), (_BASE,),
-        about="Compares each neuron with its value on the baseline and shares out the difference."),
+        about="Compares each neuron with its value on the baseline and shares out the difference.",
+        passes=lambda p, shape: 2),
     "deeplift_shap": Method("DeepLiftShap", lambda m, x, t, p, c: ca.DeepLiftShap(m).attribute(
         x, c.background, target=t), about="DeepLift averaged over a sample of training images as baselines.",
-        tunnel=False, background=True),
+        tunnel=False, background=True, passes=lambda p, shape: 2 * BACKGROUND),
     "gradient_shap": Method("GradientShap", lambda m, x, t, p, c: ca.GradientShap(m).attribute(
         x, c.background, target=t, n_samples=p["n_samples"], stdevs=p["stdevs"]),
         (Param("n_samples", "samples", 20, lo=5, hi=100, step=5),
          Param("stdevs", "noise", 0.1, lo=0.0, hi=0.5, step=0.05)),
         about="Expected gradients between random training images and noisy copies of the input.", tunnel=False,
-        background=True),
+        background=True, passes=lambda p, shape: p["n_samples"]),
     "guided_backprop": Method("Guided Backprop", lambda m, x, t, p, c: ca.GuidedBackprop(m).attribute(x, target=t),
                               about="Gradients with every ReLU also blocking negative gradients: sharp, pretty "
                                     "— and nearly blind to the model (see the sanity checks)."),
     "deconvolution": Method("Deconvolution", lambda m, x, t, p, c: ca.Deconvolution(m).attribute(x, target=t),
                             about="Zeiler & Fergus: ReLUs pass only positive gradients, ignoring the forward pass."),
     "guided_gradcam": Method("Guided GradCAM", lambda m, x, t, p, c: ca.GuidedGradCam(m, c.layer).attribute(
-        x, target=t), needs_conv=True, about="Guided Backprop times GradCAM: sharp and class-specific."),
+        x, target=t), needs_conv=True, about="Guided Backprop times GradCAM: sharp and class-specific.",
+        passes=lambda p, shape: 2),
     "gradcam": Method("GradCAM", _gradcam, needs_conv=True, tunnel=False,
                       about="Which regions of a convolution layer's maps raise the class score, scaled up onto "
                             "the image. Coarse: one value per cell of that layer's map."),
     "occlusion": Method("Occlusion", _occlusion,
                         (Param("window", "window", 4, lo=1, hi=12),
                          Param("stride", "stride", 2, lo=1, hi=8, help="At most the window: larger is cut to it.")),
-                        about="Slide a black square over the image and watch the score drop.", tunnel=False),
+                        about="Slide a black square over the image and watch the score drop.", tunnel=False,
+                        passes=lambda p, shape: (_windows(shape, p["window"], p["stride"]) + 1) / 3),
     "feature_ablation": Method("Feature Ablation", lambda m, x, t, p, c: ca.FeatureAblation(m).attribute(
         x, target=t, feature_mask=patch_mask(x, p["patch"]), baselines=0, perturbations_per_eval=64),
         (Param("patch", "patch size", 2, lo=1, hi=8),),
-        about="Blank out one patch at a time and measure the change of the score.", tunnel=False),
+        about="Blank out one patch at a time and measure the change of the score.", tunnel=False,
+        passes=lambda p, shape: (_windows(shape, p["patch"], p["patch"], cover=True) + 1) / 3),
 }
 DEFAULT_SET = ("saliency", "integrated_gradients", "gradcam", "occlusion")
 TUNNEL_PARAMS = (Param("nt_samples", "noisy copies", 10, lo=2, hi=50),
@@ -201,8 +224,8 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None, key: str, p
         ctx = Context(ctx.layer, torch.stack([baseline(x[0], k, i) for i, k in enumerate(("black", "noise") * 5)]),
                       ctx.seed)
     start = time.perf_counter()
-    with warnings.catch_warnings():  # Captum announces each hook it sets; a learner needs none of that
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
+    with warnings.catch_warnings(), _seeded(ctx.seed):
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")  # it announces each hook
         out = _run(model, x, target, key, p, ctx, tunnel, tunnel_params)
     delta = None
     if isinstance(out, tuple):
@@ -212,11 +235,25 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None, key: str, p
     return Result(out if batch else out[0], delta, (time.perf_counter() - start) * 1000)
 
 
+@contextmanager
+def _seeded(seed: int):
+    """Seeded random numbers (torch's, and numpy's that GradientShap draws from), the state before
+    put back after: the same map wherever it is computed (a lane's thread, a worker), and others'
+    random numbers left as they were."""
+    before = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(before)
+
+
 def _run(model, x, target, key, p, ctx, tunnel, tunnel_params):
     method = METHODS[key]
     if tunnel != "none" and method.tunnel:
         tp = {q.name: q.default for q in TUNNEL_PARAMS} | (tunnel_params or {})
-        torch.manual_seed(ctx.seed)
         inner = _AsAttribution(model, key, p, ctx)
         return ca.NoiseTunnel(inner).attribute(x, nt_type=tunnel, nt_samples=tp["nt_samples"],
                                                stdevs=tp["nt_stdevs"], target=target)
@@ -248,9 +285,32 @@ def heat(attribution: np.ndarray, sign: str = "all") -> np.ndarray:
     return np.clip(a / scale, -1, 1) if scale > 0 else np.zeros_like(a)
 
 
+def digest(array: np.ndarray) -> str:
+    """A short name for an input's values (cache keys)."""
+    return hashlib.sha1(np.ascontiguousarray(array, np.float32).tobytes()).hexdigest()[:16]
+
+
+def map_key(image: np.ndarray, target: int | None, key: str, params: dict | None = None, layer: int | None = None,
+            tunnel: str = "none", tunnel_params: dict | None = None) -> tuple:
+    """What a map is cached under, beside its model's version."""
+    return ("map", digest(image), target, key, tuple(sorted((params or {}).items())), layer, tunnel,
+            tuple(sorted((tunnel_params or {}).items())))
+
+
+def explain_image(model: nn.Module, image: np.ndarray, target: int | None, key: str, params: dict | None = None,
+                  layer: int | None = None, tunnel: str = "none", tunnel_params: dict | None = None,
+                  background: torch.Tensor | None = None) -> Result:
+    """One map of one image (C, H, W), `layer` an index into layers_of(model): plain values only, so
+    that a map can be asked for in another process (explain_jobs.py)."""
+    x = torch.as_tensor(image[None], dtype=torch.float32, device=next(model.parameters()).device)
+    ctx = Context(None if layer is None else layers_of(model)[layer], background)
+    return attribute(model, x, target, key, params, ctx, tunnel, tunnel_params)
+
+
 @dataclass
 class Explainer:
-    """An eval-mode copy of one model version, with a cache of its maps."""
+    """An eval-mode copy of one model version, with a cache of its maps (and of any other result
+    about it: explain_jobs.Task keys)."""
 
     model: nn.Module
     version: Any
@@ -264,18 +324,25 @@ class Explainer:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return predict(self.model, x)
 
-    def explain(self, image: np.ndarray, target: int | None, key: str, params: dict | None = None,
-                layer: int | None = None, tunnel: str = "none", tunnel_params: dict | None = None) -> Result:
-        digest = hashlib.sha1(np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()
-        cache_key = (digest, target, key, tuple(sorted((params or {}).items())), layer, tunnel,
-                     tuple(sorted((tunnel_params or {}).items())))
-        if cache_key in self._cache:
-            self._cache.move_to_end(cache_key)
-            return self._cache[cache_key]
-        x = torch.as_tensor(image[None], dtype=torch.float32, device=self.device())
-        ctx = Context(None if layer is None else layers_of(self.model)[layer], self.background)
-        result = attribute(self.model, x, target, key, params, ctx, tunnel, tunnel_params)
-        self._cache[cache_key] = result
+    def cached(self, key: tuple) -> Any:
+        """The result kept under `key`, or None."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        return self._cache.get(key)
+
+    def keep(self, key: tuple, result: Any) -> None:
+        self._cache[key] = result
+        self._cache.move_to_end(key)
         if len(self._cache) > self.max_cached:
             self._cache.popitem(last=False)
+
+    def explain(self, image: np.ndarray, target: int | None, key: str, params: dict | None = None,
+                layer: int | None = None, tunnel: str = "none", tunnel_params: dict | None = None) -> Result:
+        """A map, computed here and now unless cached (a page asks an explanation job instead)."""
+        cache_key = map_key(image, target, key, params, layer, tunnel, tunnel_params)
+        result = self.cached(cache_key)
+        if result is None:
+            background = self.background if METHODS[key].background else None
+            result = explain_image(self.model, image, target, key, params, layer, tunnel, tunnel_params, background)
+            self.keep(cache_key, result)
         return result

@@ -1,7 +1,8 @@
 """The Explainability Lab's built-in model: a small CNN trained on the offline digits at
 28×28, trained on first use (a few seconds on a CPU) and kept on disk, so the lab is
 useful before the learner has trained anything. Also the shuffled-label twin that the
-sanity checks compare against. Both train through the one TrainingJob.
+sanity checks compare against, as a job for the executor's lanes. Both train through the one
+TrainingJob.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import nn
 from . import cnn
 from .checkpoint import CheckpointError, load_bytes, save_bytes
 from .data import images
-from .engine import TrainConfig
+from .engine import TrainConfig, TrainingJob
 from .spec import LayerSpec, ModelSpec
 from .tuning import train_blocking
 
@@ -28,6 +29,7 @@ SPEC = ModelSpec((1, 28, 28), (
     L("maxpool", kernel=2, stride=2),
     L("flatten"), L("linear", out_features=10)), "classification")
 CONFIG = replace(cnn.DEFAULT_CONFIG, lr=0.003, batch_size=64, max_epochs=12)
+TWIN_IMAGES, TWIN_EPOCHS = 1000, 8  # the shuffled-label twin's cap (the sanity checks say so)
 _lock = threading.Lock()
 
 
@@ -63,12 +65,18 @@ def model(root: Path | None = None, device="cpu") -> tuple[nn.Module, dict]:
         return job.model.eval(), meta
 
 
-def shuffled_label_twin(spec: ModelSpec, ds: images.ImageDataset, config: TrainConfig = CONFIG,
-                        seed: int = 0) -> nn.Module:
-    """The same network trained on the same images with the training labels shuffled: it can
-    only memorise, so nothing it learned is about digits (Adebayo et al.'s data randomisation)."""
-    y = ds.y.copy()
-    train = np.flatnonzero(ds.split == 0)
-    y[train] = np.random.default_rng(seed).permutation(y[train])
-    shuffled = replace(ds, y=y, name=ds.name + " (shuffled labels)")
-    return train_blocking(cnn.make_job(shuffled, spec, replace(config, seed=seed))).model.eval()
+def shuffled_label_job(spec: ModelSpec, ds: images.ImageDataset, config: TrainConfig = CONFIG, seed: int = 0,
+                       max_images: int = TWIN_IMAGES, max_epochs: int = TWIN_EPOCHS) -> TrainingJob:
+    """A job (not started) training the same network on the same images with the training labels
+    shuffled: it can only memorise, so nothing it learns is about digits (Adebayo et al.'s data
+    randomisation). Capped at `max_images` training images and `max_epochs` epochs: at 5,000
+    images it trained for five minutes, and it trains on the executor's lanes like any job."""
+    rng = np.random.default_rng(seed)
+    train = rng.permutation(np.flatnonzero(ds.split == 0))[:max_images]
+    rows = np.sort(np.concatenate([train, np.flatnonzero(ds.split != 0)]))
+    y = ds.y[rows].copy()
+    mine = ds.split[rows] == 0
+    y[mine] = rng.permutation(y[mine])
+    shuffled = replace(ds, x=ds.x[rows], y=y, split=ds.split[rows], name=ds.name + " (shuffled labels)")
+    return cnn.make_job(shuffled, spec, replace(config, seed=seed, max_epochs=min(max_epochs, config.max_epochs
+                                                                                 or max_epochs)))

@@ -113,33 +113,57 @@ def sensitivity(model: nn.Module, image: np.ndarray, target: int, key: str, para
                                  n_perturb_samples=samples, max_examples_per_batch=1))
 
 
+def faithfulness(model: nn.Module, image: np.ndarray, target: int, attribution: np.ndarray | None) -> dict:
+    """The deletion and insertion curves for the pixel order a map gives (a random order when
+    `attribution` is None), and the map's infidelity: one piece of work for an explanation job."""
+    order = random_order(image[0].size) if attribution is None else most_attributed_first(attribution)
+    out = {"deletion": perturbation_curve(model, image, target, order),
+           "insertion": perturbation_curve(model, image, target, order, insertion=True)}
+    if attribution is not None:
+        out["infidelity"] = infidelity_score(model, image, target, attribution)
+    return out
+
+
 def parametrised_layers(model: nn.Module) -> list[int]:
     return [i for i, layer in enumerate(layers_of(model)) if any(True for _ in layer.parameters())]
+
+
+def randomised(model: nn.Module, top: int, seed: int = 0) -> nn.Module:
+    """A copy of `model` with its `top` topmost parametrised layers re-initialised, from the top
+    down, always from `seed`: each depth of the cascade can be made alone, in any process."""
+    net = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in list(reversed(parametrised_layers(model)))[:top]:
+            for module in layers_of(net)[i].modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+    return net
+
+
+def randomised_maps(model: nn.Module, image: np.ndarray, target: int, keys: list[str], top: int = 0,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """|map| of each method for the model with its `top` layers randomised (0: the model itself),
+    at each method's default settings."""
+    net = randomised(model, top, seed) if top else model
+    x = _tensor(image, net)
+    return {k: np.abs(explain.heat(explain.attribute(net, x, target, k).attribution)) for k in keys}
+
+
+def cascade_steps(model: nn.Module) -> list[str]:
+    """The cascade's steps, named by the lowest layer randomised so far."""
+    return [f"to layer {i + 1}" for i in reversed(parametrised_layers(model))]
 
 
 def cascading_randomisation(model: nn.Module, image: np.ndarray, target: int, keys: list[str],
                             seed: int = 0) -> tuple[list[str], dict[str, list[float]]]:
     """Randomise the weights of the top layer, then the top two, … down to the first. After each
     step, each method's map is compared with the trained model's (rank correlation of |map|)."""
-    x = _tensor(image, model)
-    original = {k: np.abs(explain.heat(explain.attribute(model, x, target, k).attribution)) for k in keys}
-    randomised = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    steps, corr = [], {k: [] for k in keys}
-    for i in reversed(parametrised_layers(model)):
-        for module in layers_of(randomised)[i].modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        steps.append(f"to layer {i + 1}")
-        for k in keys:
-            now = np.abs(explain.heat(explain.attribute(randomised, x, target, k).attribution))
-            corr[k].append(rank_correlation(original[k], now))
-    return steps, corr
+    steps = cascade_steps(model)
+    return steps, similarity([randomised_maps(model, image, target, keys, top, seed)
+                              for top in range(len(steps) + 1)])
 
 
-def map_similarity(model_a: nn.Module, model_b: nn.Module, image: np.ndarray, target: int,
-                   keys: list[str]) -> dict[str, float]:
-    """Rank correlation of |map| between two models on the same input, per method."""
-    x = _tensor(image, model_a)
-    maps = lambda m, k: np.abs(explain.heat(explain.attribute(m, x, target, k).attribution))
-    return {k: rank_correlation(maps(model_a, k), maps(model_b, k)) for k in keys}
+def similarity(maps: list[dict[str, np.ndarray]]) -> dict[str, list[float]]:
+    """Per method, the rank correlation of each of maps[1:] with maps[0] (the trained model's)."""
+    return {k: [rank_correlation(maps[0][k], m[k]) for m in maps[1:]] for k in maps[0]}

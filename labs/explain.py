@@ -11,6 +11,7 @@ from dl_core import explain, reference
 from dl_core.data.data2d import feature_matrix
 from dl_core.probes import grid_points
 from ui import explain_views as xv
+from ui import explain_work as xw
 from ui import figures, picture, shell, state, widgets
 
 ss = st.session_state
@@ -89,7 +90,8 @@ else:
     st.caption(f"Your CNN Lab network, trained {cnn_job.step:,} steps ({cnn_job.epoch} epochs) on {ds.name}. "
                "The explanations use a frozen copy: training on in the CNN Lab makes a new version here.")
 xtr, _ = ds.part("train")
-ex = explainer_for(base, lock, version, torch.as_tensor(xtr[:20]))
+ex = explainer_for(base, lock, version, torch.as_tensor(xtr[:explain.BACKGROUND]))
+work = xw.Work(ex, ds.shape)  # every map below comes from the session's explanation job (or its cache)
 classes = list(ds.classes)
 xte, yte = ds.part("test")
 probs_all = ex.predict(xte)
@@ -150,6 +152,7 @@ if tunnel != "none":
     skipped = [explain.METHODS[k].label for k in keys if not explain.METHODS[k].tunnel]
     if skipped:
         st.caption(f"Not wrapped (already sampling or coarse): {', '.join(skipped)}.")
+    xv.tunnel_note(keys, settings, ds.shape, tunnel, tunnel_params)
 if not keys:
     st.info("Choose at least one method.")
     st.stop()
@@ -166,7 +169,9 @@ picked = d[3].selectbox("Class to explain", range(len(classes)), format_func=lam
 preds = [int(ex.predict(img[None])[0].argmax()) for img, _ in inputs]
 targets = [picked if mode == "pick" else (t if mode == "true" and t is not None else p)
            for t, p in zip(truths, preds)]
-results = xv.grid(ex, inputs, targets, keys, settings, layer, tunnel, tunnel_params, sign, opacity, classes)
+work.slot, results = st.empty(), {}
+xw.live(work, lambda: results.update(xv.grid(work, inputs, targets, keys, settings, layer, tunnel, tunnel_params,
+                                             sign, opacity, classes)))
 first, target = inputs[0][0], targets[0]
 c = st.columns([1, 2])
 c[0].caption("Click a bar to explain that class instead (first input).")
@@ -175,15 +180,19 @@ c[1].plotly_chart(figures.probability_figure(ex.predict(first[None])[0], classes
 
 if convs:
     st.markdown("#### 4 · GradCAM across depth (first input)")
-    xv.gradcam_depth(ex, first, target, opacity)
+    work.slot = st.empty()
+    xv.gradcam_depth(work, first, target, opacity)
 
 st.markdown("#### 5 · What if? Cover part of the first input")
-xv.what_if(ex, first, target, keys, settings, opacity, classes)
+work.slot = st.empty()
+xv.what_if(work, first, target, keys, settings, opacity, classes)
 
 st.markdown("#### 6 · Can you trust it?")
 labels = {k: explain.METHODS[k].label for k in keys}
+work.slot = st.empty()
 tabs = st.tabs(["Faithfulness", "Sanity checks"])
 with tabs[0]:
-    xv.faithfulness(ex, first, target, results, keys, labels)
+    xv.faithfulness(work, first, target, results, keys, labels)
 with tabs[1]:
-    xv.sanity_checks(ex, first, target, keys, labels, spec, ds)
+    xv.sanity_checks(work, first, target, keys, labels, spec, ds)
+work.submit()

@@ -1,22 +1,23 @@
 """Explainability Lab views: method settings built from the registry, the methods × inputs
-grid, GradCAM across depth, and "Can you trust it?" (used by labs/explain.py)."""
+grid, GradCAM across depth, and "Can you trust it?" (used by labs/explain.py). Every map and
+measure comes through a `Work` (explain_work.py): drawn if it is done, asked for if not."""
 from __future__ import annotations
-
-import hashlib
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
-from dl_core import explain, trust
+from dl_core import explain, explain_jobs, trust
 from dl_core.layerlist import layers_of
-from dl_core.reference import shuffled_label_twin
 
 from . import explain_figures as xf
+from . import explain_work as xw
 from . import figures, state, widgets
+from .explain_work import Work
 
 ss = st.session_state
+ASKED = "xp_asked"  # the sanity checks and robustness measures this session asked for
 
 
 def param_widget(p: explain.Param, key: str):
@@ -43,23 +44,45 @@ def method_settings(keys: list[str]) -> dict[str, dict]:
     return settings
 
 
-def grid(explainer: explain.Explainer, inputs: list[tuple[np.ndarray, str]], targets: list[int], keys: list[str],
+def tunnel_note(keys: list[str], settings: dict, shape: tuple, tunnel: str, tunnel_params: dict) -> None:
+    """Say which methods get fewer noisy copies than asked: a map runs at most MAX_MAP_PASSES inputs."""
+    cut = []
+    for k in keys:
+        got = explain_jobs.tunnel_settings(k, settings.get(k), shape, tunnel, tunnel_params).get("nt_samples")
+        if got is not None and got < tunnel_params.get("nt_samples", got):
+            cut.append(f"{explain.METHODS[k].label} gets {got}")
+    if cut:
+        st.caption(f"A map runs at most {explain_jobs.MAX_MAP_PASSES:,} inputs through the network, so the noisy "
+                   f"copies are cut to fit: {', '.join(cut)}.")
+
+
+def _waiting(work: Work, col, image: np.ndarray, opacity: float) -> None:
+    """The input, greyed, where its map will be."""
+    col.image(xf.overlay(image, np.zeros(image.shape[1:]), opacity), width="stretch",
+              caption="⏳ computing…" if work.job is not None and work.job.active else "⏳ not computed yet")
+
+
+def grid(work: Work, inputs: list[tuple[np.ndarray, str]], targets: list[int], keys: list[str],
          settings: dict, layer: int | None, tunnel: str, tunnel_params: dict, sign: str, opacity: float,
          classes: list[str]) -> dict:
-    """Rows are inputs, columns are methods. Returns {(row, key): Result} for later sections."""
+    """Rows are inputs, columns are methods; a map not back yet is its input, greyed. Returns
+    {(row, key): Result} of the maps that are done, for later sections."""
     results = {}
     head = st.columns([1] + [1] * len(keys))
     head[0].markdown("**Input → prediction**")
     for col, k in zip(head[1:], keys):
         col.markdown(f"**{explain.METHODS[k].label}**", help=explain.METHODS[k].about)
     for r, ((image, caption), target) in enumerate(zip(inputs, targets)):
-        probs = explainer.predict(image[None])[0]
+        probs = work.ex.predict(image[None])[0]
         cols = st.columns([1] + [1] * len(keys))
         cols[0].image(xf.picture(image), caption=f"{caption} · says {classes[int(probs.argmax())]} "
                                                   f"({probs.max():.0%}) · explaining {classes[target]}",
                       width="stretch")
         for col, k in zip(cols[1:], keys):
-            res = explainer.explain(image, target, k, settings.get(k), layer, tunnel, tunnel_params)
+            res = work.map(image, target, k, settings.get(k), layer, tunnel, tunnel_params)
+            if res is None:
+                _waiting(work, col, image, opacity)
+                continue
             results[(r, k)] = res
             note = f"{res.ms:.0f} ms"
             if res.delta is not None:  # completeness: how far Σ attributions is from the score difference
@@ -69,40 +92,52 @@ def grid(explainer: explain.Explainer, inputs: list[tuple[np.ndarray, str]], tar
     return results
 
 
-def gradcam_depth(explainer: explain.Explainer, image: np.ndarray, target: int, opacity: float) -> None:
-    convs = explain.conv_layers(explainer.model)
+def gradcam_depth(work: Work, image: np.ndarray, target: int, opacity: float) -> None:
+    convs = explain.conv_layers(work.ex.model)
     cols = st.columns(max(len(convs), 1))
     for col, i in zip(cols, convs):
-        res = explainer.explain(image, target, "gradcam", layer=i)
-        shape = tuple(layers_of(explainer.model)[i].weight.shape)
+        res = work.map(image, target, "gradcam", layer=i)
+        if res is None:
+            _waiting(work, col, image, opacity)
+            continue
+        shape = tuple(layers_of(work.ex.model)[i].weight.shape)
         col.image(xf.overlay(image, explain.heat(res.attribution), opacity),
                   caption=f"layer {i + 1} · {shape[0]} maps")
     st.caption("Early layers see small details (fine, scattered maps); the last one sees whole parts, so its map "
                "is coarse but about the class.")
 
 
-def _digest(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()[:12]
+def _asked(request: tuple, label: str, key: str, **kwargs) -> bool:
+    """Whether `request` was asked for by a click on `label`, now or before (this session)."""
+    asked = ss.setdefault(ASKED, set())
+    if request not in asked and widgets.action(label, key=key, **kwargs):
+        asked.add(request)
+    return request in asked
 
 
-def faithfulness(explainer: explain.Explainer, image: np.ndarray, target: int, results: dict, keys: list[str],
+def faithfulness(work: Work, image: np.ndarray, target: int, results: dict, keys: list[str],
                  labels: dict[str, str]) -> None:
     """Deletion and insertion curves with their areas, beside a random order, and infidelity."""
+    # Asked for once the maps above are all done: a request that grew mid-way would replace the job doing it.
+    ask = not work.missing
+    if any((0, k) not in results for k in keys):
+        st.caption("Appears once the maps above are computed.")
+        return
+    chance = work.get(explain_jobs.faithfulness_task(image, target, None), ask)
+    measured = {k: work.get(explain_jobs.faithfulness_task(image, target, results[(0, k)].attribution), ask)
+                for k in keys}
+    if chance is None or None in measured.values():
+        st.caption("⏳ Deleting and inserting pixels in the order of each map, on the server's training lanes…"
+                   if ask else "Appears once the maps above are computed.")
+        return
     rows, curves_del, curves_ins = [], {}, {}
-    model = explainer.model
-    n = image.shape[1] * image.shape[2]
-    chance_del = trust.perturbation_curve(model, image, target, trust.random_order(n))
-    chance_ins = trust.perturbation_curve(model, image, target, trust.random_order(n), insertion=True)
-    for k in keys:
-        a, delta = results[(0, k)].attribution, results[(0, k)].delta
-        order = trust.most_attributed_first(a)
-        d = trust.perturbation_curve(model, image, target, order)
-        i = trust.perturbation_curve(model, image, target, order, insertion=True)
+    for k, m in measured.items():
+        d, i, delta = m["deletion"], m["insertion"], results[(0, k)].delta
         curves_del[labels[k]], curves_ins[labels[k]] = (d.fractions, d.scores), (i.fractions, i.scores)
         rows.append({"method": labels[k], "deletion area ↓": d.area, "insertion area ↑": i.area,
-                     "beats random deletion": "✅" if d.area < chance_del.area else "❌",
-                     "infidelity ↓": trust.infidelity_score(model, image, target, a),
-                     "completeness gap δ": "—" if delta is None else f"{delta:.3g}"})
+                     "beats random deletion": "✅" if d.area < chance["deletion"].area else "❌",
+                     "infidelity ↓": m["infidelity"], "completeness gap δ": "—" if delta is None else f"{delta:.3g}"})
+    chance_del, chance_ins = chance["deletion"], chance["insertion"]
     curves_del["random order"] = (chance_del.fractions, chance_del.scores)
     curves_ins["random order"] = (chance_ins.fractions, chance_ins.scores)
     number = st.column_config.NumberColumn(format="%.3g")
@@ -117,31 +152,44 @@ def faithfulness(explainer: explain.Explainer, image: np.ndarray, target: int, r
     c = st.columns(2)
     c[0].vega_lite_chart(spec=xf.perturbation_chart(curves_del, "Deletion: most important pixels removed first"))
     c[1].vega_lite_chart(spec=xf.perturbation_chart(curves_ins, "Insertion: most important pixels revealed first"))
-    if widgets.action("Measure robustness (captum.metrics.sensitivity_max)", key="xp_sensitivity"):
-        st.dataframe(pd.DataFrame([{"method": labels[k], "max sensitivity ↓":
-                                    trust.sensitivity(model, image, target, k)} for k in keys]), hide_index=True)
+    request = ("sensitivity", work.ex.version, explain.digest(image), target, tuple(keys))
+    if _asked(request, "Measure robustness (captum.metrics.sensitivity_max)", "xp_sensitivity"):
+        scores = {k: work.get(explain_jobs.sensitivity_task(image, target, k)) for k in keys}
+        if None in scores.values():
+            st.caption("⏳ Measuring how much each map moves when the input moves…")
+            return
+        st.dataframe(pd.DataFrame([{"method": labels[k], "max sensitivity ↓": v} for k, v in scores.items()]),
+                     hide_index=True)
         st.caption("How much the map changes, at most, when the input moves by 2 %: lower is steadier.")
 
 
-def sanity_checks(explainer: explain.Explainer, image: np.ndarray, target: int, keys: list[str],
-                  labels: dict[str, str], spec, ds) -> None:
-    """Adebayo et al.'s two randomisation tests, run on request (the twin trains for seconds)."""
-    key = (explainer.version, _digest(image), target, tuple(keys))
-    done = ss.setdefault(state.XP_SANITY, {})
-    if key not in done:
-        if not widgets.action("🧪 Run the sanity checks", key="xp_run_sanity", type="primary",
-                              help="Randomises the weights layer by layer, and trains a copy on shuffled labels."):
-            st.caption("A map that explains the model must change when the model is destroyed.")
-            return
-        with st.spinner("Randomising layers, and training a copy on shuffled labels…"):
-            steps, corr = trust.cascading_randomisation(explainer.model, image, target, keys)
-            twin = None
-            if spec is not None and ds is not None:
-                twin = explain.eval_copy(shuffled_label_twin(spec, ds)).to(explainer.device())
-            similar = trust.map_similarity(explainer.model, twin, image, target, keys) if twin is not None else {}
-        done[key] = (steps, corr, similar)
-        st.rerun()  # redraw without the button: the results are the answer now
-    steps, corr, similar = done[key]
+def sanity_checks(work: Work, image: np.ndarray, target: int, keys: list[str], labels: dict[str, str],
+                  spec, ds) -> None:
+    """Adebayo et al.'s two randomisation tests, run on request: the randomised models' maps in the
+    session's explanation job, the copy on shuffled labels as a training job of its own."""
+    request = ("sanity", work.ex.version, explain.digest(image), target, tuple(keys))
+    if not _asked(request, "🧪 Run the sanity checks", "xp_run_sanity", type="primary",
+                  help="Randomises the weights layer by layer, and trains a copy on shuffled labels."):
+        st.caption("A map that explains the model must change when the model is destroyed.")
+        return
+    steps = trust.cascade_steps(work.ex.model)
+    maps = [work.get(explain_jobs.randomised_task(image, target, tuple(keys), top)) for top in range(len(steps) + 1)]
+    similar = {}
+    if spec is not None and ds is not None:
+        twin = xw.twin(spec, ds)
+        xw.twin_progress(twin)
+        if twin.status()["state"] == "finished":
+            task = explain_jobs.randomised_task(image, target, tuple(keys), 0, net="twin")
+            twin_maps = work.get(task)
+            if twin_maps is None:
+                with twin.lock:  # (taking it loads the weights a worker sent back, if still packed)
+                    work.nets["twin"] = twin.model
+            elif maps[0] is not None:
+                similar = {k: v[0] for k, v in trust.similarity([maps[0], twin_maps]).items()}
+    if None in maps:
+        st.caption("⏳ Randomising the layers one by one and explaining each model, on the server's training lanes…")
+        return
+    corr = trust.similarity(maps)
     st.vega_lite_chart(spec=xf.randomisation_chart(steps, corr, labels))
     rows = [{"method": labels[k], "after randomising all layers": corr[k][-1],
              "model trained on shuffled labels": similar.get(k),
@@ -158,7 +206,7 @@ def sanity_checks(explainer: explain.Explainer, image: np.ndarray, target: int, 
                "believe them.")
 
 
-def what_if(explainer: explain.Explainer, image: np.ndarray, target: int, keys: list[str], settings: dict,
+def what_if(work: Work, image: np.ndarray, target: int, keys: list[str], settings: dict,
             opacity: float, classes: list[str]) -> None:
     """Cover part of the image and watch the prediction and the maps change."""
     _, h, w = image.shape
@@ -169,13 +217,16 @@ def what_if(explainer: explain.Explainer, image: np.ndarray, target: int, keys: 
     fill = c[3].selectbox("Paint with", ["black", "white", "grey"], key=state.kept("xp_wi_fill"))
     edited = image.copy()
     edited[:, row:row + size, col:col + size] = {"black": 0.0, "white": 1.0, "grey": 0.5}[fill]
-    before, after = explainer.predict(image[None])[0], explainer.predict(edited[None])[0]
+    before, after = work.ex.predict(image[None])[0], work.ex.predict(edited[None])[0]
     cols = st.columns(1 + len(keys))
     cols[0].image(xf.picture(edited), width="stretch",
                   caption=f"says {classes[int(after.argmax())]} ({after.max():.0%}); "
                           f"P({classes[target]}) {before[target]:.0%} → {after[target]:.0%}")
     for cc, k in zip(cols[1:], keys):
-        res = explainer.explain(edited, target, k, settings.get(k))
+        res = work.map(edited, target, k, settings.get(k))
+        if res is None:
+            _waiting(work, cc, edited, opacity)
+            continue
         cc.image(xf.overlay(edited, explain.heat(res.attribution), opacity), caption=explain.METHODS[k].label,
                  width="stretch")
 
