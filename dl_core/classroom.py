@@ -7,8 +7,13 @@ another learner's run.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import resource
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -103,3 +108,45 @@ class Lesson:
 
 
 LESSON = Lesson()
+
+
+MIN_TOKEN_CHARS = 12  # a room's teacher token is guessed online: too short a one falls to a script
+
+
+class Gate:
+    """The teacher's token, checked with an attempt limit: at most `tries` wrong tokens in any
+    `window_s`, counted for the whole server (a learner can open many sessions), after which
+    every attempt waits; the right token never proves more than the session that typed it."""
+
+    def __init__(self, tries: int = 10, window_s: float = 60.0, clock=time.monotonic):
+        self.tries, self.window_s, self.clock = tries, window_s, clock
+        self._wrong: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def check(self, given: str, token: str) -> str:
+        """"ok", "wrong", "short" (the server's token is too short to protect anything) or "wait"."""
+        if len(token) < MIN_TOKEN_CHARS:
+            return "short"
+        with self._lock:
+            now = self.clock()
+            while self._wrong and now - self._wrong[0] > self.window_s:
+                self._wrong.popleft()
+            if len(self._wrong) >= self.tries:
+                return "wait"
+            if hmac.compare_digest(given.encode(), token.encode()):
+                return "ok"
+            self._wrong.append(now)
+            return "wrong"
+
+    @staticmethod
+    def seal(session: str, token: str) -> str:
+        """What a session that gave the right token keeps: a value only the token makes, so no file
+        or address that writes a session's values can pass for it."""
+        return hmac.new(token.encode(), session.encode(), hashlib.sha256).hexdigest()
+
+    def sealed(self, value, session: str, token: str) -> bool:
+        return isinstance(value, str) and len(token) >= MIN_TOKEN_CHARS and \
+            hmac.compare_digest(value, self.seal(session, token))
+
+
+GATE = Gate()

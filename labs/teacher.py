@@ -1,17 +1,18 @@
 """The teacher's view: the room at a glance and a challenge board, behind the teacher's token.
 
 The token is set when the server starts (DLLAB_TEACHER_TOKEN); without it the page is
-off. Learners who open the address see a password box and nothing of the room. The page
-shows counts and names, never run ids.
+off. Learners who open the address see a password box and nothing of the room; wrong tokens are
+limited for the whole server (dl_core/classroom.py's Gate), and the session that gave the right
+one keeps a seal only the token makes, not a flag a file could set. The page shows counts and
+names, never run ids.
 """
-import hmac
 import os
 
 import streamlit as st
 
-from dl_core.classroom import CHALLENGES, LESSON, board, room
+from dl_core.classroom import CHALLENGES, GATE, LESSON, MIN_TOKEN_CHARS, board, room
 from dl_core.engine import RUNS, executor
-from ui import widgets
+from ui import state, widgets
 
 ss = st.session_state
 widgets.keep_alive()
@@ -21,13 +22,19 @@ if not token:
     st.info("The teacher's view is off on this server. Start it with a token of your choice, e.g. "
             "`DLLAB_TEACHER_TOKEN=… streamlit run app.py` (see docs/CLASSROOM.md).")
     st.stop()
-if not ss.get("teacher_ok"):
+if not GATE.sealed(ss.get(state.TEACHER), widgets.session_id(), token):
     given = st.text_input("Teacher's token", type="password", key="teacher_token")
-    if given and hmac.compare_digest(given.encode(), token.encode()):
-        ss["teacher_ok"] = True
+    verdict = GATE.check(given, token) if given else None
+    if verdict == "short" or (verdict is None and len(token) < MIN_TOKEN_CHARS):
+        st.error(f"This server's teacher token is shorter than {MIN_TOKEN_CHARS} characters, so the view stays "
+                 "off: restart the server with a longer DLLAB_TEACHER_TOKEN.")
+    elif verdict == "ok":
+        ss[state.TEACHER] = GATE.seal(widgets.session_id(), token)
         ss.pop("teacher_token", None)
         st.rerun()
-    if given:
+    elif verdict == "wait":
+        st.error("Too many wrong tokens were tried on this server: wait a minute, then try again.")
+    elif verdict == "wrong":
         st.error("That is not this server's teacher token.")
     st.stop()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamlit import config as st_config
 
 os.environ.setdefault("DLLAB_RUN_STORE", tempfile.mkdtemp(prefix="dllab-runs-"))  # never the learner's own cache
 # Pages do not start the worker pool on sight: hundreds of page runs in one process would boot
@@ -21,6 +22,9 @@ from dl_core.engine import executor as server_executor  # noqa: E402  (after sys
 
 # a job a test makes without naming an executor trains where the app's would (ui/boot.py)
 server_executor()
+# The app hides uncaught errors' details from learners (.streamlit/config.toml); a failing page
+# test shows them.
+st_config.set_option("client.showErrorDetails", "full")
 
 
 def wait_for(predicate, timeout=30.0, interval=0.005, seen=None):

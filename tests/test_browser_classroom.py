@@ -1,6 +1,7 @@
 """The classroom in a real browser: concurrent first sessions, a clean stop while jobs train,
 and the classroom start (HAProxy with cookie affinity in front of two web processes that
-share the run store), where a reload that reaches the other process still finds the run.
+share the run store), where a reload that reaches the other process still finds the run, and
+a killed web process or HAProxy is started again while the room goes on.
 """
 from __future__ import annotations
 
@@ -11,11 +12,23 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from benchmarks.browser import free_port, output, spawn, streamlit_server, wait_healthy
-from browser_fixtures import WAIT, idle, no_exception, open_lab, open_page, press_pause, press_train, run_id, wait_epoch
+from browser_fixtures import (
+    WAIT,
+    epoch,
+    idle,
+    no_exception,
+    open_lab,
+    open_page,
+    press_pause,
+    press_train,
+    run_id,
+    wait_epoch,
+)
 from classroom import streamlit_cmd
 
 pytestmark = pytest.mark.browser
@@ -119,6 +132,65 @@ def test_the_classroom_start_keeps_a_browser_on_its_process_and_shares_saved_run
     ctx.close()
 
 
+def _child(pid: int, *words: str) -> int | None:
+    """The process id of `pid`'s child whose command line holds all `words`, or None."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, IndexError, ValueError):  # it ended while we looked
+            continue
+        if ppid == pid and all(w in cmdline for w in words):
+            return int(stat.parent.name)
+    return None
+
+
+def _logged(proc, *words: str, timeout: float = 30) -> str:
+    """The first line of the room's output that holds all `words`, waiting for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if line := next((ln for ln in output(proc).splitlines() if all(w in ln for w in words)), None):
+            return line
+        time.sleep(0.2)
+    pytest.fail(f"no line with {words} in the room's output:\n" + output(proc)[-3000:])
+
+
+def test_the_classroom_outlives_a_dead_web_process(browser, classroom):
+    """kill -9 of one web process (an out-of-memory kill, say) used to stop the whole room. Now
+    the room answers on, a learner on the other process keeps training, and the killed process
+    is started again on its port, with one line saying how it ended."""
+    url, proc = classroom
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = ctx.new_page()
+    open_lab(page, f"{url}/playground?stop=never")
+    press_train(page)
+    wait_epoch(page, 2)
+    other = 2 if _web(ctx) == "web1" else 1
+    port = int(url.rsplit(":", 1)[1]) + 9 + other  # classroom.py: web process n listens on --port + 9 + n
+    victim = _child(proc.pid, "--server.port", str(port))
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+
+    assert urllib.request.urlopen(f"{url}/_stcore/health", timeout=30).read() == b"ok"
+    wait_epoch(page, epoch(page) + 3)  # the surviving process's learner trains on
+    line = _logged(proc, f"web{other}", "SIGKILL")
+    assert "starting it again" in line
+    wait_healthy(f"http://127.0.0.1:{port}", proc, 90)
+    assert proc.poll() is None and _child(proc.pid, "--server.port", str(port)) not in (None, victim)
+    no_exception(page)
+    ctx.close()
+
+
+def test_the_classroom_restarts_a_dead_haproxy(classroom):
+    url, proc = classroom
+    haproxy = _child(proc.pid, "-db")
+    assert haproxy is not None
+    os.kill(haproxy, signal.SIGKILL)
+    _logged(proc, "HAProxy", "SIGKILL")
+    wait_healthy(url, proc, 30)
+    assert _child(proc.pid, "-db") not in (None, haproxy)
+
+
 def test_the_classroom_start_stops_every_process_on_sigterm(classroom):
     url, proc = classroom
     proc.send_signal(signal.SIGTERM)
@@ -130,7 +202,7 @@ def test_the_classroom_start_stops_every_process_on_sigterm(classroom):
 def test_the_teachers_view_needs_the_token_and_never_shows_run_ids(browser, tmp_path):
     """A learner trains; in a fresh context the teacher's address refuses a wrong token and,
     with the right one, counts the learner training, with no run id anywhere on the page."""
-    with streamlit_server({"DLLAB_RUN_STORE": str(tmp_path), "DLLAB_TEACHER_TOKEN": "owl-42"}) as url:
+    with streamlit_server({"DLLAB_RUN_STORE": str(tmp_path), "DLLAB_TEACHER_TOKEN": "owl-42-spiral"}) as url:
         learner = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
         open_lab(learner, f"{url}/playground?stop=never")
         press_train(learner)
@@ -140,11 +212,11 @@ def test_the_teachers_view_needs_the_token_and_never_shows_run_ids(browser, tmp_
         teacher = teacher_ctx.new_page()
         open_page(teacher, f"{url}/teacher")
         box = teacher.get_by_label("Teacher's token")
-        box.fill("owl-41")
+        box.fill("owl-41-spiral")
         box.press("Enter")
         teacher.get_by_text("That is not this server's teacher token.").wait_for(timeout=WAIT)
         assert teacher.locator("[data-testid='stMetric']").count() == 0
-        box.fill("owl-42")
+        box.fill("owl-42-spiral")
         box.press("Enter")
         training = teacher.locator("[data-testid='stMetric']").filter(has_text="Training now")
         training.wait_for(timeout=WAIT)

@@ -6,9 +6,11 @@ import time
 import pytest
 from test_pages import open_page
 
-from dl_core.classroom import CHALLENGES, LESSON, board
+from dl_core import classroom
+from dl_core.classroom import CHALLENGES, LESSON, Gate, board
 from dl_core.engine import RUNS, Event
 from dl_core.playground import Setup, make_job
+from ui import state
 
 
 def spiral_run(session, hidden, test_loss, name=None):
@@ -22,7 +24,8 @@ def spiral_run(session, hidden, test_loss, name=None):
 
 
 @pytest.fixture
-def lesson():
+def lesson(monkeypatch):
+    monkeypatch.setattr(classroom, "GATE", Gate())  # each test starts with no wrong tokens counted
     LESSON.challenge = None
     yield LESSON
     LESSON.challenge = None
@@ -80,3 +83,35 @@ def test_the_board_reads_a_long_runs_best_epoch_that_a_chart_leaves_out(lesson):
                                                     "data": ds, "spec": spec})
     row = next(r for r in board(CHALLENGES["spiral-12"], RUNS) if r["best"] is not None and r["best"] < 0.5)
     assert row["reached"] and row["best"] == pytest.approx(0.05)
+
+
+def test_no_value_in_a_session_opens_the_teachers_view_only_the_token_does(monkeypatch, lesson):
+    """A model file carrying `teacher_ok: true` opened /teacher without the token (a file's settings
+    were copied into the session): the view now asks for a seal that only the token makes."""
+    monkeypatch.setenv("DLLAB_TEACHER_TOKEN", "correct horse")
+    at = open_page("teacher")
+    for key, value in (("teacher_ok", True), (state.TEACHER, True), (state.TEACHER, "forged")):
+        at.session_state[key] = value
+        at.run()
+        assert not at.metric and at.text_input(key="teacher_token")
+    at.text_input(key="teacher_token").set_value("correct horse").run()
+    assert at.metric
+
+
+def test_wrong_tokens_are_limited_for_the_whole_server_and_the_right_one_waits_too():
+    now = [0.0]
+    gate = Gate(tries=3, window_s=60, clock=lambda: now[0])
+    token = "correct horse battery"
+    assert [gate.check(f"guess {i}", token) for i in range(4)] == ["wrong", "wrong", "wrong", "wait"]
+    assert gate.check(token, token) == "wait"  # a guesser cannot tell the right token from a wrong one
+    now[0] = 61.0
+    assert gate.check(token, token) == "ok"
+    assert gate.sealed(Gate.seal("s1", token), "s1", token) and not gate.sealed(Gate.seal("s1", token), "s2", token)
+    assert not gate.sealed(Gate.seal("s1", "another token!"), "s1", token)
+
+
+def test_a_token_too_short_to_protect_the_room_keeps_the_view_off(monkeypatch, lesson):
+    monkeypatch.setenv("DLLAB_TEACHER_TOKEN", "owl-42")
+    at = open_page("teacher")
+    at.text_input(key="teacher_token").set_value("owl-42").run()
+    assert "shorter than 12 characters" in at.error[0].value and not at.metric

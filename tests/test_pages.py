@@ -383,3 +383,19 @@ def test_the_heavy_parts_of_closed_panels_are_drawn_only_once_opened():
     assert any("import torch" in c.value for c in at.code)
     assert any(c.value.startswith("One network, 186 parameters, all trained by Adam at a learning rate of 0.03")
                for c in at.caption)  # the panel names every network the job trains
+
+
+def test_an_unforeseen_error_shows_a_learner_no_traceback():
+    """Students saw tracebacks with the server's paths (client.showErrorDetails was left on)."""
+    import tomllib
+
+    from streamlit import config
+    from streamlit.elements.exception import _error_detail_visibility
+
+    served = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["client"]["showErrorDetails"]
+    before = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", served)
+    try:
+        assert tuple(_error_detail_visibility(True)) == (False, False, False)  # no message, no trace, no type
+    finally:
+        config.set_option("client.showErrorDetails", before)
