@@ -79,8 +79,8 @@ class Work:
         job = self.job
         wanted = [t for t in self.missing.values() if self.ex.cached(t.key) is None]
         if job is not None and self.pending() == {t.key for t in wanted}:
-            if job.status()["state"] == "paused":  # paused while nobody looked: on again
-                job.start()
+            if wanted and not job.active and job.status()["state"] != "failed":  # paused while nobody
+                job.start()  # looked, or rested with work left (a halt, a stop rule): on again
             return
         if not wanted:
             return _stop(JOB)
