@@ -58,6 +58,7 @@ class InputCode:
 
     source: str  # defines features(raw) -> the network's (N, *input_shape) float32 inputs
     example: str  # an expression for a batch of raw data, for the script's demo
+    reader: str = ""  # defines read_csv(path) -> (raw, targets) for the lab's own data download, if any
 
 
 @dataclass(frozen=True)

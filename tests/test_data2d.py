@@ -71,6 +71,7 @@ def test_csv_round_trip_classification_and_regression():
     (b"a,b,c\n1,2,3\n", "header must be"),
     (b"x,y,label\n1,2\n3,4\n5,6\n7,8\n", "three numbers|3 columns"),
     (b"x,y,label\n1,2,0\n", "at least 4 rows"),
+    (b"x,y,label\n", "a header but no rows"),  # it said "this file has 1 column"
     (b"x,y,label\n1,2,0\n1,nan,1\n1,2,0\n3,4,1\n", "NaN"),
     (b"x,y,label\n1,2,0\n2,2,0\n3,3,0\n4,4,0\n", "two different labels"),
     (b"x,y,label\n1,2,0.5\n2,2,0\n3,3,1\n4,4,0\n", "whole numbers"),

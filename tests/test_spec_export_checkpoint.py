@@ -128,12 +128,48 @@ def _sequence_spec():
 
 @pytest.mark.parametrize("make_spec", [_image_spec, _playground_spec, _sequence_spec],
                          ids=["image, no features", "features", "tokens through a recurrent layer"])
-def test_exported_script_runs_as_a_program_with_or_without_an_input_transform(make_spec, capsys):
+def test_exported_script_runs_as_a_program_with_or_without_an_input_transform(make_spec, capsys, monkeypatch):
     spec = make_spec()
     code = script(spec)
     assert ("def features(" in code) == (spec.input_code is not None)
+    monkeypatch.setattr("sys.argv", ["model.py"])
     exec(compile(code, "model.py", "exec"), {"__name__": "__main__"})
-    assert "tensor(" in capsys.readouterr().out  # it trained, then printed the first outputs
+    out = capsys.readouterr().out  # it trained on made-up data, then predicted
+    assert "accuracy: " in out or "mean squared error: " in out
+
+
+def test_the_exported_script_runs_as_printed_on_the_apps_own_files_and_predicts_as_the_app(tmp_path):
+    """It said "Run it: python model.py", but its load line failed on the app's own model file,
+    it trained on random labels and printed raw scores."""
+    import subprocess
+    import sys
+
+    from dl_core import playground
+    from dl_core.data.data2d import feature_matrix, parse_csv, to_csv
+
+    job, spec, ds = playground.make_job(playground.Setup(dataset="xor", features=("x", "y", "xy"), hidden=(6,)))
+    job.advance(max_batches=400, max_seconds=60)  # trained in this thread: no executor needed
+    (tmp_path / "model.py").write_text(script(spec, job.config))
+    (tmp_path / "model.pt").write_bytes(save_bytes(spec, job.model))
+    (tmp_path / "data.csv").write_text(to_csv(ds))
+    usage = script(spec).split('"""')[1]
+    assert "python model.py model.pt [data.csv]" in usage and "python model.py data.csv" in usage
+
+    def run(*args) -> list[str]:
+        done = subprocess.run([sys.executable, "model.py", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.splitlines()
+
+    points = parse_csv((tmp_path / "data.csv").read_bytes())  # the learner's data, as downloaded
+    job.model.eval()
+    with torch.no_grad():
+        app = job.model(torch.as_tensor(feature_matrix(points.points, ("x", "y", "xy")))).argmax(dim=1)
+    accuracy = (app.numpy() == points.targets).mean()
+    assert run("model.pt", "data.csv") == [f"predicted classes (first 10): {app[:10].tolist()}",
+                                           f"accuracy: {accuracy:.4f}"]
+    assert accuracy > 0.8  # a trained network, not chance
+    assert run("data.csv")[-1].startswith("accuracy: ") and run()[-1].startswith("accuracy: ")
 
 
 def test_checkpoint_round_trip_keeps_spec_weights_and_meta():

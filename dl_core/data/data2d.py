@@ -186,7 +186,15 @@ def input_code(keys: tuple[str, ...]):
         f'{", ".join(FEATURES[k].label for k in keys)}."""',
         "    x, y = points[:, 0], points[:, 1]",
         f"    return torch.stack([{', '.join(FEATURES[k].code for k in keys)}], dim=1)",
-    ]), f"torch.rand(200, 2) * {2 * DOMAIN:g} - {DOMAIN:g}")
+    ]), f"torch.rand(200, 2) * {2 * DOMAIN:g} - {DOMAIN:g}", "\n".join([
+        "def read_csv(path):",
+        '    """The Playground\'s "These points as CSV": (N, 2) points and their labels or targets."""',
+        "    import csv",
+        "    with open(path, newline=\"\") as f:",
+        "        rows = [row for row in csv.reader(f) if row][1:]  # under the header x,y,label",
+        "    return (torch.tensor([[float(r[0]), float(r[1])] for r in rows]),",
+        "            torch.tensor([float(r[2]) for r in rows]))",
+    ]))
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,8 @@ def parse_csv(data: bytes, train_ratio: float = 0.5, seed: int = 0) -> Dataset2D
             raise DataError("The header must be exactly x,y,label (classification) or x,y,target (regression).")
     if len(lines) > MAX_POINTS:
         raise DataError(f"At most {MAX_POINTS:,} rows, please; this file has {len(lines):,}.")
+    if not lines:  # a header alone (numpy would read it as one empty column)
+        raise DataError("The CSV has a header but no rows of data: add at least 4 rows of x, y and label.")
     try:
         arr = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError:
