@@ -141,6 +141,7 @@ def current_job(values: dict):
 
 # ---------- page ----------
 shell.attach()
+shell.link_notice(state.link_problems(state.PLAYGROUND))
 st.title("🕸️ Network Playground")
 st.caption("Pick the data, shape the network, press **▶ Train** and watch it learn. Every number is a real "
            "PyTorch model training on this server.")
@@ -253,10 +254,11 @@ meta = {"values": state.widget_values(shell.run.settings), "seed": shell.run.ext
         "data_csv": to_csv(ds) if ds.name == "upload" else None}
 shell.model_panel(spec, "playground", meta, on_model_loaded)
 
-if "teacher" not in state.hidden():
+teachers_page = ss.get(state.SET_UP_HERE) or shell.own_address  # the teacher keeps a way back
+if "teacher" not in state.hidden() or teachers_page:
     def hide_controls():
         state.control("hide")
-        st.caption("Hidden controls keep the values in the link. Hide 'this teacher box' too for a clean "
-                   "student view.")
+        st.caption("Students who open the link see hidden controls' values, read-only. Hide 'this teacher "
+                   "box' too for a clean student view: it stays here for you, on the page you set up.")
 
     shell.share_box("Uploaded or clicked-in points are not part of the link.", hide_controls)

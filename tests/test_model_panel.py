@@ -39,3 +39,20 @@ networks_of(TrainingJob(frozen_backbone_trainer(), TrainConfig(lr=0.01)))
     assert [(r["network"], r["optimizer"], r["learning rate"]) for r in gan] == [("D", "Adam", "0.01"),
                                                                                ("G", "RMSprop", "0.005")]
     assert frozen[0]["frozen"] == "1,152" and frozen[0]["parameters"] == "1,218"
+
+
+def test_a_loaded_model_counts_on_from_the_epochs_it_trained():
+    """Loading a 498-epoch model showed Epoch 0."""
+    from test_pages import counters
+
+    at = open_page("playground")
+    at.button(key="ctl_epoch").click().run()
+    poll(at, lambda a: job(a).epoch == 1 and job(a).status()["state"] == "paused")
+    values = state.widget_values(run(at).settings)
+    blob = save_bytes(run(at).extra["spec"], job(at).model, {"values": values, "seed": 1, "epoch": 498,
+                                                             "step": 7968})
+    fresh = open_page("playground")
+    fresh.file_uploader(key=upload_key("playground", 0)).set_value(("m.pt", blob, "application/octet-stream")).run()
+    assert not fresh.exception and job(fresh).epoch == 498 and job(fresh).step == 7968
+    assert counters(fresh)["Epoch"][0] == "498"
+    assert fresh.button(key="ctl_train").label == "▶ Train on"  # past the Stop of 300: it raises Stop

@@ -399,3 +399,14 @@ def test_an_unforeseen_error_shows_a_learner_no_traceback():
         assert tuple(_error_detail_visibility(True)) == (False, False, False)  # no message, no trace, no type
     finally:
         config.set_option("client.showErrorDetails", before)
+
+
+def test_hiding_the_teacher_box_keeps_it_on_the_teachers_own_page():
+    """Hiding 'this teacher box' hid it from the teacher too, with the share link and the hide list."""
+    at = open_page("playground")
+    at.multiselect(key="hide").set_value(["lr", "teacher"]).run()
+    assert not at.exception
+    assert at.multiselect(key="hide").value == ["lr", "teacher"]  # the box, its list and its link are still here
+    assert any("For teachers" in e.label for e in at.expander)
+    student = open_page("playground", hide=["lr", "teacher"])  # the link, opened by a student
+    assert not any("For teachers" in e.label for e in student.expander)

@@ -73,8 +73,27 @@ def test_speed_and_stop_reach_the_job_and_suit_the_task():
     assert job(at).config.target_acc is None and job(at).config.max_epochs == 300
 
 
+def test_train_after_the_epoch_limit_raises_the_stop_and_trains_on():
+    """▶ Train after "Finished 300 epochs" trained about one epoch and stopped again, unexplained."""
+    from test_pages import job, poll
+
+    at = open_page("playground")
+    at.selectbox(key="stop").set_value("e100").run()
+    at.select_slider(key="speed").set_value("full").run()
+    at.button(key="ctl_train").click().run()
+    poll(at, lambda a: job(a).status()["state"] == "finished", timeout=120)
+    assert job(at).epoch == 100
+    assert any("Train on raises *Stop*" in s.value for s in at.success)
+    train_on = at.button(key="ctl_train")
+    assert train_on.label == "▶ Train on" and "at epoch 300" in train_on.help
+    train_on.click().run()
+    assert at.session_state["stop"] == "e300" and job(at).config.max_epochs == 300
+    poll(at, lambda a: job(a).epoch >= 110, timeout=120)  # more than the one epoch it used to train
+    job(at).pause()
+
+
 def test_a_collapsed_run_is_told_and_its_best_weights_come_back_with_one_click():
-    from test_pages import job
+    from test_pages import counters, job
 
     from conftest import wait_for
     from dl_core.engine.stopping import COLLAPSE_EPOCHS
@@ -92,8 +111,12 @@ def test_a_collapsed_run_is_told_and_its_best_weights_come_back_with_one_click()
     wait_for(lambda: not j.active, timeout=60)
     at.run()
     assert any("collapsed" in w.value for w in at.warning), [w.value for w in at.warning]
+    collapsed = counters(at)["Test accuracy"][0]
     at.button(key="ctl_restore_peak").click().run()
     assert j.evaluate()["test_acc"] == peak and not any("collapsed" in w.value for w in at.warning)
+    # every view at once, and it says so: the counters showed the collapsed network until another epoch
+    assert counters(at)["Test accuracy"][0] == f"{peak:.0%}" != collapsed, (counters(at), peak)
+    assert any("are back" in s.value for s in at.success)
 
 
 class Training(EndsWhileDrawing):
@@ -259,3 +282,17 @@ def test_the_builder_skips_a_picture_that_a_newer_snapshot_superseded_in_its_que
     busy.set()
     wait_for(lambda: widgets._BUILT.get("test:superseded", (None,))[0] == 2, timeout=30)
     assert drawn == [2]
+
+
+def test_a_mistyped_link_says_once_which_values_it_left_out_and_why():
+    """?lr=-1, ?layers=999, ?dataset=nope fell back to their defaults without a word."""
+    at = open_page("playground", lr="-1", layers="999", dataset="nope", batch="16")
+    said = [w.value for w in at.warning if "This link's values" in w.value]
+    assert len(said) == 1, [w.value for w in at.warning]
+    for part in ("lr=-1 (learning rate: not one of its choices)", "layers=999 (hidden layers: a number from 0 to 8)",
+                 "dataset=nope (data: not one of its choices)"):
+        assert part in said[0], said[0]
+    assert "batch" not in said[0]  # a good value is not named
+    at.run()
+    assert not [w for w in at.warning if "This link's" in w.value]  # once
+    assert not [w for w in open_page("playground", lr="0.01").warning if "This link's" in w.value]

@@ -122,6 +122,11 @@ class Shell:
         return current(self.lab)
 
     @property
+    def own_address(self) -> bool:
+        """Whether this page's address named this browser's own run (a reload of the teacher's page)."""
+        return bool(ss.get(_key(self.lab, "own_address")))
+
+    @property
     def previous(self) -> Run | None:
         return ss.get(_key(self.lab, "previous"))
 
@@ -150,6 +155,7 @@ class Shell:
                        "kept for a few hours after their tab closes). Here is a fresh network.")
                 return None
         if run is not None and self.run is None:
+            ss[_key(self.lab, "own_address")] = how in ("own", "reattached")  # this browser's own page
             self._show(run)
             self._restore({k: v for k, v in run.settings.items() if k not in SIDEBAR})  # those are in the URL
             notify(self.lab, *{
@@ -313,6 +319,16 @@ class Shell:
             if extra is not None:
                 extra()
 
+    def link_notice(self, problems: list[str]) -> None:
+        """Say once, for this link, which of its values were left out and why (they have defaults)."""
+        seen = ss.setdefault(_key(self.lab, "link_checked"), set())
+        said = tuple(problems)
+        if problems and said not in seen:
+            seen.add(said)
+            self.notify("warning", "This link's " + ("value " if len(problems) == 1 else "values ") +
+                        "; ".join(problems) + (" was" if len(problems) == 1 else " were") +
+                        " left out, so the default is used.")
+
     # ---- model & code ----
     def model_panel(self, spec, stem: str, meta: dict | None = None,
                     on_load: Callable[[object, object, dict], None] | None = None, layers: bool = True) -> None:
@@ -351,7 +367,7 @@ class Shell:
 
         def checkpoint() -> bytes:
             with job.lock:
-                return save_bytes(spec, job.model, meta | {"epoch": job.epoch}, lab=lab)
+                return save_bytes(spec, job.model, meta | {"epoch": job.epoch, "step": job.step}, lab=lab)
 
         c[0].download_button("⬇ Trained model (.pt)", checkpoint, f"{stem}-model.pt", "application/octet-stream",
                              key=_key(lab, "download"), on_click="ignore", help="Weights and the network "
@@ -376,5 +392,8 @@ class Shell:
         except CheckpointError as exc:
             self.notify("error", f"Could not load {file.name}. {exc}")
             return
+        counts = [meta.get(k) for k in ("epoch", "step")]
+        if self.run is not None and all(type(c) is int and 0 <= c < 10**9 for c in counts):
+            self.run.job.carry_on_from(*counts)  # a new run shows the epochs its network trained
         self.notify("success", f"Loaded {file.name}: {what}")
 

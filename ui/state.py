@@ -48,6 +48,8 @@ XP_TWIN = "xp_twin"  # (network spec, data name, the shuffled-label twin's train
 XP_PASS_S = "xp_pass_s"  # (model version, seconds an input takes through it and back)
 
 SESSION_ID = "session_id"  # this browser session's own id (widgets.session_id)
+RESTORED = "restored_notice"  # (job uid, its step, what came back): said until the job trains on
+SET_UP_HERE = "hide_set_here"  # this session chose the hidden controls: the teacher's own page
 TEACHER = "teacher_seal"  # the teacher's seal (dl_core.classroom.Gate): only the token makes it
 
 KEPT = "kept_widget_keys"  # keys marked by kept(): their values outlive a visit to another page
@@ -173,6 +175,32 @@ def _parse(s: Setting, raw: list[str]):
         return s.default
 
 
+def link_problems(table: dict[str, Setting]) -> list[str]:
+    """The link's values that `table`'s controls cannot take, each with why, as a learner reads
+    them: the controls fall back to their defaults, which a mistyped link should not do silently."""
+    out = []
+    for key, s in table.items():
+        raw = st.query_params.get_all(key)
+        if not raw or key == "hide":
+            continue
+        if s.kind in ("pills", "multiselect") or s.options:
+            bad = [v for v in raw if not any(v in _names(s, o) for o in s.options)]
+            if bad:
+                out.append(f"{key}={bad[0]} ({s.label.lower()}: not one of its choices)")
+        elif s.kind == "toggle":
+            if raw[-1].lower() not in ("true", "false", "1", "0"):
+                out.append(f"{key}={raw[-1]} ({s.label.lower()}: true or false)")
+        else:
+            try:
+                value = float(raw[-1])
+                ok = math.isfinite(value) and (s.lo is None or s.lo <= value <= s.hi)
+            except ValueError:
+                ok = False
+            if not ok:
+                out.append(f"{key}={raw[-1]} ({s.label.lower()}: a number from {s.lo:g} to {s.hi:g})")
+    return out
+
+
 def finite_url(key: str) -> None:
     """Drop the link's value for a whole-number input when it is infinite: Streamlit 1.67 reads `?seed=inf`
     as int(float("inf")) inside its number_input, and the page broke with OverflowError. Call before the
@@ -239,7 +267,9 @@ def control(key: str, where=None, **extra):
 
 
 def _hide_changed() -> None:
-    """The teacher's choice into the link, as labels (`hide=Data`), as a bound widget would write it."""
+    """The teacher's choice into the link, as labels (`hide=Data`), as a bound widget would write it;
+    this page is the teacher's own from now on (it keeps the teacher box, hidden or not)."""
+    st.session_state[SET_UP_HERE] = True
     st.query_params["hide"] = [PLAYGROUND["hide"].fmt(k) for k in st.session_state.get("hide", ())]
 
 

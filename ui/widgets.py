@@ -163,8 +163,14 @@ def job_controls(job, on_reset, stops: bool = True, task: str = "classification"
     status = job.status()
     running = status["busy"] and status["state"] in ("running", "queued")
     cols = st.columns([1.2, 1, 1, 1, 3.5])
+    pacing(job, cols[4], stops, task)  # first: the buttons read the Stop it sets
+    at_limit = stops and not running and job.config.max_epochs is not None and job.epoch >= job.config.max_epochs
     if running:
         cols[0].button("⏸ Pause", on_click=job.pause, type="primary", width="stretch", key="ctl_pause")
+    elif at_limit:  # ▶ Train would stop again at once, at the same limit: it raises Stop instead
+        later = _later_stop(job.epoch)
+        cols[0].button("▶ Train on", on_click=_train_on, args=(job, later), type="primary", width="stretch",
+                       key="ctl_train", help=f"Raises Stop to '{STOPS[later][0]}' and trains on.")
     else:
         cols[0].button("▶ Train", on_click=job.start, type="primary", width="stretch", key="ctl_train",
                        help="Train continuously until you pause.")
@@ -174,28 +180,50 @@ def job_controls(job, on_reset, stops: bool = True, task: str = "classification"
                    help="Train to the end of this pass over the training data.")
     cols[3].button("↺ Reset", on_click=on_reset, width="stretch", key="ctl_reset",
                    help="Fresh random weights (you can undo this).")
-    pacing(job, cols[4], stops, task)
+
+
+def _restore_peak(job) -> None:
+    epoch = job.restore_peak()
+    if epoch is not None:
+        st.session_state[state.RESTORED] = (job.uid, job.step, f"The weights from epoch {epoch:,} are back: every "
+                                            "number and picture now shows that network.")
+
+
+def _later_stop(epoch: int) -> str:
+    """The first epoch limit past `epoch` ("never" past them all)."""
+    return next((k for k, v in STOPS.items() if v[1].get("max_epochs", 0) > epoch), "never")
+
+
+def _train_on(job, stop: str) -> None:
+    st.session_state["stop"] = stop  # the Stop box (and the address) show the new limit
+    job.set_config(**(NO_STOP | STOPS[stop][1]))
+    job.start()
 
 
 def job_status(status: dict, job=None) -> None:
     """One line on what the job is doing: its problem, its place in the queue, how it ended; and,
     above it, a collapse the job noticed, with its best weights one click away."""
+    restored = st.session_state.get(state.RESTORED)
+    restored = restored and job is not None and restored[:2] == (job.uid, job.step)  # until it trains on
+    if restored:
+        st.success(st.session_state[state.RESTORED][2], icon="⏪")
     collapse = status.get("collapse")
     if collapse:
         st.warning(collapse["message"], icon="📉")
         if job is not None:
-            st.button(f"↶ Bring back the weights from epoch {collapse['peak_epoch']:,}", on_click=job.restore_peak,
-                      key="ctl_restore_peak")
+            st.button(f"↶ Bring back the weights from epoch {collapse['peak_epoch']:,}", on_click=_restore_peak,
+                      args=(job,), key="ctl_restore_peak")
     if status["state"] == "failed":
         st.error(status["message"], icon="💥")
     elif status["state"] == "queued":
         st.info(f"The server is busy: your job is number {status['queue_position']} in the queue and starts "
                 "as soon as a slot frees up.", icon="⏳")
-    elif status["state"] == "finished" and status["message"]:
-        st.success(status["message"], icon="🏁")
-    else:  # the last asked-for step is done a moment before the worker calls itself paused
-        state = "paused" if status["state"] == "running" and not status["busy"] else status["state"]
-        st.caption(f"Status: {STATE_TEXT.get(state, state)}.")
+    elif status["state"] == "finished" and status["message"] and not restored:
+        limit = job is not None and job.config.max_epochs is not None and job.epoch >= job.config.max_epochs
+        st.success(status["message"] + (" ▶ Train on raises *Stop* and trains further." if limit else ""), icon="🏁")
+    elif not restored:  # the last asked-for step is done a moment before the worker calls itself paused
+        shown = "paused" if status["state"] == "running" and not status["busy"] else status["state"]
+        st.caption(f"Status: {STATE_TEXT.get(shown, shown)}.")
 
 
 def rerun_when_idle(job, key: str) -> None:

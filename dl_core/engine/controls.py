@@ -33,6 +33,13 @@ class Controls:
         self._live: dict | None = None  # a turn still away: what its worker reported so far (_progress)
 
     # ---- controls (called from the UI thread) ----
+    def carry_on_from(self, epoch: int, step: int) -> None:
+        """A network loaded from a file counts on from where it was saved, not from epoch 0 (an
+        untrained job only)."""
+        with self._cond:
+            if self.step == 0:
+                self.epoch, self.step = max(0, int(epoch)), max(0, int(step))
+
     def start(self) -> None:
         """Train continuously (also resumes after pause, stop, finish or failure)."""
         with self._cond:

@@ -134,4 +134,9 @@ class Stopping:
             self.collapse, self._low_epochs = None, 0
             self.version += 1  # a worker's copy of this job is out of date
             self.message = f"The weights from epoch {self._peak[1]} are back."
-            return self._peak[1]
+            epoch = self._peak[1]
+        # Measured and pictured now: the counters and the maps showed the collapsed network until
+        # one more epoch was trained, so the button seemed to do nothing.
+        self._record_epoch()
+        self.take_snapshot()
+        return epoch
