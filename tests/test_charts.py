@@ -180,3 +180,21 @@ def test_a_trainers_own_metrics_are_drawn_whatever_they_are_called():
                                    "confusion": [[1]], "flag": True} for e in range(3)])
     assert {r["metric"] for r in spec["data"]["values"]} == {"lr", "fake_mean"}
     assert figures.epoch_chart([{"epoch": 0, "fake_mean": 1.0}], "loss", "test")["data"]["values"] == []
+
+
+def test_every_name_the_network_picture_draws_has_its_glyphs():
+    """Pillow's default font has no ²: the Playground's picture named its inputs "x□" and "y□"."""
+    from fontTools.ttLib import TTFont
+    from PIL import ImageFont
+
+    from dl_core.data.data2d import FEATURES
+    from ui import figures
+
+    glyphs = TTFont(figures.FONT).getBestCmap()
+    names = [f.label for f in FEATURES.values()] + ["Input", "Output", "Layer 1", "x·y", "σ", "θ"]
+    missing = {name: [c for c in name if ord(c) not in glyphs] for name in names}
+    assert not any(missing.values()), missing
+    picture = figures.network_image([[(f.label, None) for f in FEATURES.values()], [("out", None)]],
+                                    [np.zeros((1, len(FEATURES)))], headings=["Input", "Output"])
+    assert picture.size == (560, 420)
+    assert ImageFont.truetype(figures.FONT, 20).getbbox("²")[2] > 0  # drawn, not a box of nothing

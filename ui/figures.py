@@ -8,11 +8,18 @@ class 1, then further class colours.
 """
 from __future__ import annotations
 
+from importlib.util import find_spec
+from pathlib import Path
+
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from .charts import layered, lines, num, sized
+
+# DejaVu Sans, which matplotlib's wheel ships (captum needs matplotlib): it has every glyph the
+# pictures draw (x², y², x·y, Greek). Pillow's default font drew x² as "x□".
+FONT = str(Path(find_spec("matplotlib").origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf")
 
 CLASS_RGB = np.array([(245, 147, 34), (8, 119, 189), (46, 160, 67), (148, 103, 189),
                       (214, 39, 40), (140, 86, 75), (227, 119, 194), (127, 127, 127)], float)
@@ -189,7 +196,7 @@ def network_image(columns: list[list[tuple[str, Image.Image | None]]], weights: 
     """The network as a picture: updates in place while training (no hover). Each column has its
     heading on top and each input its name on its left (x, y, x², …), in letters a 24th of the
     picture's width: about 20 px at the size the page shows it, readable on a projector."""
-    font = ImageFont.load_default(size=max(12, width_px // 27))
+    font = ImageFont.truetype(FONT, size=max(12, width_px // 27))
     band = int(font.size * 1.8) if headings else 0  # the headings' strip
     margin = int(max(font.getlength(name) for name, _ in columns[0])) + font.size // 2  # the inputs' names
     pos, tallest, ux, uy, side = _geometry(columns, height - band, width_px - margin)
