@@ -249,10 +249,13 @@ shell.live(live, POLL_S, counters)
 
 st.markdown("#### 4 · How good is it? (the test images it never trained on)")
 with job.lock:
-    report = cnn.test_report(job.model, ds)
+    report, measured_at = cnn.test_report(job.model, ds), job.epoch
 xte, yte = ds.part("test")
 c = st.columns([1, 1.4, 2.6])
-c[0].metric("Test accuracy", f"{report['accuracy']:.1%}")
+c[0].metric(f"Test accuracy (epoch {measured_at:,})", f"{report['accuracy']:.1%}")
+if job.active:  # measured once per page, not live: say so, or it reads as the network now
+    c[0].caption(f"**Out of date while training:** measured at epoch {measured_at:,}; this section updates when "
+                 "training pauses or ends.")
 untrained = job.step == 0
 if untrained:  # a random network's score and "mistakes" teach nothing, and look like a result
     c[0].caption(f"**Untrained:** random weights, so about what guessing scores ({1 / len(ds.classes):.0%}). "

@@ -410,3 +410,17 @@ def test_hiding_the_teacher_box_keeps_it_on_the_teachers_own_page():
     assert any("For teachers" in e.label for e in at.expander)
     student = open_page("playground", hide=["lr", "teacher"])  # the link, opened by a student
     assert not any("For teachers" in e.label for e in student.expander)
+
+
+def test_the_cnn_labs_test_section_says_it_is_out_of_date_while_training():
+    """'Test accuracy 5.9 %' and the per-class bars described the untrained network while the
+    validation accuracy read 97.8 %, with nothing marking them out of date."""
+    at = open_page("cnn")
+    assert not [c for c in at.caption if "Out of date while training" in c.value]
+    at.button(key="ctl_train").click().run()
+    try:
+        assert job(at, "cnn").active
+        assert any(m.label == "Test accuracy (epoch 0)" for m in at.metric)
+        assert [c for c in at.caption if "Out of date while training" in c.value]
+    finally:
+        job(at, "cnn").pause()
