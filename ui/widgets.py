@@ -203,10 +203,10 @@ def _train_on(job, stop: str) -> None:
 def job_status(status: dict, job=None) -> None:
     """One line on what the job is doing: its problem, its place in the queue, how it ended; and,
     above it, a collapse the job noticed, with its best weights one click away."""
-    restored = st.session_state.get(state.RESTORED)
-    restored = restored and job is not None and restored[:2] == (job.uid, job.step)  # until it trains on
+    notice = st.session_state.get(state.RESTORED)
+    restored = notice is not None and job is not None and notice[:2] == (job.uid, job.step)  # until it trains on
     if restored:
-        st.success(st.session_state[state.RESTORED][2], icon="⏪")
+        st.success(notice[2], icon="⏪")
     collapse = status.get("collapse")
     if collapse:
         st.warning(collapse["message"], icon="📉")
